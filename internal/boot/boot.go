@@ -1,0 +1,250 @@
+// Package boot runs inside `moat boot`, the sandbox supervisor. It creates
+// the container init in its new namespaces, answers the CLI's commands over
+// the controller socket, spawns exec'd processes, and exits with the
+// container process's exit status, so that a shim waiting on the pid named by
+// --pid-file sees the real status.
+package boot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/cgroup"
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/hooks"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// Args are `moat boot`'s flags: its donated descriptors and identity.
+type Args struct {
+	ID           string
+	Bundle       string
+	SpecFD       int   // the validated config.json
+	CreateSyncFD int   // socket to the creating CLI
+	ControllerFD int   // listening controller socket
+	StdioFDs     []int // the container's stdin, stdout, stderr
+	ExtraFDs     []int // --preserve-fds and LISTEN_FDS, in order
+	ListenFDs    int   // how many of ExtraFDs came from LISTEN_FDS
+	LogFile      *os.File // boot's log, shared with its helpers (nil: stderr)
+	Config       *config.Config
+}
+
+// commitTimeout bounds the wait for the CLI to record a created container.
+const commitTimeout = 60 * time.Second
+
+// boot is the supervisor's state.
+type boot struct {
+	args   Args
+	log    *slog.Logger
+	spec   *specs.Spec
+	rootfs string
+	cg     *cgroup.Manager // nil without cgroups
+	init   *initProc
+	exe    *os.File // sealed copy of moat, for init and exec helpers
+
+	mu       sync.Mutex
+	started  bool
+	execs    sync.WaitGroup
+	warnings []string
+}
+
+// Main creates the container and supervises it until its process exits. It
+// returns the exit code for `moat boot` (the container's status, or 128+sig).
+func Main(a Args, log *slog.Logger) (int, error) {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return 1, fmt.Errorf("set non-dumpable: %w", err)
+	}
+	createConn, err := ipc.FromFD(a.CreateSyncFD, "create-sync")
+	if err != nil {
+		return 1, err
+	}
+	defer createConn.Close()
+	b := &boot{args: a, log: log}
+	pty, err := b.create()
+	if err != nil {
+		b.abort()
+		_ = createConn.Send(ipc.FailedFrom("boot", err))
+		return 1, err
+	}
+	if err := b.reportCreated(createConn, pty); err != nil {
+		b.abort()
+		return 1, err
+	}
+	return b.supervise(), nil
+}
+
+// create reads the spec, prepares cgroups and starts init.
+func (b *boot) create() (*os.File, error) {
+	f := os.NewFile(uintptr(b.args.SpecFD), "spec")
+	s, err := spec.Decode(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	b.spec = s
+	b.rootfs = s.Root.Path
+	if b.rootfs == "" || b.rootfs[0] != '/' {
+		b.rootfs = b.args.Bundle + "/" + b.rootfs
+	}
+	if err := b.newCgroup(); err != nil {
+		return nil, err
+	}
+	return b.startInit()
+}
+
+func (b *boot) newCgroup() error {
+	m, err := cgroup.New(cgroup.Options{
+		ContainerID: b.args.ID,
+		CgroupsPath: b.spec.Linux.CgroupsPath,
+		Systemd:     b.args.Config.SystemdCgroup,
+		Resources:   b.spec.Linux.Resources,
+		Devices:     b.spec.Linux.Devices,
+	})
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	b.cg = m
+	b.warnings = append(b.warnings, m.Warnings()...)
+	return nil
+}
+
+// reportCreated hands the created container to the CLI and waits until the
+// CLI has recorded it. Without that record nobody could ever stop the
+// container, so a CLI that goes away first gets the container torn down.
+func (b *boot) reportCreated(conn *ipc.Conn, pty *os.File) error {
+	msg := ipc.BootCreated{
+		InitPid: b.init.pid, InitStart: b.init.start,
+		Warnings: b.warnings, HasPty: pty != nil,
+	}
+	if b.cg != nil {
+		raw, err := json.Marshal(b.cg.Saved())
+		if err != nil {
+			return err
+		}
+		msg.Cgroup = raw
+	}
+	var fds []int
+	if pty != nil {
+		fds = append(fds, int(pty.Fd()))
+		defer pty.Close()
+	}
+	conn.SetDeadline(time.Now().Add(commitTimeout))
+	if err := conn.Send(msg, fds...); err != nil {
+		return err
+	}
+	var commit ipc.ClientCreateCommitted
+	if _, err := conn.WaitFor(&commit); err != nil {
+		return fmt.Errorf("the creating moat command went away before recording the container: %w", err)
+	}
+	return nil
+}
+
+// supervise serves the controller until the container process exits, then
+// cleans up and returns its exit code.
+func (b *boot) supervise() int {
+	// Non-blocking before wrapping: accept then goes through the runtime
+	// poller, and closing the listener wakes it.
+	if err := unix.SetNonblock(b.args.ControllerFD, true); err != nil {
+		b.log.Error("controller socket", "error", err)
+	}
+	ln := os.NewFile(uintptr(b.args.ControllerFD), "controller")
+	srv := &controller{b: b, ln: ln}
+	go srv.serve()
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwardedSignals...)
+	var code int
+	for done := false; !done; {
+		select {
+		case s := <-sigs:
+			b.log.Debug("forwarding signal to the container", "signal", s)
+			_ = b.init.signal(s.(unix.Signal))
+		case <-b.init.done:
+			code = b.init.code
+			done = true
+		}
+	}
+	signal.Stop(sigs)
+	srv.close()
+	b.teardown()
+	return code
+}
+
+// forwardedSignals reach the container process when sent to boot, so that
+// boot is transparent to whoever holds its pid.
+var forwardedSignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGALRM, unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
+}
+
+// teardown kills what is left of the container and removes its cgroup.
+func (b *boot) teardown() {
+	if b.cg != nil && !spec.NewNamespace(b.spec, specs.PIDNamespace) {
+		// Without its own pid namespace the container's other processes do
+		// not die with init.
+		_ = b.cg.Signal(unix.SIGKILL)
+	}
+	waitGroupTimeout(&b.execs, 2*time.Second)
+	if b.cg != nil {
+		if err := b.cg.Destroy(); err != nil {
+			b.log.Warn("remove cgroup", "error", err)
+		}
+	}
+	if b.exe != nil {
+		b.exe.Close()
+	}
+}
+
+// abort undoes a failed create: kill init, wait for it, remove the cgroup.
+func (b *boot) abort() {
+	if b.init != nil {
+		b.init.kill()
+		if !b.init.exitedWithin(5 * time.Second) {
+			b.log.Error("container init did not exit after SIGKILL", "pid", b.init.pid)
+		}
+	}
+	if b.cg != nil {
+		if err := b.cg.Destroy(); err != nil {
+			b.log.Warn("remove cgroup", "error", err)
+		}
+	}
+	if b.exe != nil {
+		b.exe.Close()
+	}
+}
+
+// runHooks runs a hook list in boot (the runtime namespace).
+func (b *boot) runHooks(k hooks.Kind, status specs.ContainerState) error {
+	st := hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.spec)
+	return hooks.Run(b.spec, k, st)
+}
+
+func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// recvErr describes a failed receive from init, preferring init's exit
+// status when init died.
+func (b *boot) recvErr(what string, err error) error {
+	if errors.Is(err, ipc.ErrPeerClosed) || errors.Is(err, io.EOF) {
+		if b.init.exitedWithin(2 * time.Second) {
+			return fmt.Errorf("container init exited (status %d) while %s", b.init.code, what)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,181 @@
+package boot
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/hooks"
+	"github.com/moat-sandbox/moat/internal/ipc"
+)
+
+// controller serves the unix socket in the state directory. One request per
+// connection; see the diagram in package ipc.
+type controller struct {
+	b    *boot
+	ln   *os.File
+	once sync.Once
+}
+
+// requestTimeout bounds the wait for a client's request.
+const requestTimeout = 10 * time.Second
+
+func (c *controller) serve() {
+	rc, err := c.ln.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var nfd int
+		var aerr error
+		err := rc.Read(func(fd uintptr) bool {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+			return aerr != unix.EAGAIN
+		})
+		if err != nil {
+			return // closed
+		}
+		if aerr != nil {
+			continue
+		}
+		if !c.peerAllowed(nfd) {
+			unix.Close(nfd)
+			continue
+		}
+		conn, err := ipc.FromFD(nfd, "controller-conn")
+		if err != nil {
+			unix.Close(nfd)
+			continue
+		}
+		go c.handle(conn)
+	}
+}
+
+// peerAllowed admits only our own user and root. The state directory is
+// 0700 already; this holds even if someone loosens it.
+func (c *controller) peerAllowed(fd int) bool {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return false
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid()
+}
+
+func (c *controller) close() {
+	c.once.Do(func() { c.ln.Close() })
+}
+
+func (c *controller) handle(conn *ipc.Conn) {
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	raw, err := conn.Recv()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	var reply ipc.Message
+	switch raw.Type {
+	case ipc.ClientStartRequested{}.Kind():
+		raw.CloseFiles()
+		reply, err = c.b.start()
+	case ipc.ClientSignalRequested{}.Kind():
+		raw.CloseFiles()
+		var req ipc.ClientSignalRequested
+		if err = raw.Decode(&req); err == nil {
+			reply, err = c.b.signal(req)
+		}
+	case ipc.ClientExecRequested{}.Kind():
+		var req ipc.ClientExecRequested
+		if err = raw.Decode(&req); err != nil {
+			raw.CloseFiles()
+			break
+		}
+		// exec owns the connection from here on.
+		c.b.exec(conn, &req, raw.Files)
+		return
+	default:
+		raw.CloseFiles()
+		err = fmt.Errorf("unknown request %q", raw.Type)
+	}
+	if err != nil {
+		reply = ipc.FailedFrom("boot", err)
+	}
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	_ = conn.Send(reply)
+	conn.Close()
+}
+
+// startTimeout bounds start beyond the startContainer hooks' own timeouts.
+const startTimeout = 30 * time.Second
+
+// start releases init to execute the container process, then runs the
+// poststart hooks.
+func (b *boot) start() (ipc.Message, error) {
+	b.mu.Lock()
+	if b.started {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("container already started")
+	}
+	b.started = true
+	b.mu.Unlock()
+	p := b.init
+	if err := p.conn.Send(ipc.BootStartRequested{}); err != nil {
+		return nil, b.recvErr("starting", err)
+	}
+	p.conn.SetDeadline(time.Now().Add(startTimeout + hookBudget(b.spec, hooks.StartContainer)))
+	raw, err := p.conn.Recv()
+	p.conn.Close()
+	if err == nil {
+		raw.CloseFiles()
+		if ferr := raw.AsError(); ferr != nil {
+			return nil, ferr
+		}
+		return nil, fmt.Errorf("protocol error: unexpected %s from init", raw.Type)
+	}
+	if err != ipc.ErrPeerClosed {
+		return nil, fmt.Errorf("starting: %w", err)
+	}
+	// EOF: the socket closed on execve, the container process runs.
+	var warnings []string
+	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.spec)
+	for _, herr := range hooks.RunAll(b.spec, hooks.Poststart, st) {
+		b.log.Warn("poststart hook failed", "error", herr)
+		warnings = append(warnings, herr.Error())
+	}
+	return ipc.BootStarted{Warnings: warnings}, nil
+}
+
+// hookBudget is the sum of the timeouts of a hook list.
+func hookBudget(s *specs.Spec, k hooks.Kind) time.Duration {
+	var d time.Duration
+	for _, h := range hooks.List(s, k) {
+		if h.Timeout != nil {
+			d += time.Duration(*h.Timeout) * time.Second
+		} else {
+			d += hooks.DefaultTimeout
+		}
+	}
+	return d
+}
+
+// signal sends a signal to init, or with All to every container process.
+func (b *boot) signal(req ipc.ClientSignalRequested) (ipc.Message, error) {
+	sig := unix.Signal(req.Signal)
+	if req.All && b.cg != nil {
+		if err := b.cg.Signal(sig); err != nil {
+			return nil, err
+		}
+		return ipc.BootSignalled{}, nil
+	}
+	if err := b.init.signal(sig); err != nil {
+		if err == unix.ESRCH {
+			return nil, fmt.Errorf("container process has exited")
+		}
+		return nil, fmt.Errorf("signal %d: %w", req.Signal, err)
+	}
+	return ipc.BootSignalled{}, nil
+}

@@ -1,0 +1,244 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// execNamespaces are the namespaces an exec'd process joins through its
+// helper; pid and time namespaces are joined by boot before the fork.
+var execNamespaces = []specs.LinuxNamespaceType{
+	specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace,
+	specs.CgroupNamespace, specs.MountNamespace,
+}
+
+var nsProcName = map[specs.LinuxNamespaceType]string{
+	specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
+	specs.CgroupNamespace: "cgroup", specs.MountNamespace: "mnt", specs.PIDNamespace: "pid",
+	specs.TimeNamespace: "time",
+}
+
+// execSetupTimeout bounds the helper's setup until the process runs.
+const execSetupTimeout = 60 * time.Second
+
+// exec runs a process in the container for a client and reports its exit on
+// the same connection. It owns conn and files.
+func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.File) {
+	cmd, master, err := b.startExec(req, files)
+	if err != nil {
+		_ = conn.Send(ipc.FailedFrom("boot", err))
+		conn.Close()
+		return
+	}
+	b.execs.Add(1)
+	started := ipc.BootExecStarted{Pid: cmd.Process.Pid, HasPty: master != nil}
+	var fds []int
+	if master != nil {
+		fds = append(fds, int(master.Fd()))
+	}
+	sendErr := conn.Send(started, fds...)
+	if master != nil {
+		master.Close()
+	}
+	done := make(chan struct{})
+	if sendErr == nil {
+		go b.relayExecSignals(conn, cmd, done)
+	}
+	err = cmd.Wait()
+	close(done)
+	code := 255
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		code = procutil.ExitCode(ws)
+	} else if err != nil {
+		b.log.Warn("exec wait", "error", err)
+	}
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	_ = conn.Send(ipc.BootExecExited{ExitCode: code})
+	conn.Close()
+	b.execs.Done()
+}
+
+// relayExecSignals forwards the client's signal requests to the exec'd
+// process until it exits or the client goes away.
+func (b *boot) relayExecSignals(conn *ipc.Conn, cmd *exec.Cmd, done chan struct{}) {
+	for {
+		raw, err := conn.Recv()
+		if err != nil {
+			return
+		}
+		raw.CloseFiles()
+		var req ipc.ClientSignalRequested
+		if raw.Decode(&req) != nil {
+			continue
+		}
+		select {
+		case <-done:
+			return
+		default:
+			_ = cmd.Process.Signal(syscall.Signal(req.Signal))
+		}
+	}
+}
+
+// startExec spawns the exec helper in the container and walks it to execve.
+func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.Cmd, *os.File, error) {
+	p := req.Process
+	if p == nil {
+		closeFiles(files)
+		return nil, nil, errors.New("exec request without a process")
+	}
+	if err := spec.ValidateProcess(p, "process"); err != nil {
+		closeFiles(files)
+		return nil, nil, err
+	}
+	var stdio [3]*os.File
+	extra := files
+	if !p.Terminal {
+		if len(files) < 3+req.PreserveFDs {
+			closeFiles(files)
+			return nil, nil, fmt.Errorf("exec request carried %d descriptors, want %d", len(files), 3+req.PreserveFDs)
+		}
+		copy(stdio[:], files[:3])
+		extra = files[3:]
+	}
+	select {
+	case <-b.init.done:
+		closeFiles(files)
+		return nil, nil, errors.New("container is not running")
+	default:
+	}
+	helperEnd, bootEnd, err := ipc.SocketPair("exec-sync")
+	if err != nil {
+		closeFiles(files)
+		return nil, nil, err
+	}
+	var d procutil.Donations
+	d.Donate("init-sync-fd", helperEnd)
+	cmd := b.helperCmd(stdio, extra, &d, "init", "--exec")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	startErr := b.spawnInContainerPidNS(cmd)
+	helperEnd.Close()
+	closeFiles(files)
+	if startErr != nil {
+		bootEnd.Close()
+		return nil, nil, fmt.Errorf("start exec helper: %w", startErr)
+	}
+	conn := ipc.NewConn(bootEnd)
+	defer conn.Close()
+	master, err := b.configureExec(conn, cmd, req)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, err
+	}
+	return cmd, master, nil
+}
+
+// spawnInContainerPidNS forks cmd into the container's pid (and time)
+// namespace from a throwaway thread: setns of those namespaces only affects
+// children, and taints the thread, which exits with its goroutine.
+func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
+		for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.TimeNamespace} {
+			if f := b.init.ns[t]; f != nil {
+				if err := unix.Setns(int(f.Fd()), 0); err != nil {
+					res <- fmt.Errorf("join container %s namespace: %w", t, err)
+					return
+				}
+			}
+		}
+		res <- cmd.Start()
+	}()
+	return <-res
+}
+
+// configureExec sends the helper its process and namespaces, places it in
+// the container's cgroup and waits until it executed.
+func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecRequested) (*os.File, error) {
+	conn.SetDeadline(time.Now().Add(execSetupTimeout))
+	cfg := ipc.BootExecConfig{
+		Process: req.Process, Spec: b.spec, PreserveFDs: req.PreserveFDs,
+		Debug: b.args.Config.Debug,
+	}
+	var fds []int
+	for _, t := range execNamespaces {
+		if f := b.init.ns[t]; f != nil {
+			cfg.Namespaces = append(cfg.Namespaces, t)
+			fds = append(fds, int(f.Fd()))
+		}
+	}
+	if err := conn.Send(cfg, fds...); err != nil {
+		return nil, fmt.Errorf("configure exec helper: %w", err)
+	}
+	var joined ipc.InitExecJoined
+	if _, err := conn.WaitFor(&joined); err != nil {
+		return nil, err
+	}
+	if b.cg != nil {
+		if err := b.cg.AddPid(cmd.Process.Pid); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	if err := conn.Send(ipc.BootExecReleased{}); err != nil {
+		return nil, err
+	}
+	var master *os.File
+	if req.Process.Terminal {
+		var ptyMsg ipc.InitPtyCreated
+		files, err := conn.WaitFor(&ptyMsg)
+		if err != nil {
+			return nil, err
+		}
+		if len(files) != 1 {
+			closeFiles(files)
+			return nil, errors.New("protocol error: pty message without one descriptor")
+		}
+		master = files[0]
+	}
+	raw, err := conn.Recv()
+	if err == ipc.ErrPeerClosed {
+		return master, nil // executed
+	}
+	if master != nil {
+		master.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw.CloseFiles()
+	if ferr := raw.AsError(); ferr != nil {
+		return nil, ferr
+	}
+	return nil, fmt.Errorf("protocol error: unexpected %s from exec helper", raw.Type)
+}
+
+// openInitNamespaces keeps handles on init's namespaces for exec.
+// Precondition: init is alive and is boot's unreaped child (no pid reuse).
+func (p *initProc) openInitNamespaces() error {
+	p.ns = map[specs.LinuxNamespaceType]*os.File{}
+	for t, name := range nsProcName {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", p.pid, name))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && t == specs.TimeNamespace {
+				continue // kernel without time namespaces
+			}
+			return fmt.Errorf("open init's %s namespace: %w", name, err)
+		}
+		p.ns[t] = f
+	}
+	return nil
+}

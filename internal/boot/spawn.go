@@ -1,0 +1,303 @@
+package boot
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/hooks"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// initProc is the container init as boot sees it.
+type initProc struct {
+	cmd   *exec.Cmd
+	pid   int
+	start uint64
+	pidfd int           // pins the process for setns and signals
+	conn  *ipc.Conn     // boot's end of --init-sync-fd
+	done  chan struct{} // closed when init has been reaped
+	code  int           // exit code, valid after done
+	// ns holds init's namespaces, opened once created, for exec.
+	ns map[specs.LinuxNamespaceType]*os.File
+}
+
+func (p *initProc) signal(sig unix.Signal) error {
+	return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+}
+
+func (p *initProc) kill() { _ = p.signal(unix.SIGKILL) }
+
+// exitedWithin waits for init's end up to d and reports whether it ended.
+func (p *initProc) exitedWithin(d time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// cloneFlags are the namespaces init is born into. The cgroup namespace is
+// not among them: init unshares it after boot moved it into its cgroup. The
+// user namespace is boot's own (rootless), never a new one for init.
+func cloneFlags(s *specs.Spec) uintptr {
+	var f uintptr
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Path != "" {
+			continue
+		}
+		switch ns.Type {
+		case specs.PIDNamespace:
+			f |= unix.CLONE_NEWPID
+		case specs.NetworkNamespace:
+			f |= unix.CLONE_NEWNET
+		case specs.MountNamespace:
+			f |= unix.CLONE_NEWNS
+		case specs.IPCNamespace:
+			f |= unix.CLONE_NEWIPC
+		case specs.UTSNamespace:
+			f |= unix.CLONE_NEWUTS
+		case specs.TimeNamespace:
+			f |= unix.CLONE_NEWTIME
+		}
+	}
+	return f
+}
+
+// joinedNamespaces opens the namespaces the spec joins by path. Pid and time
+// namespaces apply to children only, so boot joins those on the spawning
+// thread; init joins the rest itself.
+func joinedNamespaces(s *specs.Spec) (forkNS, initNS []*os.File, initTypes []specs.LinuxNamespaceType, err error) {
+	closeAll := func() {
+		for _, f := range append(forkNS, initNS...) {
+			f.Close()
+		}
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		f, oerr := os.Open(ns.Path)
+		if oerr != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("namespace %s: %w", ns.Type, oerr)
+		}
+		if ns.Type == specs.PIDNamespace || ns.Type == specs.TimeNamespace {
+			forkNS = append(forkNS, f)
+		} else {
+			initNS = append(initNS, f)
+			initTypes = append(initTypes, ns.Type)
+		}
+	}
+	return forkNS, initNS, initTypes, nil
+}
+
+// helperCmd builds the command line of an init helper run from the sealed
+// executable. extra are the descriptors the container process will see at
+// 3.. (they must be the first ExtraFiles); the donations follow them.
+func (b *boot) helperCmd(stdio [3]*os.File, extra []*os.File, d *procutil.Donations, helperArgs ...string) *exec.Cmd {
+	cmd := &exec.Cmd{
+		Args:       append([]string{"moat"}, b.args.Config.ToFlags()...),
+		Env:        []string{},
+		Stdin:      stdio[0],
+		Stdout:     stdio[1],
+		Stderr:     stdio[2],
+		ExtraFiles: append([]*os.File{}, extra...),
+	}
+	cmd.Args = append(cmd.Args, helperArgs...)
+	d.Donate("exe-fd", b.exe)
+	if b.args.LogFile != nil {
+		d.Donate("log-fd", b.args.LogFile)
+	}
+	fds := d.Transfer(cmd)
+	// The helper executes the sealed copy through its own fd table: the
+	// host's moat binary is never executed inside the container.
+	cmd.Path = "/proc/self/fd/" + strconv.Itoa(fds["exe-fd"][0])
+	return cmd
+}
+
+// startInit spawns the container init, puts it in the container's cgroup,
+// sends its configuration and waits until the container is created. It
+// returns the pty master when process.terminal is set.
+func (b *boot) startInit() (*os.File, error) {
+	exe, err := procutil.SealedExe()
+	if err != nil {
+		return nil, err
+	}
+	b.exe = exe
+	forkNS, initNS, initTypes, err := joinedNamespaces(b.spec)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range append(forkNS, initNS...) {
+			f.Close()
+		}
+	}()
+	initEnd, bootEnd, err := ipc.SocketPair("init-sync")
+	if err != nil {
+		return nil, err
+	}
+	stdio, extra := b.containerFiles()
+	var d procutil.Donations
+	d.Donate("init-sync-fd", initEnd)
+	cmd := b.helperCmd(stdio, extra, &d, "init")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: cloneFlags(b.spec),
+		Setsid:     true,
+		Pdeathsig:  syscall.SIGKILL, // boot dies => the container dies
+	}
+	d.Log(b.log, "init")
+	startErr := spawnOnKeeperThread(cmd, forkNS)
+	initEnd.Close()
+	closeFiles(extra)
+	closeFiles(stdio[:])
+	if startErr != nil {
+		bootEnd.Close()
+		return nil, fmt.Errorf("start container init: %w", startErr)
+	}
+	if err := b.trackInit(cmd, bootEnd); err != nil {
+		return nil, err
+	}
+	return b.configureInit(initTypes, initNS)
+}
+
+// containerFiles opens the container's stdio and extra descriptors from the
+// donated fds.
+func (b *boot) containerFiles() ([3]*os.File, []*os.File) {
+	var stdio [3]*os.File
+	for i := range stdio {
+		if i < len(b.args.StdioFDs) && b.args.StdioFDs[i] >= 0 {
+			stdio[i] = os.NewFile(uintptr(b.args.StdioFDs[i]), "stdio")
+		}
+	}
+	var extra []*os.File
+	for _, fd := range b.args.ExtraFDs {
+		extra = append(extra, os.NewFile(uintptr(fd), "preserved"))
+	}
+	return stdio, extra
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// spawnOnKeeperThread starts cmd from a dedicated OS thread that then stays
+// parked for boot's whole life. The kernel sends PDEATHSIG when the *thread*
+// that forked a child exits (golang/go#27505), so init must be forked by a
+// thread that never exits; that thread is also where boot joins pid and time
+// namespaces given by path, which only affect children.
+func spawnOnKeeperThread(cmd *exec.Cmd, forkNS []*os.File) error {
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread is the keeper
+		for _, f := range forkNS {
+			if err := unix.Setns(int(f.Fd()), 0); err != nil {
+				res <- fmt.Errorf("join namespace %s: %w", f.Name(), err)
+				select {}
+			}
+		}
+		res <- cmd.Start()
+		select {}
+	}()
+	return <-res
+}
+
+// trackInit records init's identity and starts reaping it.
+func (b *boot) trackInit(cmd *exec.Cmd, conn *os.File) error {
+	p := &initProc{cmd: cmd, pid: cmd.Process.Pid, conn: ipc.NewConn(conn), done: make(chan struct{})}
+	b.init = p
+	pidfd, err := unix.PidfdOpen(p.pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		close(p.done)
+		return fmt.Errorf("pidfd_open init: %w", err)
+	}
+	p.pidfd = pidfd
+	p.start, _ = procutil.StartTime(p.pid)
+	go func() {
+		err := cmd.Wait()
+		code := 0
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+			code = procutil.ExitCode(ws)
+		} else if err != nil {
+			code = 255
+		}
+		p.code = code
+		close(p.done)
+	}()
+	return nil
+}
+
+// configureInit walks init through creation (see the diagram in ipc).
+func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File) (*os.File, error) {
+	p := b.init
+	if b.cg != nil {
+		if err := b.cg.Apply(p.pid); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	cfg := ipc.BootInitConfig{
+		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.rootfs, Spec: b.spec,
+		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,
+		Debug: b.args.Config.Debug,
+	}
+	if b.cg != nil {
+		cfg.CgroupPaths = b.cg.Saved().Paths
+	}
+	var fds []int
+	for _, f := range nsFiles {
+		fds = append(fds, int(f.Fd()))
+	}
+	if err := p.conn.Send(cfg, fds...); err != nil {
+		return nil, b.recvErr("configuring init", err)
+	}
+	var hreq ipc.InitHooksRequested
+	if _, err := p.conn.WaitFor(&hreq); err != nil {
+		return nil, b.recvErr("building the container", err)
+	}
+	for _, k := range []hooks.Kind{hooks.Prestart, hooks.CreateRuntime} {
+		if err := b.runHooks(k, specs.StateCreating); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.conn.Send(ipc.BootHooksDone{}); err != nil {
+		return nil, b.recvErr("building the container", err)
+	}
+	var created ipc.InitCreated
+	files, err := p.conn.WaitFor(&created)
+	if err != nil {
+		return nil, b.recvErr("building the container", err)
+	}
+	if err := p.openInitNamespaces(); err != nil {
+		closeFiles(files)
+		return nil, err
+	}
+	if created.HasPty {
+		if len(files) != 1 {
+			closeFiles(files)
+			return nil, fmt.Errorf("protocol error: InitCreated carried %d descriptors", len(files))
+		}
+		return files[0], nil
+	}
+	closeFiles(files)
+	return nil, nil
+}
+
+// newPidNS reports whether the container has a pid namespace of its own.
+func (b *boot) newPidNS() bool { return spec.NewNamespace(b.spec, specs.PIDNamespace) }

@@ -1,0 +1,278 @@
+// Package cli is moat's command line: the global flags, the command table
+// (user commands and the internal process roles), errors and exit codes. It
+// is the only package that exits the process.
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/cli/cmd"
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/container"
+	mlog "github.com/moat-sandbox/moat/internal/log"
+	"github.com/moat-sandbox/moat/internal/state"
+)
+
+// Version and Commit are set at build time with -ldflags -X.
+var (
+	Version = "0.1.0-dev"
+	Commit  = "unknown"
+)
+
+// userCommands are what `moat --help` lists.
+func userCommands() []*cmd.Command {
+	return []*cmd.Command{
+		cmd.Create(), cmd.Start(), cmd.Run(), cmd.State(), cmd.List(), cmd.Kill(),
+		cmd.Delete(), cmd.Exec(), cmd.Ps(), cmd.Pause(), cmd.Resume(), cmd.Update(),
+		cmd.Events(), cmd.Features(), cmd.Spec(),
+	}
+}
+
+// internalCommands are moat's own process roles, started only by moat.
+func internalCommands() []*cmd.Command {
+	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.ExecProxy()}
+}
+
+// Main runs moat and exits.
+func Main(args []string) {
+	os.Exit(run(args, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 1 && isInternal(args) {
+		// The init helper changes namespaces and credentials per thread and
+		// executes the container process from this thread.
+		runtime.LockOSThread()
+	}
+	cfg := config.Default()
+	global := flag.NewFlagSet("moat", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	cfg.Register(global)
+	var version, help bool
+	global.BoolVar(&version, "version", false, "print the version")
+	global.BoolVar(&version, "v", false, "print the version")
+	global.BoolVar(&help, "help", false, "show help")
+	global.BoolVar(&help, "h", false, "show help")
+	if err := global.Parse(args[1:]); err != nil {
+		return fail(stderr, nil, "moat", flagError(err, "moat"))
+	}
+	switch {
+	case version:
+		fmt.Fprintf(stdout, "moat version %s\ncommit: %s\nspec: %s\n", Version, Commit, specs.Version)
+		return 0
+	case help || global.NArg() == 0:
+		printUsage(stdout, global)
+		return boolToCode(!help)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(stderr, nil, "moat", err)
+	}
+	c := lookup(global.Arg(0))
+	if c == nil {
+		return fail(stderr, nil, "moat", fmt.Errorf("unknown command %q (see moat --help)", global.Arg(0)))
+	}
+	return runCommand(c, &cfg, global.Args()[1:], stdout, stderr)
+}
+
+func isInternal(args []string) bool {
+	for _, a := range args[1:] {
+		if !strings.HasPrefix(a, "-") {
+			return a == "init"
+		}
+	}
+	return false
+}
+
+func lookup(name string) *cmd.Command {
+	for _, c := range append(userCommands(), internalCommands()...) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func runCommand(c *cmd.Command, cfg *config.Config, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var help bool
+	fs.BoolVar(&help, "help", false, "show help")
+	fs.BoolVar(&help, "h", false, "show help")
+	if c.Flags != nil {
+		c.Flags(fs)
+	}
+	logger, logFile, err := openLog(cfg, c.Name)
+	if err != nil {
+		return fail(stderr, nil, c.Name, err)
+	}
+	if internal(c.Name) {
+		// An internal role's stderr may be the container's: its errors
+		// travel to its parent as data, never as text on stderr.
+		stderr = io.Discard
+	}
+	if logFile != nil {
+		defer logFile.Close()
+	}
+	if err := fs.Parse(args); err != nil {
+		return fail(stderr, logger, c.Name, flagError(err, "moat "+c.Name))
+	}
+	if help {
+		printCommandUsage(stdout, c, fs)
+		return 0
+	}
+	if n := fs.NArg(); n < c.MinArgs || (c.MaxArgs >= 0 && n > c.MaxArgs) {
+		return fail(stderr, logger, c.Name, fmt.Errorf("%w: expects %s, got %d argument(s) (see moat %s --help)",
+			cmd.ErrUsage, argsSynopsis(c), n, c.Name))
+	}
+	env := &cmd.Env{Config: cfg, Log: logger, Stdout: stdout, Stderr: stderr}
+	env.Runtime = func() (*container.Runtime, error) { return newRuntime(cfg, logger, logFile, stderr) }
+	code, err := c.Run(env, fs.Args())
+	if err != nil {
+		if logFile == nil {
+			logger = nil // the logger writes to stderr: say it once
+		}
+		return fail(stderr, logger, c.Name, err)
+	}
+	return code
+}
+
+func internal(name string) bool {
+	for _, c := range internalCommands() {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func argsSynopsis(c *cmd.Command) string {
+	if c.Args == "" {
+		return "no arguments"
+	}
+	return c.Args
+}
+
+// openLog opens --log (appending) and builds the CLI's logger: to the file
+// if given, else to stderr (warnings and errors only unless --debug).
+func openLog(cfg *config.Config, role string) (*slog.Logger, *os.File, error) {
+	if internal(role) {
+		// Internal roles get their log descriptor from their parent.
+		return mlog.Discard(), nil, nil
+	}
+	if cfg.Log == "" {
+		l, err := mlog.New(os.Stderr, cfg.LogFormat, cfg.Debug, "")
+		return l, nil, err
+	}
+	f, err := os.OpenFile(cfg.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--log %s: %w", cfg.Log, err)
+	}
+	l, err := mlog.New(f, cfg.LogFormat, cfg.Debug, "")
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return l, f, nil
+}
+
+func newRuntime(cfg *config.Config, l *slog.Logger, logFile *os.File, stderr io.Writer) (*container.Runtime, error) {
+	root := cfg.Root
+	if root == "" {
+		root = config.DefaultRoot(rootless(cfg))
+	}
+	st, err := state.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	warn := func(msg string) {
+		if logFile != nil {
+			l.Warn(msg)
+		}
+		fmt.Fprintf(stderr, "moat: warning: %s\n", msg)
+	}
+	return &container.Runtime{Config: cfg, Store: st, Log: l, LogFile: logFile, Warn: warn}, nil
+}
+
+// rootless decides rootless mode for the state root's default.
+func rootless(cfg *config.Config) bool {
+	switch cfg.Rootless {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return os.Geteuid() != 0
+}
+
+// fail reports err on stderr and, with --log, as an error line in the log
+// (where containerd's shim and conmon look for it), and returns exit code 1.
+func fail(stderr io.Writer, l *slog.Logger, name string, err error) int {
+	if l != nil {
+		l.Error(err.Error())
+	}
+	fmt.Fprintf(stderr, "moat %s: %v\n", name, err)
+	return 1
+}
+
+// flagError rewrites the flag package's messages into moat's.
+func flagError(err error, where string) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		if hint, dead := config.Graveyard(name); dead {
+			return fmt.Errorf("%w: flag --%s was removed: %s", cmd.ErrUsage, name, hint)
+		}
+		return fmt.Errorf("%w: unknown flag --%s (see %s --help)", cmd.ErrUsage, name, where)
+	}
+	return fmt.Errorf("%w: %s (see %s --help)", cmd.ErrUsage, msg, where)
+}
+
+func boolToCode(failed bool) int {
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func printUsage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprintf(w, "moat: a rootless-first OCI container runtime with a sandboxed file server\n\n")
+	fmt.Fprintf(w, "Usage: moat [global flags] COMMAND [flags] [arguments]\n\nCommands:\n")
+	for _, c := range userCommands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Short)
+	}
+	fmt.Fprintf(w, "\nGlobal flags:\n")
+	printFlags(w, global)
+	fmt.Fprintf(w, "\nRun 'moat COMMAND --help' for a command's flags.\n")
+}
+
+func printCommandUsage(w io.Writer, c *cmd.Command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: moat %s [flags] %s\n\n%s\n", c.Name, c.Args, c.Short)
+	fmt.Fprintf(w, "\nFlags:\n")
+	printFlags(w, fs)
+}
+
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	var lines []string
+	fs.VisitAll(func(f *flag.Flag) {
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		lines = append(lines, fmt.Sprintf("  %s%-18s %s%s", dash, f.Name, f.Usage, def))
+	})
+	sort.Strings(lines)
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}

@@ -1,0 +1,105 @@
+package cmd
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/moat-sandbox/moat/internal/boot"
+	"github.com/moat-sandbox/moat/internal/container"
+	"github.com/moat-sandbox/moat/internal/initproc"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/log"
+	"github.com/moat-sandbox/moat/internal/procutil"
+)
+
+// Internal commands are moat's own process roles; users never run them.
+
+// Boot is `moat boot`, the sandbox supervisor.
+func Boot() *Command {
+	var a boot.Args
+	var stdio, extra string
+	logFD := -1
+	return &Command{
+		Name: "boot", Short: "(internal) sandbox supervisor", MinArgs: 0, MaxArgs: 0,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&a.ID, "id", "", "container id")
+			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
+			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the validated config.json")
+			fs.IntVar(&a.CreateSyncFD, "create-sync-fd", -1, "socket to the creating CLI (BootCreated, ClientCreateCommitted)")
+			fs.IntVar(&a.ControllerFD, "controller-fd", -1, "listening controller socket")
+			fs.IntVar(&logFD, "log-fd", -1, "log destination")
+			fs.StringVar(&stdio, "stdio-fds", "", "the container's stdin,stdout,stderr")
+			fs.StringVar(&extra, "extra-fds", "", "descriptors the container gets at 3.. (preserved, then LISTEN_FDS)")
+			fs.IntVar(&a.ListenFDs, "listen-fds", 0, "how many of --extra-fds are socket-activation fds")
+		},
+		Run: func(env *Env, args []string) (int, error) {
+			var err error
+			if a.StdioFDs, err = procutil.ParseFDList(stdio); err != nil {
+				return 1, fmt.Errorf("--stdio-fds: %w", err)
+			}
+			if a.ExtraFDs, err = procutil.ParseFDList(extra); err != nil {
+				return 1, fmt.Errorf("--extra-fds: %w", err)
+			}
+			if a.ID == "" || a.Bundle == "" || a.SpecFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
+				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --create-sync-fd and --controller-fd")
+			}
+			a.Config = env.Config
+			var w io.Writer = env.Stderr
+			if logFD >= 0 {
+				a.LogFile = os.NewFile(uintptr(logFD), "log")
+				w = a.LogFile
+			}
+			l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "boot")
+			if err != nil {
+				return 1, err
+			}
+			return boot.Main(a, l)
+		},
+	}
+}
+
+// Init is `moat init`, the container init and exec helper.
+func Init() *Command {
+	var a initproc.Args
+	logFD, exeFD := -1, -1
+	return &Command{
+		Name: "init", Short: "(internal) container init helper", MinArgs: 0, MaxArgs: 0,
+		Flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&a.InitSyncFD, "init-sync-fd", -1, "socket to boot")
+			fs.IntVar(&logFD, "log-fd", -1, "log destination")
+			fs.IntVar(&exeFD, "exe-fd", -1, "the sealed executable this helper runs from (closed at once)")
+			fs.BoolVar(&a.Exec, "exec", false, "join a running container for exec instead of creating one")
+		},
+		Run: func(env *Env, args []string) (int, error) {
+			closeFD(exeFD)
+			if a.InitSyncFD < 0 {
+				return 1, usageErr("init is internal: it needs --init-sync-fd")
+			}
+			l, err := log.FromFD(logFD, env.Config.LogFormat, env.Config.Debug, "init")
+			if err != nil {
+				return 1, err
+			}
+			return ok(initproc.Main(a, l))
+		},
+	}
+}
+
+// ExecProxy is `moat exec-proxy`, left behind by `exec --detach`.
+func ExecProxy() *Command {
+	connFD := -1
+	return &Command{
+		Name: "exec-proxy", Short: "(internal) waits for a detached exec'd process", MinArgs: 0, MaxArgs: 0,
+		Flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&connFD, "exec-conn-fd", -1, "controller connection of the exec")
+		},
+		Run: func(env *Env, args []string) (int, error) {
+			conn, err := ipc.FromFD(connFD, "exec-conn")
+			if err != nil {
+				return 1, err
+			}
+			return container.WaitExec(conn, nil), nil
+		},
+	}
+}

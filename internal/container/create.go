@@ -1,0 +1,227 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/sandbox"
+	"github.com/moat-sandbox/moat/internal/seccomp"
+	"github.com/moat-sandbox/moat/internal/spec"
+	"github.com/moat-sandbox/moat/internal/state"
+)
+
+// CreateOptions are `moat create`'s arguments.
+type CreateOptions struct {
+	ID            string
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	PreserveFDs   int
+	Stdio         [3]*os.File
+	// AttachTty: `run -t` without --console-socket keeps the pty master
+	// for the CLI instead of sending it to a socket.
+	AttachTty bool
+}
+
+// Created is a container in state created.
+type Created struct {
+	State   *state.State
+	Sandbox *sandbox.Sandbox
+	// Pty is the terminal master when AttachTty.
+	Pty *os.File
+}
+
+// Create creates a container: boot and init run, the root is built, the
+// process waits for start.
+// Postcondition on error: no state, processes, mounts or cgroups remain.
+func (r *Runtime) Create(o CreateOptions) (*Created, error) {
+	b, err := spec.Load(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range b.Warnings {
+		r.Warn(w)
+	}
+	if err := checkTerminal(b, o); err != nil {
+		return nil, err
+	}
+	if b.Spec.Linux.Seccomp != nil {
+		if _, err := seccomp.Compile(b.Spec.Linux.Seccomp); err != nil {
+			return nil, fmt.Errorf("%w: linux.seccomp: %v", spec.ErrInvalid, err)
+		}
+	}
+	var console *os.File
+	if o.ConsoleSocket != "" {
+		if console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return nil, err
+		}
+		defer console.Close()
+	}
+	st, lk, err := r.Store.Create(o.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	c, err := r.createLocked(st, b, o)
+	if err != nil {
+		st.Remove()
+		return nil, err
+	}
+	if c.Sandbox.Pty != nil {
+		if console != nil {
+			err = sendConsole(console, c.Sandbox.Pty)
+			c.Sandbox.Pty.Close()
+			if err != nil {
+				r.destroyCreated(c)
+				return nil, err
+			}
+		} else {
+			c.Pty = c.Sandbox.Pty
+		}
+	}
+	return c, nil
+}
+
+func checkTerminal(b *spec.Bundle, o CreateOptions) error {
+	tty := b.Spec.Process.Terminal
+	switch {
+	case tty && o.ConsoleSocket == "" && !o.AttachTty:
+		return fmt.Errorf("process.terminal is set: pass --console-socket (or use run without --detach)")
+	case !tty && o.ConsoleSocket != "":
+		return fmt.Errorf("--console-socket given but process.terminal is false")
+	}
+	return nil
+}
+
+func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions) (*Created, error) {
+	logFile, err := r.bootLog(st)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	extra, listen := extraFiles(o.PreserveFDs)
+	sb, err := sandbox.Start(sandbox.Options{
+		ID: st.ID, Bundle: b, StateDir: st.Dir(), Config: r.Config, LogFile: logFile,
+		Stdio: o.Stdio, Extra: extra, ListenFDs: listen,
+	}, r.Log)
+	if err != nil {
+		return nil, err
+	}
+	c := &Created{State: st, Sandbox: sb}
+	for _, w := range sb.Created.Warnings {
+		r.Warn(w)
+	}
+	st.Bundle, st.Rootfs, st.Spec = b.Dir, b.Rootfs, b.Spec
+	st.Created = time.Now().UTC()
+	st.BootPid = sb.Cmd.Process.Pid
+	st.BootStart, _ = procutil.StartTime(st.BootPid)
+	st.InitPid, st.InitStart = sb.Created.InitPid, sb.Created.InitStart
+	st.Cgroup = sb.Created.Cgroup
+	if err := st.Save(); err == nil {
+		err = writePidFile(o.PidFile, st.BootPid)
+	}
+	if err == nil {
+		err = sb.Commit()
+	}
+	if err != nil {
+		sb.Abort()
+		return nil, err
+	}
+	return c, nil
+}
+
+// destroyCreated undoes a create after the commit.
+func (r *Runtime) destroyCreated(c *Created) {
+	_ = r.Kill(c.State.ID, unix.SIGKILL, false)
+	procutil.WaitGone(c.State.BootPid, c.State.BootStart, 10*time.Second)
+	c.State.Remove()
+}
+
+// bootLog opens where boot logs: the --log file, or boot.log in the state
+// directory.
+func (r *Runtime) bootLog(st *state.State) (*os.File, error) {
+	if r.LogFile != nil {
+		fd, err := unix.Dup(int(r.LogFile.Fd()))
+		if err != nil {
+			return nil, err
+		}
+		unix.CloseOnExec(fd)
+		return os.NewFile(uintptr(fd), "log"), nil
+	}
+	return os.OpenFile(filepath.Join(st.Dir(), state.BootLogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+}
+
+// extraFiles collects the descriptors the container gets at 3..: the
+// --preserve-fds ones, then systemd socket activation's (LISTEN_FDS).
+func extraFiles(preserve int) ([]*os.File, int) {
+	var out []*os.File
+	for i := 0; i < preserve; i++ {
+		out = append(out, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	listen := 0
+	if n, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && n > 0 {
+		if os.Getenv("LISTEN_PID") == "" || os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+			for i := 0; i < n; i++ {
+				fd := 3 + preserve + i
+				out = append(out, os.NewFile(uintptr(fd), "listen-"+strconv.Itoa(fd)))
+			}
+			listen = n
+		}
+	}
+	return out, listen
+}
+
+// writePidFile records boot's pid atomically (a shim reads it right away).
+func writePidFile(path string, pid int) error {
+	if path == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".moat-tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// dialConsole connects to the --console-socket.
+func dialConsole(path string) (*os.File, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("console socket %s: %w", path, err)
+	}
+	defer c.Close()
+	f, err := c.(*net.UnixConn).File()
+	if err != nil {
+		return nil, fmt.Errorf("console socket %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// sendConsole sends the pty master over the console socket the way runc
+// does: the name as data, the fd as SCM_RIGHTS.
+func sendConsole(sock, master *os.File) error {
+	name := []byte("/dev/ptmx")
+	err := unix.Sendmsg(int(sock.Fd()), name, unix.UnixRights(int(master.Fd())), nil, 0)
+	if err != nil {
+		return fmt.Errorf("send terminal to console socket: %w", err)
+	}
+	return nil
+}
+
+var errNoProcess = errors.New("container has no process")

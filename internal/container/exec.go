@@ -1,0 +1,293 @@
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/sandbox"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// ExecOptions are `moat exec`'s arguments.
+type ExecOptions struct {
+	ID            string
+	ProcessFile   string   // --process: a process.json; else built from the fields below
+	Args          []string // the command
+	Tty           bool
+	Cwd           string
+	Env           []string
+	User          string // uid[:gid]
+	AddCaps       []string
+	NoNewPrivs    bool
+	ConsoleSocket string
+	Detach        bool
+	PidFile       string
+	PreserveFDs   int
+	Stdio         [3]*os.File
+}
+
+// execSetupTimeout bounds boot's answer to an exec request.
+const execSetupTimeout = 90 * time.Second
+
+// Exec runs a process in a running container. Unless detached it waits for
+// the process and returns its exit code; detached, a proxy process named in
+// --pid-file waits instead and exits with the process's status.
+func (r *Runtime) Exec(o ExecOptions) (int, error) {
+	s, err := r.Store.Load(o.ID)
+	if err != nil {
+		return 1, err
+	}
+	if st := Status(s); st != specs.StateRunning && st != specs.StateCreated {
+		return 1, wrongState(o.ID, "exec in", st)
+	}
+	p, err := execProcess(s.Spec, o)
+	if err != nil {
+		return 1, err
+	}
+	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
+		return 1, fmt.Errorf("exec --tty --detach needs --console-socket")
+	}
+	conn, started, master, err := requestExec(s.ControllerPath(), p, o)
+	if err != nil {
+		return 1, err
+	}
+	if master != nil && o.ConsoleSocket != "" {
+		err = sendConsoleTo(o.ConsoleSocket, master)
+		master.Close()
+		master = nil
+		if err != nil {
+			conn.Send(ipc.ClientSignalRequested{Signal: int(unix.SIGKILL)})
+			conn.Close()
+			return 1, err
+		}
+	}
+	if o.Detach {
+		return 0, r.startExecProxy(conn, o.PidFile)
+	}
+	if err := writePidFile(o.PidFile, started.Pid); err != nil {
+		conn.Close()
+		return 1, err
+	}
+	var tty *attachedTty
+	if master != nil {
+		if tty, err = attachTty(master); err != nil {
+			conn.Close()
+			return 1, err
+		}
+		defer tty.restore()
+	}
+	code := WaitExec(conn, tty)
+	if tty != nil {
+		tty.drain()
+	}
+	return code, nil
+}
+
+// requestExec asks boot to run p and returns the open connection on which
+// boot will report the exit.
+func requestExec(ctl string, p *specs.Process, o ExecOptions) (*ipc.Conn, *ipc.BootExecStarted, *os.File, error) {
+	conn, err := sandbox.Dial(ctl)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var fds []int
+	if !p.Terminal {
+		for _, f := range o.Stdio {
+			if f == nil {
+				f, _ = os.Open(os.DevNull)
+				defer f.Close()
+			}
+			fds = append(fds, int(f.Fd()))
+		}
+	}
+	for i := 0; i < o.PreserveFDs; i++ {
+		fds = append(fds, 3+i)
+	}
+	conn.SetDeadline(time.Now().Add(execSetupTimeout))
+	if err := conn.Send(ipc.ClientExecRequested{Process: p, PreserveFDs: o.PreserveFDs}, fds...); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	var started ipc.BootExecStarted
+	files, err := conn.WaitFor(&started)
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	var master *os.File
+	if started.HasPty && len(files) == 1 {
+		master = files[0]
+	} else {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	return conn, &started, master, nil
+}
+
+// WaitExec forwards the caller's signals to the exec'd process and returns
+// its exit code. Used by `moat exec` and by the detached exec proxy.
+func WaitExec(conn *ipc.Conn, tty *attachedTty) int {
+	defer conn.Close()
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	type result struct {
+		code int
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		var exited ipc.BootExecExited
+		_, err := conn.WaitFor(&exited)
+		res <- result{exited.ExitCode, err}
+	}()
+	for {
+		select {
+		case r := <-res:
+			if r.err != nil {
+				return 255
+			}
+			return r.code
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			switch sig {
+			case unix.SIGCHLD, unix.SIGPIPE, unix.SIGURG:
+				continue
+			case unix.SIGWINCH:
+				if tty != nil {
+					tty.resize()
+				}
+				continue
+			}
+			_ = conn.Send(ipc.ClientSignalRequested{Signal: int(sig)})
+		}
+	}
+}
+
+// startExecProxy leaves a `moat exec-proxy` behind that holds the exec
+// connection, forwards signals and exits with the process's status; its pid
+// goes to --pid-file so that shim-style waiters work.
+func (r *Runtime) startExecProxy(conn *ipc.Conn, pidFile string) error {
+	defer conn.Close()
+	var d procutil.Donations
+	d.Donate("exec-conn-fd", conn.File())
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append([]string{"moat"}, r.Config.ToFlags()...)}
+	cmd.Args = append(cmd.Args, "exec-proxy")
+	d.Transfer(cmd)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start exec proxy: %w", err)
+	}
+	if err := writePidFile(pidFile, cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// execProcess builds the process to exec: --process as given, or the
+// container's process with the command-line overrides.
+func execProcess(s *specs.Spec, o ExecOptions) (*specs.Process, error) {
+	if o.ProcessFile != "" {
+		return loadProcessFile(o.ProcessFile)
+	}
+	if len(o.Args) == 0 {
+		return nil, fmt.Errorf("exec: no command given")
+	}
+	if s == nil || s.Process == nil {
+		return nil, fmt.Errorf("exec: the container has no process configuration")
+	}
+	base := *s.Process
+	p := &base
+	p.Args = o.Args
+	p.Terminal = o.Tty
+	p.ConsoleSize = nil
+	p.Env = append(append([]string{}, base.Env...), o.Env...)
+	if o.Cwd != "" {
+		p.Cwd = o.Cwd
+	}
+	if o.NoNewPrivs {
+		p.NoNewPrivileges = true
+	}
+	if o.User != "" {
+		if err := parseUser(o.User, &p.User); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.AddCaps) > 0 {
+		p.Capabilities = addCaps(base.Capabilities, o.AddCaps)
+	}
+	return p, spec.ValidateProcess(p, "process")
+}
+
+func loadProcessFile(path string) (*specs.Process, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--process: %w", err)
+	}
+	var p specs.Process
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("%w: --process %s: %v", spec.ErrInvalid, path, err)
+	}
+	return &p, spec.ValidateProcess(&p, "process")
+}
+
+func parseUser(s string, u *specs.User) error {
+	uidS, gidS, hasGid := strings.Cut(s, ":")
+	uid, err := strconv.ParseUint(uidS, 10, 32)
+	if err != nil {
+		return fmt.Errorf("--user %q: want UID[:GID] as numbers", s)
+	}
+	u.UID = uint32(uid)
+	if hasGid {
+		gid, err := strconv.ParseUint(gidS, 10, 32)
+		if err != nil {
+			return fmt.Errorf("--user %q: want UID[:GID] as numbers", s)
+		}
+		u.GID = uint32(gid)
+	}
+	u.AdditionalGids = nil
+	return nil
+}
+
+// addCaps adds capabilities to every set but ambient (runc exec --cap).
+func addCaps(c *specs.LinuxCapabilities, add []string) *specs.LinuxCapabilities {
+	out := &specs.LinuxCapabilities{}
+	if c != nil {
+		*out = *c
+	}
+	for _, n := range add {
+		if !strings.HasPrefix(n, "CAP_") {
+			n = "CAP_" + strings.ToUpper(n)
+		}
+		out.Bounding = append(append([]string{}, out.Bounding...), n)
+		out.Effective = append(append([]string{}, out.Effective...), n)
+		out.Permitted = append(append([]string{}, out.Permitted...), n)
+		out.Inheritable = append(append([]string{}, out.Inheritable...), n)
+	}
+	return out
+}
+
+// sendConsoleTo connects to a console socket and sends it the pty master.
+func sendConsoleTo(path string, master *os.File) error {
+	sock, err := dialConsole(path)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	return sendConsole(sock, master)
+}

@@ -1,0 +1,209 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/hooks"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/sandbox"
+	"github.com/moat-sandbox/moat/internal/state"
+)
+
+// startTimeout bounds `start` (startContainer and poststart hooks included).
+const startTimeout = 10 * time.Minute
+
+// Start runs the process of a created container.
+func (r *Runtime) Start(id string) error {
+	s, lk, err := r.Store.LoadLocked(id)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	if st := Status(s); st != specs.StateCreated {
+		return wrongState(id, "start", st)
+	}
+	var started ipc.BootStarted
+	if err := sandbox.Request(s.ControllerPath(), ipc.ClientStartRequested{}, &started, startTimeout); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	for _, w := range started.Warnings {
+		r.Warn(w)
+	}
+	s.Started = true
+	return s.Save()
+}
+
+// Kill sends sig to the container process (or, with all, to every process
+// in the container). It works in state created too: a shim kills a
+// container whose start failed.
+func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+	s, err := r.Store.Load(id)
+	if err != nil {
+		return err
+	}
+	st := Status(s)
+	if st == specs.StateStopped || st == specs.StateCreating {
+		return fmt.Errorf("%w: %s", state.ErrNotRunning, id)
+	}
+	req := ipc.ClientSignalRequested{Signal: int(sig), All: all}
+	var ok ipc.BootSignalled
+	err = sandbox.Request(s.ControllerPath(), req, &ok, 10*time.Second)
+	if err == nil {
+		return nil
+	}
+	// Boot unreachable but init alive: signal init directly.
+	if procutil.Alive(s.InitPid, s.InitStart) {
+		if kerr := unix.Kill(s.InitPid, sig); kerr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("kill %s: %w", id, err)
+}
+
+// stopTimeout bounds how long delete waits for a killed container.
+const stopTimeout = 10 * time.Second
+
+// Delete removes a container. A stopped or created container goes without
+// --force; a running or paused one needs it. Deleting a container that does
+// not exist is an error unless force is set.
+func (r *Runtime) Delete(id string, force bool) error {
+	s, lk, err := r.Store.LoadLocked(id)
+	if err != nil {
+		if force && errors.Is(err, state.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer lk.Unlock()
+	st := Status(s)
+	switch st {
+	case specs.StateRunning, "paused":
+		if !force {
+			return fmt.Errorf("%w: cannot delete container %s: it is %s (stop it first, or use --force)", state.ErrRunning, id, st)
+		}
+	case specs.StateCreating:
+		if !force {
+			return fmt.Errorf("%w: cannot delete container %s: it is being created", state.ErrRunning, id)
+		}
+	}
+	r.stop(s, st)
+	if st != specs.StateCreating || s.Spec != nil {
+		state := hooks.State(s.ID, s.Bundle, 0, specs.StateStopped, s.Spec)
+		for _, herr := range hooks.RunAll(s.Spec, hooks.Poststop, state) {
+			r.Warn(herr.Error())
+		}
+	}
+	return s.Remove()
+}
+
+// stop kills whatever still runs of a container and removes its cgroup.
+func (r *Runtime) stop(s *state.State, st specs.ContainerState) {
+	cg, _ := loadCgroup(s)
+	if st == "paused" && cg != nil {
+		_ = cg.Resume()
+	}
+	if st != specs.StateStopped && procutil.Alive(s.InitPid, s.InitStart) {
+		_ = unix.Kill(s.InitPid, unix.SIGKILL)
+	}
+	if s.BootPid != 0 && !procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout) {
+		r.Log.Warn("moat boot did not exit, killing it", "pid", s.BootPid)
+		_ = unix.Kill(s.BootPid, unix.SIGKILL)
+		procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout)
+	}
+	if cg != nil {
+		_ = cg.Signal(unix.SIGKILL)
+		if err := cg.Destroy(); err != nil {
+			r.Warn(fmt.Sprintf("remove cgroup of %s: %v", s.ID, err))
+		}
+	}
+}
+
+// RunOptions are `moat run`'s arguments.
+type RunOptions struct {
+	CreateOptions
+	Detach bool
+	Keep   bool
+}
+
+// Run creates and starts a container; unless detached it waits for the
+// container process, forwarding signals, and returns its exit code.
+func (r *Runtime) Run(o RunOptions) (int, error) {
+	o.AttachTty = !o.Detach && o.ConsoleSocket == ""
+	c, err := r.Create(o.CreateOptions)
+	if err != nil {
+		return 1, err
+	}
+	var tty *attachedTty
+	if c.Pty != nil {
+		if tty, err = attachTty(c.Pty); err != nil {
+			r.Delete(o.ID, true)
+			return 1, err
+		}
+		defer tty.restore()
+	}
+	sigs := make(chan os.Signal, 32)
+	if !o.Detach {
+		signal.Notify(sigs)
+		defer signal.Stop(sigs)
+	}
+	if err := r.Start(o.ID); err != nil {
+		if !o.Keep {
+			r.Delete(o.ID, true)
+		}
+		return 1, err
+	}
+	if o.Detach {
+		return 0, nil
+	}
+	pidfd, err := unix.PidfdOpen(c.State.InitPid, 0)
+	if err != nil {
+		pidfd = -1 // already gone: nothing left to forward to
+	} else {
+		defer unix.Close(pidfd)
+	}
+	code := r.waitForwarding(c, pidfd, sigs, tty)
+	if tty != nil {
+		tty.drain()
+	}
+	if !o.Keep {
+		if err := r.Delete(o.ID, true); err != nil {
+			return code, err
+		}
+	}
+	return code, nil
+}
+
+// waitForwarding waits for boot to exit, forwarding the signals the CLI
+// gets to the container process.
+func (r *Runtime) waitForwarding(c *Created, pidfd int, sigs chan os.Signal, tty *attachedTty) int {
+	done := make(chan int, 1)
+	go func() { done <- c.Sandbox.Wait() }()
+	for {
+		select {
+		case code := <-done:
+			return code
+		case s := <-sigs:
+			sig := s.(unix.Signal)
+			switch sig {
+			case unix.SIGCHLD, unix.SIGPIPE, unix.SIGURG:
+				continue
+			case unix.SIGWINCH:
+				if tty != nil {
+					tty.resize()
+				}
+				continue
+			}
+			if pidfd >= 0 {
+				_ = unix.PidfdSendSignal(pidfd, sig, nil, 0)
+			}
+		}
+	}
+}

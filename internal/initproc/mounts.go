@@ -1,0 +1,232 @@
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// fdPath names an open descriptor through /proc, which mount(2) and friends
+// follow to the exact inode the descriptor holds.
+// Precondition: the host's /proc is still mounted (before pivot_root).
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// rootfs is the container's future root while init builds it.
+type rootfs struct {
+	path   string   // host path of the root filesystem (a mount point after prepare)
+	handle *os.File // O_PATH handle on it; every lookup inside starts here
+	userNS bool
+}
+
+// openRoot opens the root filesystem after it became a mount point.
+func openRoot(path string, userNS bool) (*rootfs, error) {
+	h, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", path, err)
+	}
+	return &rootfs{path: path, handle: h, userNS: userNS}, nil
+}
+
+func (r *rootfs) close() { r.handle.Close() }
+
+// lookup opens dest inside the root, following symlinks as the container
+// would see them and never leaving the root. It returns an O_PATH handle.
+func (r *rootfs) lookup(dest string) (*os.File, error) {
+	return pathrs.OpenatInRoot(r.handle, dest)
+}
+
+// ensureDir returns a handle on directory dest inside the root, creating it
+// and its parents (mode 0755) if needed.
+func (r *rootfs) ensureDir(dest string) (*os.File, error) {
+	h, err := pathrs.MkdirAllHandle(r.handle, dest, 0o755)
+	if err != nil {
+		return nil, fmt.Errorf("mount destination %s: %w", dest, err)
+	}
+	return h, nil
+}
+
+// ensureFile returns a handle on non-directory dest inside the root, creating
+// an empty regular file (and its parents) if nothing is there.
+func (r *rootfs) ensureFile(dest string) (*os.File, error) {
+	if h, err := r.lookup(dest); err == nil {
+		return h, nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("mount destination %s: %w", dest, err)
+	}
+	parent, err := r.ensureDir(filepath.Dir(filepath.Clean(dest)))
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	dir, err := pathrs.Reopen(parent, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, fmt.Errorf("mount destination %s: %w", dest, err)
+	}
+	defer dir.Close()
+	base := filepath.Base(dest)
+	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
+	if err == nil {
+		unix.Close(fd)
+	} else if err != unix.EEXIST {
+		return nil, fmt.Errorf("create mount destination %s: %w", dest, err)
+	}
+	return r.lookup(dest)
+}
+
+// isDir reports whether a handle refers to a directory.
+func isDir(f *os.File) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false, err
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
+// mountSpec performs one spec mount inside the root.
+func (r *rootfs) mountSpec(m specs.Mount, bundle string, cg *cgroupView) error {
+	mo, err := spec.ParseMountOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	switch {
+	case spec.IsBind(m):
+		err = r.mountBind(m, mo, bundle)
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		err = r.mountCgroup(m, mo, cg)
+	default:
+		err = r.mountFS(m, mo)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
+	}
+	return nil
+}
+
+// mountFS mounts a new filesystem instance (proc, tmpfs, devpts, ...).
+func (r *rootfs) mountFS(m specs.Mount, mo *spec.MountOptions) error {
+	dest, err := r.ensureDir(m.Destination)
+	if err != nil {
+		return err
+	}
+	defer dest.Close()
+	flags := mo.Flags &^ (unix.MS_BIND | unix.MS_REC)
+	err = unix.Mount(m.Source, fdPath(dest), m.Type, flags, mo.DataString())
+	if err == unix.EPERM && m.Type == "sysfs" && r.userNS {
+		// A user namespace that does not own the network namespace may not
+		// mount sysfs: fall back to the host's, read-only (as RootlessKit).
+		err = unix.Mount("/sys", fdPath(dest), "", unix.MS_BIND|unix.MS_REC, "")
+		if err == nil {
+			return r.remountBind(m.Destination, unix.MS_RDONLY|mo.Flags, true)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return r.afterMount(m.Destination, mo)
+}
+
+// mountBind bind-mounts a host path into the root.
+func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions, bundle string) error {
+	srcPath := m.Source
+	if !filepath.IsAbs(srcPath) {
+		srcPath = filepath.Join(bundle, srcPath)
+	}
+	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	defer src.Close()
+	srcIsDir, err := isDir(src)
+	if err != nil {
+		return err
+	}
+	var dest *os.File
+	if srcIsDir {
+		dest, err = r.ensureDir(m.Destination)
+	} else {
+		dest, err = r.ensureFile(m.Destination)
+	}
+	if err != nil {
+		return err
+	}
+	defer dest.Close()
+	if destIsDir, err := isDir(dest); err != nil {
+		return err
+	} else if destIsDir != srcIsDir {
+		return fmt.Errorf("source is %s but destination is %s", kind(srcIsDir), kind(destIsDir))
+	}
+	bindFlags := uintptr(unix.MS_BIND) | mo.Flags&unix.MS_REC
+	if err := unix.Mount(fdPath(src), fdPath(dest), "", bindFlags, ""); err != nil {
+		return err
+	}
+	// Flags other than bind/rec need a remount of the new mount.
+	if extra := mo.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); extra != 0 {
+		if err := r.remountBind(m.Destination, extra, false); err != nil {
+			return err
+		}
+	}
+	return r.afterMount(m.Destination, mo)
+}
+
+func kind(dir bool) string {
+	if dir {
+		return "a directory"
+	}
+	return "not a directory"
+}
+
+// remountBind applies flags to the bind mount now at dest. In a user
+// namespace the flags the kernel locked on the source mount (nosuid, nodev,
+// noexec, ro, atime) must be kept or the remount fails with EPERM; keepLocked
+// adds them always.
+func (r *rootfs) remountBind(dest string, flags uintptr, keepLocked bool) error {
+	h, err := r.lookup(dest)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if r.userNS || keepLocked {
+		var sfs unix.Statfs_t
+		if err := unix.Fstatfs(int(h.Fd()), &sfs); err == nil {
+			flags |= uintptr(sfs.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY |
+				unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+		}
+	}
+	flags &^= unix.MS_REC
+	return unix.Mount("", fdPath(h), "", unix.MS_REMOUNT|unix.MS_BIND|flags, "")
+}
+
+// afterMount applies propagation changes and recursive attributes.
+func (r *rootfs) afterMount(dest string, mo *spec.MountOptions) error {
+	if len(mo.Propagation) == 0 && mo.RecAttrSet == 0 && mo.RecAttrClr == 0 {
+		return nil
+	}
+	h, err := r.lookup(dest)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, p := range mo.Propagation {
+		if err := unix.Mount("", fdPath(h), "", p, ""); err != nil {
+			return fmt.Errorf("set propagation: %w", err)
+		}
+	}
+	if mo.RecAttrSet != 0 || mo.RecAttrClr != 0 {
+		attr := &unix.MountAttr{Attr_set: mo.RecAttrSet, Attr_clr: mo.RecAttrClr}
+		if mo.RecAttrSet&(unix.MOUNT_ATTR_NOATIME|unix.MOUNT_ATTR_STRICTATIME|unix.MOUNT_ATTR_RELATIME) != 0 {
+			attr.Attr_clr |= unix.MOUNT_ATTR__ATIME
+		}
+		if err := unix.MountSetattr(int(h.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("set recursive mount attributes: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,333 @@
+package ipc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Message is anything that crosses a process boundary. Its Kind names the
+// sender and the event, e.g. "BootCreated" is sent by boot once the container
+// is created.
+type Message interface{ Kind() string }
+
+// Failed carries an error from one process to another as data, never as a
+// lost log line (STYLE.md 3.6). Role names the sender ("boot", "init", ...);
+// Sentinel, when set, names an error the receiver can test with errors.Is.
+type Failed struct {
+	Role     string `json:"role"`
+	Error    string `json:"error"`
+	Sentinel string `json:"sentinel,omitempty"`
+}
+
+// Kind implements Message: "BootFailed", "InitFailed", ...
+func (f Failed) Kind() string { return roleTitle(f.Role) + "Failed" }
+
+func roleTitle(r string) string {
+	if r == "" {
+		return "Peer"
+	}
+	return strings.ToUpper(r[:1]) + r[1:]
+}
+
+// RemoteError is a Failed message turned back into a Go error.
+type RemoteError struct {
+	Role     string
+	Msg      string
+	Sentinel error
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Unwrap lets errors.Is match the sentinel the sender named.
+func (e *RemoteError) Unwrap() error { return e.Sentinel }
+
+// sentinels is filled by RegisterSentinel so that errors named by a peer can
+// be matched on this side.
+var sentinels = map[string]error{}
+
+// RegisterSentinel makes a sentinel error transportable by name.
+// Precondition: called during package initialisation of the owner of err.
+func RegisterSentinel(name string, err error) { sentinels[name] = err }
+
+// SentinelName returns the registered name of the first sentinel err wraps.
+func SentinelName(err error) string {
+	for name, s := range sentinels {
+		if errors.Is(err, s) {
+			return name
+		}
+	}
+	return ""
+}
+
+// FailedFrom builds the Failed message for err sent by role.
+func FailedFrom(role string, err error) Failed {
+	return Failed{Role: role, Error: err.Error(), Sentinel: SentinelName(err)}
+}
+
+// AsError converts a received *Failed message into an error; other messages
+// return nil.
+func (r *Raw) AsError() error {
+	if !strings.HasSuffix(r.Type, "Failed") {
+		return nil
+	}
+	var f Failed
+	if err := json.Unmarshal(r.Body, &f); err != nil {
+		return fmt.Errorf("%s (undecodable: %v)", r.Type, err)
+	}
+	return &RemoteError{Role: f.Role, Msg: f.Error, Sentinel: sentinels[f.Sentinel]}
+}
+
+// Decode unmarshals the body into m after checking the type matches.
+func (r *Raw) Decode(m Message) error {
+	if r.Type != m.Kind() {
+		return fmt.Errorf("expected %s, got %s", m.Kind(), r.Type)
+	}
+	if len(r.Body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Body, m); err != nil {
+		return fmt.Errorf("decode %s: %w", r.Type, err)
+	}
+	return nil
+}
+
+// WaitFor receives the next message and decodes it into want. A Failed
+// message becomes the returned error; any other type is rejected as a
+// protocol violation. On success the caller owns the received files.
+func (c *Conn) WaitFor(want Message) ([]*os.File, error) {
+	raw, err := c.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("waiting for %s: %w", want.Kind(), err)
+	}
+	if ferr := raw.AsError(); ferr != nil {
+		raw.CloseFiles()
+		return nil, ferr
+	}
+	if err := raw.Decode(want); err != nil {
+		raw.CloseFiles()
+		return nil, fmt.Errorf("protocol error: %w", err)
+	}
+	return raw.Files, nil
+}
+
+// ---------------------------------------------------------------------------
+// create: CLI <-> boot, over the socketpair donated as --create-sync-fd.
+//
+//	CLI                               boot                           init
+//	 |-- spawn boot ------------------->|                              |
+//	 |                                  |-- spawn init (new ns) ------>|
+//	 |                                  |-- BootInitConfig ----------->|
+//	 |                                  |<- InitHooksRequested --------| mounts done
+//	 |                                  | prestart, createRuntime hooks |
+//	 |                                  |-- BootHooksDone ------------>| createContainer hooks,
+//	 |                                  |<- InitCreated [pty master] --| pivot_root; waits for start
+//	 |<- BootCreated [pty master] ------|                              |
+//	 | write state.json, pid file       |                              |
+//	 |-- ClientCreateCommitted -------->| serves the controller socket |
+//	 | exit (create) / start (run)      |                              |
+//
+// If the CLI's end closes before ClientCreateCommitted, boot kills the
+// container and exits: nothing runs that no state file names.
+
+// BootCreated is boot's answer once the container is in state created.
+// A pty master comes with it when process.terminal is set.
+type BootCreated struct {
+	InitPid   int    `json:"initPid"`
+	InitStart uint64 `json:"initStart"`
+	// Cgroup is the cgroup manager's saved state (internal/cgroup.Saved), or
+	// null when the container has no cgroup (rootless without delegation).
+	Cgroup json.RawMessage `json:"cgroup,omitempty"`
+	// Warnings were met during create; the CLI prints each once.
+	Warnings []string `json:"warnings,omitempty"`
+	HasPty   bool     `json:"hasPty,omitempty"`
+}
+
+// Kind implements Message.
+func (BootCreated) Kind() string { return "BootCreated" }
+
+// ClientCreateCommitted tells boot the CLI recorded the container.
+type ClientCreateCommitted struct{}
+
+// Kind implements Message.
+func (ClientCreateCommitted) Kind() string { return "ClientCreateCommitted" }
+
+// ---------------------------------------------------------------------------
+// boot <-> init, over the socketpair donated to init as --init-sync-fd.
+
+// BootInitConfig is everything init needs to build the container.
+type BootInitConfig struct {
+	ID     string      `json:"id"`
+	Bundle string      `json:"bundle"`
+	Rootfs string      `json:"rootfs"` // absolute host path of the root filesystem
+	Spec   *specs.Spec `json:"spec"`
+	// CgroupPaths are the container's cgroup directories by controller
+	// ("" = unified), for the cgroup mount when there is no cgroup namespace.
+	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
+	// JoinNamespaces lists the namespace types init joins by fd; the fds
+	// follow the config message in the same order.
+	JoinNamespaces []specs.LinuxNamespaceType `json:"joinNamespaces,omitempty"`
+	// PreserveFDs is how many descriptors above stdio init passes to the
+	// container process (--preserve-fds plus LISTEN_FDS).
+	PreserveFDs int  `json:"preserveFDs"`
+	ListenFDs   int  `json:"listenFDs,omitempty"`
+	UserNS      bool `json:"userNS,omitempty"` // running inside a user namespace: bind devices, keep locked flags
+	Debug       bool `json:"debug,omitempty"`
+}
+
+// Kind implements Message.
+func (BootInitConfig) Kind() string { return "BootInitConfig" }
+
+// InitHooksRequested: init's namespaces and mounts are in place, before
+// pivot_root; boot runs the prestart and createRuntime hooks now.
+type InitHooksRequested struct{}
+
+// Kind implements Message.
+func (InitHooksRequested) Kind() string { return "InitHooksRequested" }
+
+// BootHooksDone answers InitHooksRequested.
+type BootHooksDone struct{}
+
+// Kind implements Message.
+func (BootHooksDone) Kind() string { return "BootHooksDone" }
+
+// InitCreated: init is pivoted into the container and waits for start.
+type InitCreated struct {
+	HasPty bool `json:"hasPty,omitempty"`
+}
+
+// Kind implements Message.
+func (InitCreated) Kind() string { return "InitCreated" }
+
+// BootStartRequested releases init to run the container process. After it,
+// init sends nothing on success: EOF on the socket (close-on-exec) means the
+// process was executed; InitFailed means it was not.
+type BootStartRequested struct{}
+
+// Kind implements Message.
+func (BootStartRequested) Kind() string { return "BootStartRequested" }
+
+// ---------------------------------------------------------------------------
+// exec: boot <-> the exec helper (`moat init --exec`).
+//
+//	boot                                   helper (in the container's pid ns)
+//	 |-- spawn helper (pid ns joined) ------>|
+//	 |-- BootExecConfig + namespace fds ---->| setns each, chdir, wait
+//	 |<- InitExecJoined ---------------------|
+//	 | put helper in the container cgroup    |
+//	 |-- BootExecReleased ------------------>| pty, creds, seccomp, exec
+//	 |<- InitPtyCreated + master (if tty) ---|
+//	 |<- EOF (executed) / InitFailed --------|
+
+// BootExecConfig tells the exec helper what to run and which namespaces to
+// join; the namespace fds follow in Namespaces order.
+type BootExecConfig struct {
+	Process    *specs.Process             `json:"process"`
+	Spec       *specs.Spec                `json:"spec"` // the container's spec: seccomp, masked paths, defaults
+	Namespaces []specs.LinuxNamespaceType `json:"namespaces"`
+	// PreserveFDs descriptors follow stdio at 3.. in the helper already.
+	PreserveFDs int  `json:"preserveFDs"`
+	UserNS      bool `json:"userNS,omitempty"`
+	Debug       bool `json:"debug,omitempty"`
+}
+
+// Kind implements Message.
+func (BootExecConfig) Kind() string { return "BootExecConfig" }
+
+// InitExecJoined: the helper joined the namespaces and waits for release.
+type InitExecJoined struct{}
+
+// Kind implements Message.
+func (InitExecJoined) Kind() string { return "InitExecJoined" }
+
+// BootExecReleased lets the helper finish and exec.
+type BootExecReleased struct{}
+
+// Kind implements Message.
+func (BootExecReleased) Kind() string { return "BootExecReleased" }
+
+// InitPtyCreated carries the pty master of a terminal process.
+type InitPtyCreated struct{}
+
+// Kind implements Message.
+func (InitPtyCreated) Kind() string { return "InitPtyCreated" }
+
+// ---------------------------------------------------------------------------
+// The controller: clients (CLI commands, exec proxies) <-> boot, over the
+// unix socket in the state directory. One request per connection.
+//
+//	client                              boot
+//	 |-- ClientStartRequested ------------>| release init, poststart hooks
+//	 |<- BootStarted / BootFailed ---------|
+//
+//	 |-- ClientSignalRequested ----------->| kill(2) init, or every process
+//	 |<- BootSignalled / BootFailed -------|
+//
+//	 |-- ClientExecRequested + stdio ----->| spawn the exec helper
+//	 |<- BootExecStarted [pty master] -----|
+//	 |-- ClientSignalRequested (any time) ->| signal the exec'd process
+//	 |<- BootExecExited -------------------| its exit status; connection ends
+
+// ClientStartRequested asks boot to start the container process.
+type ClientStartRequested struct{}
+
+// Kind implements Message.
+func (ClientStartRequested) Kind() string { return "ClientStartRequested" }
+
+// BootStarted: the container process was executed and poststart hooks ran.
+type BootStarted struct {
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Kind implements Message.
+func (BootStarted) Kind() string { return "BootStarted" }
+
+// ClientSignalRequested asks boot to send Signal to the container init (or,
+// with All, to every container process; on an exec connection, to the
+// exec'd process).
+type ClientSignalRequested struct {
+	Signal int  `json:"signal"`
+	All    bool `json:"all,omitempty"`
+}
+
+// Kind implements Message.
+func (ClientSignalRequested) Kind() string { return "ClientSignalRequested" }
+
+// BootSignalled answers ClientSignalRequested.
+type BootSignalled struct{}
+
+// Kind implements Message.
+func (BootSignalled) Kind() string { return "BootSignalled" }
+
+// ClientExecRequested asks boot to run Process in the container. Its fds are
+// stdin, stdout, stderr, then PreserveFDs more (unless Terminal, in which case
+// stdio is not sent: the pty master comes back instead).
+type ClientExecRequested struct {
+	Process     *specs.Process `json:"process"`
+	PreserveFDs int            `json:"preserveFDs"`
+}
+
+// Kind implements Message.
+func (ClientExecRequested) Kind() string { return "ClientExecRequested" }
+
+// BootExecStarted: the process runs; Pid is its host pid.
+type BootExecStarted struct {
+	Pid    int  `json:"pid"`
+	HasPty bool `json:"hasPty,omitempty"`
+}
+
+// Kind implements Message.
+func (BootExecStarted) Kind() string { return "BootExecStarted" }
+
+// BootExecExited reports the exec'd process's end: ExitCode is its status,
+// or 128+signal if a signal killed it.
+type BootExecExited struct {
+	ExitCode int `json:"exitCode"`
+}
+
+// Kind implements Message.
+func (BootExecExited) Kind() string { return "BootExecExited" }

@@ -1,0 +1,115 @@
+package procutil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StartTime returns a process's start time in clock ticks since boot
+// (/proc/<pid>/stat field 22); with the pid it identifies a process across
+// pid reuse.
+func StartTime(pid int) (uint64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	f, _, err := statFields(data)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// statFields splits /proc/<pid>/stat after the command name (which may hold
+// spaces and parentheses): f[0] is field 3 (state).
+func statFields(data []byte) ([]string, string, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 > len(data) {
+		return nil, "", errors.New("malformed")
+	}
+	f := strings.Fields(string(data[i+2:]))
+	if len(f) < 20 {
+		return nil, "", errors.New("malformed")
+	}
+	return f, f[0], nil
+}
+
+// Alive reports whether pid is still the process that started at start and
+// has not exited (a zombie counts as gone).
+func Alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f, state, err := statFields(data)
+	if err != nil || state == "Z" || state == "X" {
+		return false
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return err == nil && (start == 0 || st == start)
+}
+
+// WaitGone waits until pid is gone or the timeout passes.
+func WaitGone(pid int, start uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for d := time.Millisecond; ; d = min(d*2, 50*time.Millisecond) {
+		if !Alive(pid, start) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(d)
+	}
+}
+
+// ExitCode turns a wait status into the code a shell would show: the exit
+// status, or 128+signal.
+func ExitCode(ws syscall.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return 255
+}
+
+// SealedExe returns a sealed memfd holding a copy of the running executable.
+// The container init and exec helpers run from it, so a process in the
+// container can never reach (and overwrite) the host's moat binary through
+// /proc/<pid>/exe (CVE-2019-5736).
+func SealedExe() (*os.File, error) {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("open own executable: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	mf := os.NewFile(uintptr(fd), "moat-sealed-exe")
+	if _, err := io.Copy(mf, src); err != nil {
+		mf.Close()
+		return nil, fmt.Errorf("copy executable to memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		mf.Close()
+		return nil, fmt.Errorf("seal executable memfd: %w", err)
+	}
+	return mf, nil
+}

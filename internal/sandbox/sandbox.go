@@ -1,0 +1,208 @@
+// Package sandbox is the CLI's handle on `moat boot`: it spawns boot with
+// its donated descriptors, waits for the created container, and talks to
+// boot's controller socket afterwards.
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// Options describe the sandbox to start.
+type Options struct {
+	ID       string
+	Bundle   *spec.Bundle
+	StateDir string
+	Config   *config.Config
+	// LogFile receives boot's log lines (the --log file, or one in the
+	// state directory).
+	LogFile *os.File
+	// Stdio are the container's stdin, stdout and stderr.
+	Stdio [3]*os.File
+	// Extra are passed to the container at fd 3.. (--preserve-fds, then
+	// LISTEN_FDS).
+	Extra     []*os.File
+	ListenFDs int
+}
+
+// Sandbox is a started boot process.
+type Sandbox struct {
+	Cmd     *exec.Cmd
+	Created ipc.BootCreated
+	// Pty is the container's terminal master (process.terminal).
+	Pty *os.File
+
+	create *ipc.Conn
+}
+
+// CreateTimeout bounds `create` from boot's start to the created container.
+const CreateTimeout = 5 * time.Minute
+
+// Start spawns boot and waits until the container is created, or boot
+// reports why it is not. On failure boot has exited and cleaned up.
+func Start(o Options, log *slog.Logger) (*Sandbox, error) {
+	ln, err := Listen(filepath.Join(o.StateDir, "ctl.sock"))
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	specFile, err := specMemfd(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	defer specFile.Close()
+	cliEnd, bootEnd, err := ipc.SocketPair("create-sync")
+	if err != nil {
+		return nil, err
+	}
+	cmd := bootCommand(o)
+	var d procutil.Donations
+	d.Donate("spec-fd", specFile)
+	d.Donate("create-sync-fd", bootEnd)
+	d.Donate("controller-fd", ln)
+	d.Donate("log-fd", o.LogFile)
+	d.DonateMany("stdio-fds", stdioFiles(o.Stdio))
+	if len(o.Extra) > 0 {
+		d.DonateMany("extra-fds", o.Extra)
+	}
+	d.Transfer(cmd)
+	d.Log(log, "boot")
+	err = cmd.Start()
+	bootEnd.Close()
+	if err != nil {
+		cliEnd.Close()
+		return nil, fmt.Errorf("start moat boot: %w", err)
+	}
+	sb := &Sandbox{Cmd: cmd, create: ipc.NewConn(cliEnd)}
+	if err := sb.waitCreated(); err != nil {
+		sb.create.Close()
+		sb.reap(10 * time.Second)
+		return nil, err
+	}
+	return sb, nil
+}
+
+func bootCommand(o Options) *exec.Cmd {
+	args := append([]string{"moat"}, o.Config.ToFlags()...)
+	args = append(args, "boot", "--id="+o.ID, "--bundle="+o.Bundle.Dir)
+	if o.ListenFDs > 0 {
+		args = append(args, "--listen-fds="+strconv.Itoa(o.ListenFDs))
+	}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: args, Env: os.Environ()}
+	// Boot is a daemon: its own session, so a terminal's hangup or ^C
+	// reaches the container only through the CLI's forwarding.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd
+}
+
+// stdioFiles maps missing stdio to /dev/null so boot always gets three.
+func stdioFiles(s [3]*os.File) []*os.File {
+	out := make([]*os.File, 3)
+	for i, f := range s {
+		if f == nil {
+			f, _ = os.Open(os.DevNull)
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// specMemfd puts the validated spec in a memfd for --spec-fd: boot reads
+// exactly what the CLI checked, whatever happens to config.json meanwhile.
+func specMemfd(b *spec.Bundle) (*os.File, error) {
+	data, err := json.Marshal(b.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	fd, err := unix.MemfdCreate("moat-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "spec")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write spec: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (sb *Sandbox) waitCreated() error {
+	sb.create.SetDeadline(time.Now().Add(CreateTimeout))
+	files, err := sb.create.WaitFor(&sb.Created)
+	if err != nil {
+		if errors.Is(err, ipc.ErrPeerClosed) {
+			return fmt.Errorf("moat boot exited before the container was created (see its log)")
+		}
+		return err
+	}
+	if sb.Created.HasPty {
+		if len(files) != 1 {
+			for _, f := range files {
+				f.Close()
+			}
+			return errors.New("protocol error: BootCreated without its pty")
+		}
+		sb.Pty = files[0]
+	}
+	return nil
+}
+
+// Commit tells boot the container is recorded; until then boot tears the
+// container down if the CLI goes away.
+func (sb *Sandbox) Commit() error {
+	defer sb.create.Close()
+	return sb.create.Send(ipc.ClientCreateCommitted{})
+}
+
+// Abort makes boot tear the container down (by closing the create socket
+// before Commit) and waits for it to exit.
+func (sb *Sandbox) Abort() {
+	sb.create.Close()
+	if sb.Pty != nil {
+		sb.Pty.Close()
+	}
+	sb.reap(10 * time.Second)
+}
+
+// reap waits for boot's exit, killing it after timeout.
+func (sb *Sandbox) reap(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { sb.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		sb.Cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Wait waits for boot to exit and returns the container's exit code.
+func (sb *Sandbox) Wait() int {
+	err := sb.Cmd.Wait()
+	if ws, ok := sb.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		return procutil.ExitCode(ws)
+	}
+	if err != nil {
+		return 255
+	}
+	return 0
+}

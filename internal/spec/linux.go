@@ -1,0 +1,286 @@
+package spec
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Namespaces moat can create or join, with the clone flag of each.
+var knownNamespaces = map[specs.LinuxNamespaceType]bool{
+	specs.PIDNamespace: true, specs.NetworkNamespace: true, specs.MountNamespace: true,
+	specs.IPCNamespace: true, specs.UTSNamespace: true, specs.UserNamespace: true,
+	specs.CgroupNamespace: true, specs.TimeNamespace: true,
+}
+
+func (b *Bundle) validateNamespaces() error {
+	seen := map[specs.LinuxNamespaceType]bool{}
+	l := b.Spec.Linux
+	for i, ns := range l.Namespaces {
+		f := fmt.Sprintf("linux.namespaces[%d]", i)
+		if !knownNamespaces[ns.Type] {
+			return invalid(f+".type", "unknown namespace type %q", ns.Type)
+		}
+		if seen[ns.Type] {
+			return invalid(f+".type", "namespace %q given twice", ns.Type)
+		}
+		seen[ns.Type] = true
+		if ns.Path == "" {
+			continue
+		}
+		if ns.Type == specs.UserNamespace {
+			return invalid(f+".path", "joining an existing user namespace is not supported (it needs a single-threaded process; moat has no cgo)")
+		}
+		if !filepath.IsAbs(ns.Path) {
+			return invalid(f+".path", "%q is not an absolute path", ns.Path)
+		}
+		if _, err := os.Stat(ns.Path); err != nil {
+			return invalid(f+".path", "%v", err)
+		}
+	}
+	if !seen[specs.MountNamespace] {
+		return invalid("linux.namespaces", "a mount namespace is required")
+	}
+	if (len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0) && !seen[specs.UserNamespace] {
+		return invalid("linux.uidMappings", "id mappings need a user namespace")
+	}
+	if len(l.TimeOffsets) > 0 && !seen[specs.TimeNamespace] {
+		return invalid("linux.timeOffsets", "time offsets need a time namespace")
+	}
+	if seen[specs.UserNamespace] && len(l.UIDMappings) == 0 {
+		return invalid("linux.uidMappings", "a new user namespace needs uid mappings")
+	}
+	if b.Spec.Hostname != "" && !seen[specs.UTSNamespace] {
+		return invalid("hostname", "setting the hostname needs a new uts namespace")
+	}
+	if b.Spec.Domainname != "" && !seen[specs.UTSNamespace] {
+		return invalid("domainname", "setting the domainname needs a new uts namespace")
+	}
+	return nil
+}
+
+// HasNamespace reports whether s creates or joins namespace t.
+func HasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// NewNamespace reports whether s creates (rather than joins) namespace t.
+func NewNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return ns.Path == ""
+		}
+	}
+	return false
+}
+
+func (b *Bundle) validateMounts() error {
+	for i, m := range b.Spec.Mounts {
+		f := fmt.Sprintf("mounts[%d]", i)
+		if m.Destination == "" {
+			return invalid(f+".destination", "missing")
+		}
+		if !filepath.IsAbs(m.Destination) {
+			return invalid(f+".destination", "%q is not an absolute path", m.Destination)
+		}
+		if IsBind(m) {
+			if m.Source == "" {
+				return invalid(f+".source", "a bind mount needs a source")
+			}
+			if _, err := os.Lstat(b.sourcePath(m.Source)); err != nil {
+				return invalid(f+".source", "%v", err)
+			}
+		} else if err := checkFilesystem(m.Type); err != nil {
+			return invalid(f+".type", "%v", err)
+		}
+		if _, err := ParseMountOptions(m.Options); err != nil {
+			return invalid(f+".options", "%v", err)
+		}
+	}
+	return nil
+}
+
+// sourcePath resolves a bind source relative to the bundle directory.
+func (b *Bundle) sourcePath(src string) string {
+	if filepath.IsAbs(src) {
+		return src
+	}
+	return filepath.Join(b.Dir, src)
+}
+
+// IsBind reports whether m is a bind mount: type "bind", or a "bind"/"rbind"
+// option with any type.
+func IsBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	filesystemsOnce sync.Once
+	filesystems     map[string]bool
+)
+
+// checkFilesystem accepts a type the kernel knows (/proc/filesystems).
+func checkFilesystem(t string) error {
+	if t == "" {
+		return fmt.Errorf("missing mount type")
+	}
+	filesystemsOnce.Do(func() {
+		filesystems = map[string]bool{}
+		f, err := os.Open("/proc/filesystems")
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 0 {
+				filesystems[fields[len(fields)-1]] = true
+			}
+		}
+	})
+	if len(filesystems) == 0 || filesystems[t] {
+		return nil
+	}
+	// Modules load on demand: accept what the kernel could load, refuse
+	// what is plainly not a filesystem name.
+	if _, err := os.Stat("/sys/fs/" + t); err == nil {
+		return nil
+	}
+	if strings.HasPrefix(t, "fuse.") {
+		return nil
+	}
+	return fmt.Errorf("unknown mount type %q (not in /proc/filesystems)", t)
+}
+
+func (b *Bundle) validateLinux() error {
+	l := b.Spec.Linux
+	for i, d := range l.Devices {
+		f := fmt.Sprintf("linux.devices[%d]", i)
+		if !filepath.IsAbs(d.Path) || !strings.HasPrefix(filepath.Clean(d.Path), "/dev/") {
+			return invalid(f+".path", "%q is not an absolute path under /dev", d.Path)
+		}
+		switch d.Type {
+		case "c", "b", "u", "p":
+		default:
+			return invalid(f+".type", "unknown device type %q (want c, b, u or p)", d.Type)
+		}
+	}
+	if err := validateSysctl(b.Spec); err != nil {
+		return err
+	}
+	switch l.RootfsPropagation {
+	case "", "shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable":
+	default:
+		return invalid("linux.rootfsPropagation", "unknown propagation %q", l.RootfsPropagation)
+	}
+	for i, p := range append(append([]string{}, l.MaskedPaths...), l.ReadonlyPaths...) {
+		if !filepath.IsAbs(p) {
+			return invalid(fmt.Sprintf("linux.maskedPaths/readonlyPaths[%d]", i), "%q is not an absolute path", p)
+		}
+	}
+	if l.Personality != nil {
+		switch l.Personality.Domain {
+		case specs.PerLinux, specs.PerLinux32:
+		default:
+			return invalid("linux.personality.domain", "unknown domain %q", l.Personality.Domain)
+		}
+	}
+	return b.checkUnsupported()
+}
+
+// checkUnsupported refuses what moat cannot honour and warns about fields it
+// ignores. Policy: a resource or isolation guarantee the user asked for and
+// moat cannot give is an error (intelRdt, netDevices, memoryPolicy); a label
+// for a security module this host does not run is ignored with a warning,
+// as runc does.
+func (b *Bundle) checkUnsupported() error {
+	l := b.Spec.Linux
+	if l.IntelRdt != nil {
+		return invalid("linux.intelRdt", "Intel RDT (resctrl) is not supported by moat")
+	}
+	if len(l.NetDevices) > 0 {
+		return invalid("linux.netDevices", "moving host network devices is not supported by moat")
+	}
+	if l.MemoryPolicy != nil {
+		return invalid("linux.memoryPolicy", "NUMA memory policy is not supported by moat")
+	}
+	if l.MountLabel != "" && !SELinuxEnabled() {
+		b.warn("linux.mountLabel ignored: SELinux is not enabled on this host")
+	} else if l.MountLabel != "" {
+		b.warn("linux.mountLabel ignored: moat does not label mounts")
+	}
+	p := b.Spec.Process
+	if p.ApparmorProfile != "" && !AppArmorEnabled() {
+		b.warn("process.apparmorProfile %q ignored: AppArmor is not enabled on this host", p.ApparmorProfile)
+	}
+	if p.SelinuxLabel != "" && !SELinuxEnabled() {
+		b.warn("process.selinuxLabel ignored: SELinux is not enabled on this host")
+	}
+	return nil
+}
+
+// AppArmorEnabled reports whether the host enforces AppArmor.
+func AppArmorEnabled() bool {
+	data, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	return err == nil && strings.HasPrefix(string(data), "Y")
+}
+
+// SELinuxEnabled reports whether SELinux is active on the host.
+func SELinuxEnabled() bool {
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	return err == nil
+}
+
+// validateSysctl allows only namespaced sysctls, and only when the namespace
+// they belong to is the container's own (as runc does).
+func validateSysctl(s *specs.Spec) error {
+	for key := range s.Linux.Sysctl {
+		f := "linux.sysctl." + key
+		if strings.Contains(key, "/") || strings.Contains(key, "..") {
+			return invalid(f, "malformed key")
+		}
+		switch {
+		case strings.HasPrefix(key, "kernel.msg"), strings.HasPrefix(key, "kernel.sem"),
+			strings.HasPrefix(key, "kernel.shm"), strings.HasPrefix(key, "fs.mqueue."):
+			if !HasNamespace(s, specs.IPCNamespace) {
+				return invalid(f, "needs an ipc namespace")
+			}
+		case strings.HasPrefix(key, "net."):
+			if !HasNamespace(s, specs.NetworkNamespace) {
+				return invalid(f, "needs a network namespace (without one it would change the host)")
+			}
+		case key == "kernel.hostname", key == "kernel.domainname":
+			if !HasNamespace(s, specs.UTSNamespace) {
+				return invalid(f, "needs a uts namespace")
+			}
+		default:
+			return invalid(f, "not a namespaced sysctl: it would change the host")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,247 @@
+// Package state keeps moat's record of each container on disk: one directory
+// per container under the state root, holding state.json, the controller
+// socket and boot's log.
+//
+// Documented state files (tools may read them): <root>/<id>/state.json.
+// Everything else in the directory is subject to change.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	ErrNotExist  = errors.New("container does not exist")
+	ErrExist     = errors.New("container already exists")
+	ErrInvalidID = errors.New("invalid container id")
+	ErrNotRunning = errors.New("container is not running")
+	ErrRunning   = errors.New("container is running")
+	ErrWrongState = errors.New("operation not allowed in the container's state")
+)
+
+// Files inside a container's directory.
+const (
+	stateFile      = "state.json"
+	ControllerName = "ctl.sock"
+	BootLogName    = "boot.log"
+)
+
+var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ValidateID checks a container id the way runc does, plus a length bound so
+// that paths built from it stay short.
+func ValidateID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidID)
+	case len(id) > 1024:
+		return fmt.Errorf("%w: longer than 1024 bytes", ErrInvalidID)
+	case id == "." || id == ".." || !idPattern.MatchString(id):
+		return fmt.Errorf("%w %q: use letters, digits, '_', '+', '-' and '.'", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// State is what moat records about a container.
+type State struct {
+	// ---- persisted: the documented state.json ----
+	ID      string    `json:"id"`
+	Bundle  string    `json:"bundle"`
+	Rootfs  string    `json:"rootfs"`
+	Created time.Time `json:"created"`
+	Owner   int       `json:"owner"`
+	// BootPid is `moat boot`, the sandbox supervisor (what --pid-file names).
+	BootPid   int    `json:"bootPid"`
+	BootStart uint64 `json:"bootStart"`
+	// InitPid is the container process (the OCI state's pid).
+	InitPid   int    `json:"initPid"`
+	InitStart uint64 `json:"initStart"`
+	// Started is set once `start` has run the container process.
+	Started  bool            `json:"started"`
+	Rootless bool            `json:"rootless,omitempty"`
+	Cgroup   json.RawMessage `json:"cgroup,omitempty"`
+	Spec     *specs.Spec     `json:"spec"`
+
+	// ---- not persisted ----
+	dir string `json:"-"`
+}
+
+// Dir is the container's state directory.
+func (s *State) Dir() string { return s.dir }
+
+// ControllerPath is boot's controller socket.
+func (s *State) ControllerPath() string { return filepath.Join(s.dir, ControllerName) }
+
+// Store is a state root directory.
+type Store struct {
+	Root string
+}
+
+// Open prepares the state root, creating it (mode 0700) if needed.
+func Open(root string) (*Store, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	return &Store{Root: root}, nil
+}
+
+// Lock is an exclusive lock on one container's directory.
+type Lock struct {
+	f *os.File
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// lockDir takes an exclusive flock on dir, waiting at most timeout.
+func lockDir(dir string, timeout time.Duration) (*Lock, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f}, nil
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			if err == unix.EWOULDBLOCK {
+				return nil, fmt.Errorf("state %s is locked by another moat command (waited %s)", dir, timeout)
+			}
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lockTimeout bounds how long a command waits for another one on the same
+// container.
+const lockTimeout = 30 * time.Second
+
+// Create makes the directory of a new container and returns it locked.
+func (st *Store) Create(id string) (*State, *Lock, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join(st.Root, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, nil, fmt.Errorf("%w: %s", ErrExist, id)
+		}
+		return nil, nil, fmt.Errorf("create state for %s: %w", id, err)
+	}
+	lk, err := lockDir(dir, lockTimeout)
+	if err != nil {
+		os.Remove(dir)
+		return nil, nil, err
+	}
+	return &State{ID: id, dir: dir, Owner: os.Geteuid()}, lk, nil
+}
+
+// Load reads a container's state without locking it.
+func (st *Store) Load(id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(st.Root, id)
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, derr := os.Stat(dir); derr == nil {
+				// Being created (or a crashed create): boot pid unknown yet.
+				return &State{ID: id, dir: dir}, nil
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, id)
+		}
+		return nil, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	s := &State{dir: dir}
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, fmt.Errorf("state of %s is corrupt: %w", id, err)
+	}
+	return s, nil
+}
+
+// LoadLocked reads a container's state under its lock.
+func (st *Store) LoadLocked(id string) (*State, *Lock, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, nil, err
+	}
+	lk, err := lockDir(filepath.Join(st.Root, id), lockTimeout)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("%w: %s", ErrNotExist, id)
+		}
+		return nil, nil, err
+	}
+	s, err := st.Load(id)
+	if err != nil {
+		lk.Unlock()
+		return nil, nil, err
+	}
+	return s, lk, nil
+}
+
+// Save writes state.json atomically.
+// Precondition: the caller holds the container's lock.
+func (s *State) Save() error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	tmp := filepath.Join(s.dir, "."+stateFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, stateFile)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the container's directory.
+// Precondition: the caller holds the container's lock and boot is gone.
+func (s *State) Remove() error {
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("remove state of %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// List returns the ids of every container in the store, sorted.
+func (st *Store) List() ([]string, error) {
+	ents, err := os.ReadDir(st.Root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list %s: %w", st.Root, err)
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
