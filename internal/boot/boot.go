@@ -30,12 +30,12 @@ import (
 type Args struct {
 	ID           string
 	Bundle       string
-	SpecFD       int   // the validated config.json
-	CreateSyncFD int   // socket to the creating CLI
-	ControllerFD int   // listening controller socket
-	StdioFDs     []int // the container's stdin, stdout, stderr
-	ExtraFDs     []int // --preserve-fds and LISTEN_FDS, in order
-	ListenFDs    int   // how many of ExtraFDs came from LISTEN_FDS
+	SpecFD       int      // the validated config.json
+	CreateSyncFD int      // socket to the creating CLI
+	ControllerFD int      // listening controller socket
+	StdioFDs     []int    // the container's stdin, stdout, stderr
+	ExtraFDs     []int    // --preserve-fds and LISTEN_FDS, in order
+	ListenFDs    int      // how many of ExtraFDs came from LISTEN_FDS
 	LogFile      *os.File // boot's log, shared with its helpers (nil: stderr)
 	Config       *config.Config
 }

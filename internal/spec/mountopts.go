@@ -15,12 +15,12 @@ const ConfigFilename = "config.json"
 // takes: mount(2) flags, propagation changes applied afterwards, recursive
 // attributes applied with mount_setattr(2), and the filesystem's data string.
 type MountOptions struct {
-	Flags       uintptr  // MS_* flags for mount(2)
-	Clear       uintptr  // flags the options explicitly turn off (rw, suid, ...)
+	Flags       uintptr   // MS_* flags for mount(2)
+	Clear       uintptr   // flags the options explicitly turn off (rw, suid, ...)
 	Propagation []uintptr // MS_SHARED, MS_SLAVE|MS_REC, ...
-	RecAttrSet  uint64   // MOUNT_ATTR_* set recursively ("rro", "rnosuid", ...)
-	RecAttrClr  uint64   // MOUNT_ATTR_* cleared recursively ("rrw", "rsuid", ...)
-	Data        []string // filesystem-specific options, passed as data
+	RecAttrSet  uint64    // MOUNT_ATTR_* set recursively ("rro", "rnosuid", ...)
+	RecAttrClr  uint64    // MOUNT_ATTR_* cleared recursively ("rrw", "rsuid", ...)
+	Data        []string  // filesystem-specific options, passed as data
 }
 
 // flagOption: set or clear a mount(2) flag.

@@ -22,11 +22,11 @@ import (
 
 // Sentinel errors; test with errors.Is.
 var (
-	ErrNotExist  = errors.New("container does not exist")
-	ErrExist     = errors.New("container already exists")
-	ErrInvalidID = errors.New("invalid container id")
+	ErrNotExist   = errors.New("container does not exist")
+	ErrExist      = errors.New("container already exists")
+	ErrInvalidID  = errors.New("invalid container id")
 	ErrNotRunning = errors.New("container is not running")
-	ErrRunning   = errors.New("container is running")
+	ErrRunning    = errors.New("container is running")
 	ErrWrongState = errors.New("operation not allowed in the container's state")
 )
 

@@ -52,4 +52,3 @@ func featureSet() *features.Features {
 		},
 	}
 }
-
