@@ -27,7 +27,6 @@ var execNamespaces = []specs.LinuxNamespaceType{
 var nsProcName = map[specs.LinuxNamespaceType]string{
 	specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
 	specs.CgroupNamespace: "cgroup", specs.MountNamespace: "mnt", specs.PIDNamespace: "pid",
-	specs.TimeNamespace: "time",
 }
 
 // execSetupTimeout bounds the helper's setup until the process runs.
@@ -119,6 +118,12 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 		return nil, nil, errors.New("container is not running")
 	default:
 	}
+	if b.init.ownTimeNS {
+		// setns(2) into a time namespace needs a single-threaded caller,
+		// which a Go process never is.
+		closeFiles(files)
+		return nil, nil, errors.New("exec into a container with its own time namespace is not supported")
+	}
 	helperEnd, bootEnd, err := ipc.SocketPair("exec-sync")
 	if err != nil {
 		closeFiles(files)
@@ -153,13 +158,9 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 	res := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.TimeNamespace} {
-			if f := b.init.ns[t]; f != nil {
-				if err := unix.Setns(int(f.Fd()), 0); err != nil {
-					res <- fmt.Errorf("join container %s namespace: %w", t, err)
-					return
-				}
-			}
+		if err := unix.Setns(int(b.init.ns[specs.PIDNamespace].Fd()), unix.CLONE_NEWPID); err != nil {
+			res <- fmt.Errorf("join container pid namespace: %w", err)
+			return
 		}
 		res <- cmd.Start()
 	}()
@@ -233,12 +234,12 @@ func (p *initProc) openInitNamespaces() error {
 	for t, name := range nsProcName {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", p.pid, name))
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && t == specs.TimeNamespace {
-				continue // kernel without time namespaces
-			}
 			return fmt.Errorf("open init's %s namespace: %w", name, err)
 		}
 		p.ns[t] = f
 	}
+	mine, err1 := os.Readlink("/proc/self/ns/time")
+	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", p.pid))
+	p.ownTimeNS = err1 == nil && err2 == nil && mine != theirs
 	return nil
 }

@@ -29,6 +29,8 @@ type initProc struct {
 	code  int           // exit code, valid after done
 	// ns holds init's namespaces, opened once created, for exec.
 	ns map[specs.LinuxNamespaceType]*os.File
+	// ownTimeNS: init's time namespace is not boot's.
+	ownTimeNS bool
 }
 
 func (p *initProc) signal(sig unix.Signal) error {
@@ -47,9 +49,10 @@ func (p *initProc) exitedWithin(d time.Duration) bool {
 	}
 }
 
-// cloneFlags are the namespaces init is born into. The cgroup namespace is
-// not among them: init unshares it after boot moved it into its cgroup. The
-// user namespace is boot's own (rootless), never a new one for init.
+// cloneFlags are the namespaces init is born into. Not among them: the
+// cgroup namespace (init unshares it after boot moved it into its cgroup),
+// the time namespace (init unshares it and sets its offsets, which only work
+// before any process is inside), and the user namespace (boot's own).
 func cloneFlags(s *specs.Spec) uintptr {
 	var f uintptr
 	for _, ns := range s.Linux.Namespaces {
@@ -67,8 +70,6 @@ func cloneFlags(s *specs.Spec) uintptr {
 			f |= unix.CLONE_NEWIPC
 		case specs.UTSNamespace:
 			f |= unix.CLONE_NEWUTS
-		case specs.TimeNamespace:
-			f |= unix.CLONE_NEWTIME
 		}
 	}
 	return f
@@ -92,9 +93,15 @@ func joinedNamespaces(s *specs.Spec) (forkNS, initNS []*os.File, initTypes []spe
 			closeAll()
 			return nil, nil, nil, fmt.Errorf("namespace %s: %w", ns.Type, oerr)
 		}
-		if ns.Type == specs.PIDNamespace || ns.Type == specs.TimeNamespace {
+		switch ns.Type {
+		case specs.TimeNamespace:
+			f.Close()
+			closeAll()
+			// setns(2) into a time namespace needs a single-threaded caller.
+			return nil, nil, nil, fmt.Errorf("joining a time namespace by path is not supported")
+		case specs.PIDNamespace:
 			forkNS = append(forkNS, f)
-		} else {
+		default:
 			initNS = append(initNS, f)
 			initTypes = append(initTypes, ns.Type)
 		}

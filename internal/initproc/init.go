@@ -110,6 +110,11 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *sl
 		}
 		cg.ownNS = true
 	}
+	if spec.NewNamespace(s, specs.TimeNamespace) {
+		if err := newTimeNamespace(s.Linux.TimeOffsets); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := setupNamespaced(s); err != nil {
 		return nil, nil, err
 	}
@@ -262,6 +267,26 @@ func loopbackUp() error {
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("bring loopback up: %w", err)
+	}
+	return nil
+}
+
+// newTimeNamespace prepares a time namespace that the container process
+// enters at execve (time_for_children), with the spec's clock offsets. The
+// offsets can only be written while no process is inside yet, which is why
+// init does not clone into it.
+func newTimeNamespace(offsets map[string]specs.LinuxTimeOffset) error {
+	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+		return fmt.Errorf("new time namespace: %w", err)
+	}
+	for clock, off := range offsets {
+		if clock != "monotonic" && clock != "boottime" {
+			return fmt.Errorf("time offset for unknown clock %q (want monotonic or boottime)", clock)
+		}
+		line := fmt.Sprintf("%s %d %d", clock, off.Secs, off.Nanosecs)
+		if err := os.WriteFile("/proc/self/timens_offsets", []byte(line), 0); err != nil {
+			return fmt.Errorf("time offset %s: %w", line, err)
+		}
 	}
 	return nil
 }
