@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestVersionAndHelp(t *testing.T) {
+	e := newEnv(t)
+	out := e.moat("--version")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "moat version ") ||
+		!strings.HasPrefix(lines[1], "commit: ") || !strings.HasPrefix(lines[2], "spec: ") {
+		t.Fatalf("--version printed %q", out)
+	}
+	for _, c := range []string{"create", "start", "run", "state", "list", "kill", "delete", "exec",
+		"ps", "pause", "resume", "update", "events", "features", "spec"} {
+		if h := e.moat(c, "--help"); !strings.Contains(h, "Usage: moat "+c) {
+			t.Errorf("%s --help: %q", c, h)
+		}
+	}
+	if !strings.Contains(e.moat("--help"), "Commands:") {
+		t.Error("moat --help lists no commands")
+	}
+	e.fails("unknown flag --bogus", "create", "--bogus", "x")
+	e.fails("unknown flag --nope", "--nope", "list")
+	e.fails("unknown command", "frobnicate")
+}
+
+func TestRunExitCodes(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"true"}, 0},
+		{[]string{"exit", "7"}, 7},
+		{[]string{"exitsig", "KILL"}, 128 + 9},
+	} {
+		b := e.newBundle(tc.args)
+		r := e.run(nil, "run", "--bundle", b.dir, e.id())
+		if r.code != tc.code {
+			t.Errorf("probe %v: exit %d, want %d\n%s", tc.args, r.code, tc.code, r)
+		}
+	}
+	if out := e.runProbe([]string{"echo", "hello", "moat"}); out != "hello moat\n" {
+		t.Errorf("echo printed %q", out)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	pidFile := filepath.Join(e.dir, "pid")
+	e.moat("create", "--bundle", b.dir, "--pid-file", pidFile, id)
+	st := e.state(id)
+	if st["status"] != "created" || st["id"] != id || st["bundle"] != b.dir {
+		t.Fatalf("state after create: %v", st)
+	}
+	initPid := int(st["pid"].(float64))
+	bootPid := readPid(t, pidFile)
+	if bootPid == initPid {
+		t.Fatal("pid file names the container process; want boot")
+	}
+	if ppid := parentOf(t, initPid); ppid != bootPid {
+		t.Errorf("container init's parent is %d, want boot %d", ppid, bootPid)
+	}
+	if ns(t, initPid, "pid") == ns(t, os.Getpid(), "pid") {
+		t.Error("state pid is not in a new pid namespace")
+	}
+	e.moat("start", id)
+	if e.status(id) != "running" {
+		t.Fatalf("after start: %v", e.state(id))
+	}
+	e.fails("cannot start", "start", id)
+	e.fails("--force", "delete", id)
+	list := e.moat("list")
+	if !strings.Contains(list, id) || !strings.Contains(list, "running") {
+		t.Errorf("list: %q", list)
+	}
+	if q := strings.TrimSpace(e.moat("list", "-q")); q != id {
+		t.Errorf("list -q: %q", q)
+	}
+	if j := e.moat("list", "--format", "json"); !strings.Contains(j, `"id":"`+id+`"`) {
+		t.Errorf("list --format json: %q", j)
+	}
+	e.moat("kill", id, "KILL")
+	e.waitStatus(id, "stopped")
+	if code := waitExit(t, bootPid); code >= 0 && code != 137 {
+		t.Errorf("boot exited %d, want 137", code)
+	}
+	e.moat("delete", id)
+	e.fails("does not exist", "state", id)
+	e.moat("delete", "--force", id) // a shim deletes twice: no error
+	e.fails("does not exist", "delete", id)
+}
+
+func TestKillInCreatedState(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	e.moat("create", "--bundle", b.dir, id)
+	e.moat("kill", id, "9")
+	e.waitStatus(id, "stopped")
+	e.moat("delete", id)
+}
+
+func TestDeleteCreatedWithoutForce(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"true"})
+	id := e.id()
+	e.moat("create", "--bundle", b.dir, id)
+	e.moat("delete", id)
+	e.fails("does not exist", "state", id)
+}
+
+func TestKillSignals(t *testing.T) {
+	e := newEnv(t)
+	ready := filepath.Join(e.dir, "ready")
+	b := e.newBundle([]string{"signals", "--ready", "/tmp/ready"}, func(s *specsSpec) {
+		bindMount(s, e.dir, "/tmp", "rw")
+	})
+	id := e.id()
+	out, wait := e.runDetachedOutput(b, id)
+	waitFile(t, ready)
+	for _, sig := range []string{"USR1", "SIGUSR2", "10", "HUP"} {
+		e.moat("kill", id, sig)
+	}
+	e.fails("unknown signal", "kill", id, "SIGNOPE")
+	e.moat("kill", id) // default TERM: probe exits 0
+	wait()
+	got := out()
+	for _, want := range []string{"SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTERM"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("container did not report %s; output %q", want, got)
+		}
+	}
+	if strings.Count(got, "SIGUSR1") != 2 {
+		t.Errorf("USR1 by name and by number should both arrive: %q", got)
+	}
+}
+
+func TestKillAll(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"spawn", "3", "hold", "60"}, func(s *specsSpec) {
+		// Without its own pid namespace killing init does not kill its
+		// children: --all must.
+		s.Linux.Namespaces = s.Linux.Namespaces[1:]
+	})
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	var pids []int
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pids) < 4 && time.Now().Before(deadline) {
+		pids = e.pids(id)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pids) < 4 {
+		t.Fatalf("ps --format json: %v, want 4 processes", pids)
+	}
+	e.moat("kill", "--all", id, "KILL")
+	for _, p := range pids {
+		if !waitGone(p, 10*time.Second) {
+			t.Errorf("process %d survived kill --all", p)
+		}
+	}
+	e.moat("delete", "--force", id)
+}
+
+func TestBootKilledKillsContainer(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	pidFile := filepath.Join(e.dir, "pid")
+	e.moat("run", "-d", "--bundle", b.dir, "--pid-file", pidFile, id)
+	initPid := int(e.state(id)["pid"].(float64))
+	bootPid := readPid(t, pidFile)
+	must(t, syscall.Kill(bootPid, syscall.SIGKILL))
+	if !waitGone(initPid, 10*time.Second) {
+		t.Fatalf("container process %d survived its boot", initPid)
+	}
+	e.waitStatus(id, "stopped")
+	e.moat("delete", id)
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	e := newEnv(t)
+	ready := filepath.Join(e.dir, "ready")
+	b := e.newBundle([]string{"signals", "--ready", "/tmp/ready"}, func(s *specsSpec) {
+		bindMount(s, e.dir, "/tmp", "rw")
+	})
+	cmd := exec.Command(moatBin, "--root", e.root, "run", "--bundle", b.dir, e.id())
+	var out strings.Builder
+	cmd.Stdout = &out
+	must(t, cmd.Start())
+	waitFile(t, ready)
+	cmd.Process.Signal(syscall.SIGUSR1)
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("moat run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("moat run did not end after SIGTERM")
+	}
+	if !strings.Contains(out.String(), "SIGUSR1") || !strings.Contains(out.String(), "SIGTERM") {
+		t.Errorf("signals not forwarded: %q", out.String())
+	}
+}
+
+func TestRunDetachAndKeep(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"exit", "3"})
+	id := e.id()
+	r := e.run(nil, "run", "--keep", "--bundle", b.dir, id)
+	if r.code != 3 {
+		t.Fatalf("run --keep: %s", r)
+	}
+	if e.status(id) != "stopped" {
+		t.Errorf("kept container is %s", e.status(id))
+	}
+	e.moat("delete", id)
+}
+
+// ---- helpers ----
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	must(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	must(t, err)
+	return pid
+}
+
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(t, err)
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+func ns(t *testing.T, pid int, name string) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, name))
+	must(t, err)
+	return l
+}
+
+// waitGone waits until pid no longer runs (zombies count as gone).
+func waitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		s := string(data)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]); len(f) > 0 && f[0] == "Z" {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// waitExit waits for a process that is not our child; its status is not
+// observable, so -1 is returned once it is gone.
+func waitExit(t *testing.T, pid int) int {
+	if !waitGone(pid, 10*time.Second) {
+		t.Fatalf("process %d did not exit", pid)
+	}
+	return -1
+}
+
+// pids returns `ps --format json`.
+func (e *env) pids(id string) []int {
+	e.t.Helper()
+	var pids []int
+	out := e.moat("ps", "--format", "json", id)
+	s := strings.Trim(strings.TrimSpace(out), "[]")
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// runDetachedOutput runs a container in the foreground in the background,
+// collecting its stdout; wait blocks until moat run returns.
+func (e *env) runDetachedOutput(b *bundle, id string) (out func() string, wait func()) {
+	cmd := exec.Command(moatBin, "--root", e.root, "run", "--bundle", b.dir, id)
+	var buf strings.Builder
+	cmd.Stdout = &buf
+	must(e.t, cmd.Start())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	return func() string { return buf.String() }, func() {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			e.t.Fatal("moat run did not return")
+		}
+	}
+}

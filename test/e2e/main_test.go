@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: SKIP: the root tier needs root (missing prerequisite: euid 0)")
+		os.Exit(0)
+	}
+	var err error
+	baseDir, err = os.MkdirTemp("", "moat-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(baseDir, 0o755)
+	if err := buildBinaries(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if leaks := findLeaks(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: LEAK CHECK FAILED:\n  %s\n", strings.Join(leaks, "\n  "))
+		code = 1
+	} else {
+		fmt.Println("e2e: leak check: no processes, mounts, cgroups or state left")
+	}
+	os.RemoveAll(baseDir)
+	os.Exit(code)
+}
+
+// buildBinaries uses MOAT_BIN and PROBE_BIN (set by `make e2e`) or builds
+// both into the base directory.
+func buildBinaries() error {
+	moatBin, probeBin = os.Getenv("MOAT_BIN"), os.Getenv("PROBE_BIN")
+	if moatBin != "" && probeBin != "" {
+		return nil
+	}
+	top, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	moatBin, probeBin = filepath.Join(baseDir, "moat"), filepath.Join(baseDir, "probe")
+	for bin, pkg := range map[string]string{moatBin: "./cmd/moat", probeBin: "./test/probe"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir = top
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// findLeaks looks for anything the suite left on the host: processes of
+// its containers, mounts under its directories, cgroups named after its
+// containers, state directories.
+func findLeaks() []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaks := append(append(leakedProcesses(), leakedMounts()...), leakedCgroups()...)
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			return append(leaks, leakedState()...)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func leakedProcesses() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' || pid == fmt.Sprint(os.Getpid()) {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		exe, _ := os.Readlink("/proc/" + pid + "/exe")
+		cl := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if strings.Contains(cl, baseDir) || strings.Contains(cl, idPrefix) ||
+			strings.HasPrefix(exe, "/memfd:moat") || strings.Contains(exe, baseDir) {
+			out = append(out, fmt.Sprintf("process %s: %s (exe %s)", pid, cl, exe))
+		}
+	}
+	return out
+}
+
+func leakedMounts() []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), baseDir) {
+			out = append(out, "mount: "+sc.Text())
+		}
+	}
+	return out
+}
+
+func leakedCgroups() []string {
+	var out []string
+	filepath.WalkDir("/sys/fs/cgroup", func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if strings.Contains(d.Name(), idPrefix) {
+			out = append(out, "cgroup: "+p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return out
+}
+
+func leakedState() []string {
+	var out []string
+	filepath.WalkDir(baseDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.Contains(p, "/state/") {
+			out = append(out, "state: "+p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return out
+}
