@@ -23,6 +23,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -31,6 +32,7 @@ type Args struct {
 	ID           string
 	Bundle       string
 	SpecFD       int      // the validated config.json
+	ExeFD        int      // sealed memfd copy of moat for the init and exec helpers
 	CreateSyncFD int      // socket to the creating CLI
 	ControllerFD int      // listening controller socket
 	StdioFDs     []int    // the container's stdin, stdout, stderr
@@ -62,6 +64,7 @@ type boot struct {
 // Main creates the container and supervises it until its process exits. It
 // returns the exit code for `moat boot` (the container's status, or 128+sig).
 func Main(a Args, log *slog.Logger) (int, error) {
+	procutil.Trace("boot", "main")
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return 1, fmt.Errorf("set non-dumpable: %w", err)
 	}
@@ -71,7 +74,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 	}
 	defer createConn.Close()
 	b := &boot{args: a, log: log}
-	pty, err := b.create()
+	pty, err := b.create(createConn)
 	if err != nil {
 		b.abort()
 		_ = createConn.Send(ipc.FailedFrom("boot", err))
@@ -84,8 +87,9 @@ func Main(a Args, log *slog.Logger) (int, error) {
 	return b.supervise(), nil
 }
 
-// create reads the spec, prepares cgroups and starts init.
-func (b *boot) create() (*os.File, error) {
+// create reads the spec, starts init, and while init starts up prepares
+// the container's cgroup; then it walks init through creation.
+func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	f := os.NewFile(uintptr(b.args.SpecFD), "spec")
 	s, err := spec.Decode(f)
 	f.Close()
@@ -93,14 +97,44 @@ func (b *boot) create() (*os.File, error) {
 		return nil, err
 	}
 	b.spec = s
+
 	b.rootfs = s.Root.Path
 	if b.rootfs == "" || b.rootfs[0] != '/' {
 		b.rootfs = b.args.Bundle + "/" + b.rootfs
 	}
+	if err := b.takeExe(createConn); err != nil {
+		return nil, err
+	}
+	initNS, initTypes, err := b.startInit()
+	if err != nil {
+		return nil, err
+	}
+	defer closeFiles(initNS)
 	if err := b.newCgroup(); err != nil {
 		return nil, err
 	}
-	return b.startInit()
+	return b.configureInit(initTypes, initNS)
+}
+
+// exeTimeout bounds the wait for the CLI's copy of moat.
+const exeTimeout = 60 * time.Second
+
+// takeExe waits until the CLI has sealed the copy of moat donated as
+// --exe-fd and checks the seals.
+func (b *boot) takeExe(conn *ipc.Conn) error {
+	exe := os.NewFile(uintptr(b.args.ExeFD), "moat-sealed-exe")
+	conn.SetDeadline(time.Now().Add(exeTimeout))
+	var sealed ipc.ClientExeSealed
+	if _, err := conn.WaitFor(&sealed); err != nil {
+		exe.Close()
+		return fmt.Errorf("waiting for the sealed executable: %w", err)
+	}
+	if err := procutil.CheckSealed(exe); err != nil {
+		exe.Close()
+		return err
+	}
+	b.exe = exe
+	return nil
 }
 
 func (b *boot) newCgroup() error {
@@ -170,6 +204,7 @@ func (b *boot) supervise() int {
 			b.log.Debug("forwarding signal to the container", "signal", s)
 			_ = b.init.signal(s.(unix.Signal))
 		case <-b.init.done:
+			procutil.Trace("boot", "init exited")
 			code = b.init.code
 			done = true
 		}
@@ -177,6 +212,8 @@ func (b *boot) supervise() int {
 	signal.Stop(sigs)
 	srv.close()
 	b.teardown()
+
+	procutil.Trace("boot", "teardown done")
 	return code
 }
 

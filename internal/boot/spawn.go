@@ -115,7 +115,7 @@ func joinedNamespaces(s *specs.Spec) (forkNS, initNS []*os.File, initTypes []spe
 func (b *boot) helperCmd(stdio [3]*os.File, extra []*os.File, d *procutil.Donations, helperArgs ...string) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Args:       append([]string{"moat"}, b.args.Config.ToFlags()...),
-		Env:        []string{},
+		Env:        procutil.TraceEnv(),
 		Stdin:      stdio[0],
 		Stdout:     stdio[1],
 		Stderr:     stdio[2],
@@ -133,27 +133,19 @@ func (b *boot) helperCmd(stdio [3]*os.File, extra []*os.File, d *procutil.Donati
 	return cmd
 }
 
-// startInit spawns the container init, puts it in the container's cgroup,
-// sends its configuration and waits until the container is created. It
-// returns the pty master when process.terminal is set.
-func (b *boot) startInit() (*os.File, error) {
-	exe, err := procutil.SealedExe()
-	if err != nil {
-		return nil, err
-	}
-	b.exe = exe
+// startInit spawns the container init, which then starts up while boot
+// prepares the cgroup. It returns the namespaces init must join (for
+// configureInit), which the caller closes.
+func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
 	forkNS, initNS, initTypes, err := joinedNamespaces(b.spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer func() {
-		for _, f := range append(forkNS, initNS...) {
-			f.Close()
-		}
-	}()
+	defer closeFiles(forkNS)
 	initEnd, bootEnd, err := ipc.SocketPair("init-sync")
 	if err != nil {
-		return nil, err
+		closeFiles(initNS)
+		return nil, nil, err
 	}
 	stdio, extra := b.containerFiles()
 	var d procutil.Donations
@@ -166,17 +158,21 @@ func (b *boot) startInit() (*os.File, error) {
 	}
 	d.Log(b.log, "init")
 	startErr := spawnOnKeeperThread(cmd, forkNS)
+
+	procutil.Trace("boot", "init spawned")
 	initEnd.Close()
 	closeFiles(extra)
 	closeFiles(stdio[:])
 	if startErr != nil {
 		bootEnd.Close()
-		return nil, fmt.Errorf("start container init: %w", startErr)
+		closeFiles(initNS)
+		return nil, nil, fmt.Errorf("start container init: %w", startErr)
 	}
 	if err := b.trackInit(cmd, bootEnd); err != nil {
-		return nil, err
+		closeFiles(initNS)
+		return nil, nil, err
 	}
-	return b.configureInit(initTypes, initNS)
+	return initNS, initTypes, nil
 }
 
 // containerFiles opens the container's stdio and extra descriptors from the
@@ -278,6 +274,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	if _, err := p.conn.WaitFor(&hreq); err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
+	procutil.Trace("boot", "init mounted")
 	for _, k := range []hooks.Kind{hooks.Prestart, hooks.CreateRuntime} {
 		if err := b.runHooks(k, specs.StateCreating); err != nil {
 			return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/container"
 	mlog "github.com/moat-sandbox/moat/internal/log"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/state"
 )
 
@@ -48,6 +49,7 @@ func Main(args []string) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	procutil.Trace("cli", "main "+strings.Join(args[1:], " "))
 	if len(args) > 1 && isInternal(args) {
 		// The init helper changes namespaces and credentials per thread and
 		// executes the container process from this thread.

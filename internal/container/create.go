@@ -42,7 +42,14 @@ type Created struct {
 // Create creates a container: boot and init run, the root is built, the
 // process waits for start.
 // Postcondition on error: no state, processes, mounts or cgroups remain.
-func (r *Runtime) Create(o CreateOptions) (*Created, error) {
+func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
+	// The sealed copy of moat takes a few milliseconds: make it while the
+	// bundle is checked.
+	exe, err := procutil.StartExeCopy()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
 	b, err := spec.Load(o.Bundle)
 	if err != nil {
 		return nil, err
@@ -70,7 +77,7 @@ func (r *Runtime) Create(o CreateOptions) (*Created, error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	c, err := r.createLocked(st, b, o)
+	c, err = r.createLocked(st, b, o, exe)
 	if err != nil {
 		st.Remove()
 		return nil, err
@@ -101,7 +108,7 @@ func checkTerminal(b *spec.Bundle, o CreateOptions) error {
 	return nil
 }
 
-func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions) (*Created, error) {
+func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy) (*Created, error) {
 	logFile, err := r.bootLog(st)
 	if err != nil {
 		return nil, err
@@ -110,7 +117,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions)
 	extra, listen := extraFiles(o.PreserveFDs)
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b, StateDir: st.Dir(), Config: r.Config, LogFile: logFile,
-		Stdio: o.Stdio, Extra: extra, ListenFDs: listen,
+		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe,
 	}, r.Log)
 	if err != nil {
 		return nil, err

@@ -154,12 +154,14 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 		signal.Notify(sigs)
 		defer signal.Stop(sigs)
 	}
+	procutil.Trace("cli", "start begins")
 	if err := r.Start(o.ID); err != nil {
 		if !o.Keep {
 			r.Delete(o.ID, true)
 		}
 		return 1, err
 	}
+	procutil.Trace("cli", "started")
 	if o.Detach {
 		return 0, nil
 	}
@@ -173,6 +175,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	if tty != nil {
 		tty.drain()
 	}
+	procutil.Trace("cli", "boot exited")
 	if !o.Keep {
 		if err := r.Delete(o.ID, true); err != nil {
 			return code, err

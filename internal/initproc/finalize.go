@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/seccomp"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
@@ -177,6 +178,7 @@ func (l *launch) execute() error {
 			return err
 		}
 	}
+	procutil.Trace("init", "execve")
 	err := unix.Exec(l.path, p.Args, l.env)
 	return fmt.Errorf("exec %s: %w", l.path, err)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -36,6 +37,7 @@ const configTimeout = 30 * time.Second
 // Main runs the init helper. It returns only on failure (after reporting the
 // error to boot, when it can); on success the process image is replaced.
 func Main(a Args, log *slog.Logger) error {
+	procutil.Trace("init", "main")
 	// A process of the container must not ptrace us or open our /proc files
 	// while we hold host descriptors.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
@@ -65,6 +67,7 @@ func runInit(conn *ipc.Conn, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	procutil.Trace("init", "config received")
 	conn.SetDeadline(time.Time{})
 	l, tty, err := create(conn, &cfg, files, log)
 	if err != nil {
@@ -88,6 +91,7 @@ func runInit(conn *ipc.Conn, log *slog.Logger) error {
 	if _, err := conn.WaitFor(&start); err != nil {
 		return fmt.Errorf("waiting for start: %w", err)
 	}
+	procutil.Trace("init", "start received")
 	state := hooks.State(cfg.ID, cfg.Bundle, os.Getpid(), specs.StateCreated, cfg.Spec)
 	if err := hooks.Run(cfg.Spec, hooks.StartContainer, state); err != nil {
 		return err
@@ -123,6 +127,7 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *sl
 		return nil, nil, err
 	}
 	defer r.close()
+	procutil.Trace("init", "root built")
 	if err := conn.Send(ipc.InitHooksRequested{}); err != nil {
 		return nil, nil, err
 	}
@@ -138,6 +143,7 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *sl
 	if err != nil {
 		return nil, nil, err
 	}
+	procutil.Trace("init", "pivoted")
 	l, err := prepareLaunch(s.Process, s, cfg.PreserveFDs)
 	if err != nil {
 		tty.close()

@@ -119,7 +119,8 @@ func (c *Conn) WaitFor(want Message) ([]*os.File, error) {
 // create: CLI <-> boot, over the socketpair donated as --create-sync-fd.
 //
 //	CLI                               boot                           init
-//	 |-- spawn boot ------------------->|                              |
+//	 |-- spawn boot (--exe-fd) -------->|                              |
+//	 |-- ClientExeSealed -------------->| checks the seals             |
 //	 |                                  |-- spawn init (new ns) ------>|
 //	 |                                  |-- BootInitConfig ----------->|
 //	 |                                  |<- InitHooksRequested --------| mounts done
@@ -133,6 +134,14 @@ func (c *Conn) WaitFor(want Message) ([]*os.File, error) {
 //
 // If the CLI's end closes before ClientCreateCommitted, boot kills the
 // container and exits: nothing runs that no state file names.
+
+// ClientExeSealed tells boot that the memfd donated as --exe-fd is complete
+// and sealed; boot checks the seals itself before executing it. The CLI
+// makes the copy while boot starts up.
+type ClientExeSealed struct{}
+
+// Kind implements Message.
+func (ClientExeSealed) Kind() string { return "ClientExeSealed" }
 
 // BootCreated is boot's answer once the container is in state created.
 // A pty master comes with it when process.terminal is set.

@@ -87,29 +87,70 @@ func ExitCode(ws syscall.WaitStatus) int {
 	return 255
 }
 
-// SealedExe returns a sealed memfd holding a copy of the running executable.
-// The container init and exec helpers run from it, so a process in the
-// container can never reach (and overwrite) the host's moat binary through
-// /proc/<pid>/exe (CVE-2019-5736).
-func SealedExe() (*os.File, error) {
-	src, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return nil, fmt.Errorf("open own executable: %w", err)
-	}
-	defer src.Close()
+// ExeCopy is a sealed memfd copy of the running executable, being made in
+// the background. The container init and exec helpers run from it, so a
+// process in the container can never reach (and overwrite) the host's moat
+// binary through /proc/<pid>/exe (CVE-2019-5736). The descriptor exists at
+// once (it can be donated to a child); its content is complete and immutable
+// only after Wait returns nil, which the receiver checks with CheckSealed.
+type ExeCopy struct {
+	File *os.File
+	done chan struct{}
+	err  error
+}
+
+// StartExeCopy creates the memfd and starts filling and sealing it.
+func StartExeCopy() (*ExeCopy, error) {
 	fd, err := unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
-	mf := os.NewFile(uintptr(fd), "moat-sealed-exe")
+	c := &ExeCopy{File: os.NewFile(uintptr(fd), "moat-sealed-exe"), done: make(chan struct{})}
+	go func() {
+		c.err = fillAndSeal(c.File)
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// Wait returns once the copy is sealed, or why it could not be.
+func (c *ExeCopy) Wait() error {
+	<-c.done
+	return c.err
+}
+
+// Close waits for the copy and closes this process's descriptor.
+func (c *ExeCopy) Close() {
+	<-c.done
+	c.File.Close()
+}
+
+func fillAndSeal(mf *os.File) error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("open own executable: %w", err)
+	}
+	defer src.Close()
 	if _, err := io.Copy(mf, src); err != nil {
-		mf.Close()
-		return nil, fmt.Errorf("copy executable to memfd: %w", err)
+		return fmt.Errorf("copy executable to memfd: %w", err)
 	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-		mf.Close()
-		return nil, fmt.Errorf("seal executable memfd: %w", err)
+	if _, err := unix.FcntlInt(mf.Fd(), unix.F_ADD_SEALS, requiredSeals); err != nil {
+		return fmt.Errorf("seal executable memfd: %w", err)
 	}
-	return mf, nil
+	return nil
+}
+
+// requiredSeals make a memfd immutable.
+const requiredSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+
+// CheckSealed verifies that f is a memfd that can no longer change.
+func CheckSealed(f *os.File) error {
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return fmt.Errorf("executable copy is not a sealable memfd: %w", err)
+	}
+	if seals&requiredSeals != requiredSeals {
+		return fmt.Errorf("executable copy is not sealed (seals %#x)", seals)
+	}
+	return nil
 }

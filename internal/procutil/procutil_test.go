@@ -51,16 +51,29 @@ func TestStartTimeAndAlive(t *testing.T) {
 }
 
 func TestSealedExe(t *testing.T) {
-	f, err := SealedExe()
+	c, err := StartExeCopy()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer c.Close()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	f := c.File
+	if err := CheckSealed(f); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.WriteAt([]byte("x"), 0); err == nil {
 		t.Fatal("write to the sealed executable succeeded")
 	}
 	if err := f.Truncate(0); err == nil {
 		t.Fatal("truncate of the sealed executable succeeded")
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if CheckSealed(r) == nil {
+		t.Fatal("a pipe passed CheckSealed")
 	}
 	self, _ := os.Stat("/proc/self/exe")
 	st, _ := f.Stat()

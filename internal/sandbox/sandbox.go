@@ -38,6 +38,9 @@ type Options struct {
 	// LISTEN_FDS).
 	Extra     []*os.File
 	ListenFDs int
+	// Exe is the copy of moat that boot runs the container init and exec
+	// helpers from; it is still being made when boot starts.
+	Exe *procutil.ExeCopy
 }
 
 // Sandbox is a started boot process.
@@ -72,6 +75,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	}
 	cmd := bootCommand(o)
 	var d procutil.Donations
+	d.Donate("exe-fd", o.Exe.File)
 	d.Donate("spec-fd", specFile)
 	d.Donate("create-sync-fd", bootEnd)
 	d.Donate("controller-fd", ln)
@@ -83,17 +87,27 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	d.Transfer(cmd)
 	d.Log(log, "boot")
 	err = cmd.Start()
+
+	procutil.Trace("cli", "boot spawned")
 	bootEnd.Close()
 	if err != nil {
 		cliEnd.Close()
 		return nil, fmt.Errorf("start moat boot: %w", err)
 	}
 	sb := &Sandbox{Cmd: cmd, create: ipc.NewConn(cliEnd)}
-	if err := sb.waitCreated(); err != nil {
+	err = o.Exe.Wait()
+	if err == nil {
+		err = sb.create.Send(ipc.ClientExeSealed{})
+	}
+	if err == nil {
+		err = sb.waitCreated()
+	}
+	if err != nil {
 		sb.create.Close()
 		sb.reap(10 * time.Second)
 		return nil, err
 	}
+	procutil.Trace("cli", "created")
 	return sb, nil
 }
 

@@ -27,6 +27,7 @@ func Boot() *Command {
 			fs.StringVar(&a.ID, "id", "", "container id")
 			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
 			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the validated config.json")
+			fs.IntVar(&a.ExeFD, "exe-fd", -1, "sealed memfd copy of moat, run by the init and exec helpers")
 			fs.IntVar(&a.CreateSyncFD, "create-sync-fd", -1, "socket to the creating CLI (BootCreated, ClientCreateCommitted)")
 			fs.IntVar(&a.ControllerFD, "controller-fd", -1, "listening controller socket")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
@@ -42,8 +43,8 @@ func Boot() *Command {
 			if a.ExtraFDs, err = procutil.ParseFDList(extra); err != nil {
 				return 1, fmt.Errorf("--extra-fds: %w", err)
 			}
-			if a.ID == "" || a.Bundle == "" || a.SpecFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
-				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --create-sync-fd and --controller-fd")
+			if a.ID == "" || a.Bundle == "" || a.SpecFD < 0 || a.ExeFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
+				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --exe-fd, --create-sync-fd and --controller-fd")
 			}
 			a.Config = env.Config
 			var w io.Writer = env.Stderr
