@@ -127,17 +127,10 @@ func (b *boot) start() (ipc.Message, error) {
 		return nil, b.recvErr("starting", err)
 	}
 	p.conn.SetDeadline(time.Now().Add(startTimeout + hookBudget(b.spec, hooks.StartContainer)))
-	raw, err := p.conn.Recv()
+	err := b.awaitExec(p.conn, p.pid, specs.StateCreated)
 	p.conn.Close()
-	if err == nil {
-		raw.CloseFiles()
-		if ferr := raw.AsError(); ferr != nil {
-			return nil, ferr
-		}
-		return nil, fmt.Errorf("protocol error: unexpected %s from init", raw.Type)
-	}
-	if err != ipc.ErrPeerClosed {
-		return nil, fmt.Errorf("starting: %w", err)
+	if err != nil {
+		return nil, b.recvErr("starting", err)
 	}
 	// EOF: the socket closed on execve, the container process runs.
 	var warnings []string

@@ -210,21 +210,13 @@ func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecR
 		}
 		master = files[0]
 	}
-	raw, err := conn.Recv()
-	if err == ipc.ErrPeerClosed {
-		return master, nil // executed
-	}
-	if master != nil {
-		master.Close()
-	}
-	if err != nil {
+	if err := b.awaitExec(conn, cmd.Process.Pid, specs.StateRunning); err != nil {
+		if master != nil {
+			master.Close()
+		}
 		return nil, err
 	}
-	raw.CloseFiles()
-	if ferr := raw.AsError(); ferr != nil {
-		return nil, ferr
-	}
-	return nil, fmt.Errorf("protocol error: unexpected %s from exec helper", raw.Type)
+	return master, nil
 }
 
 // openInitNamespaces keeps handles on init's namespaces for exec.

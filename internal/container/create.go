@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/procutil"
@@ -60,10 +61,8 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}
-	if b.Spec.Linux.Seccomp != nil {
-		if _, err := seccomp.Compile(b.Spec.Linux.Seccomp); err != nil {
-			return nil, fmt.Errorf("%w: linux.seccomp: %v", spec.ErrInvalid, err)
-		}
+	if err := checkSeccomp(b.Spec.Linux.Seccomp); err != nil {
+		return nil, err
 	}
 	var console *os.File
 	if o.ConsoleSocket != "" {
@@ -95,6 +94,44 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 	}
 	return c, nil
+}
+
+// notifyForbidden are syscalls moat itself makes between installing the
+// filter and execve: a notify rule on them would wait on an agent that has
+// not received the listener yet.
+var notifyForbidden = map[string]bool{
+	"sendmsg": true, "sendto": true, "write": true, "close": true, "futex": true,
+	"execve": true, "execveat": true, "exit": true, "exit_group": true,
+	"rt_sigprocmask": true, "rt_sigreturn": true, "close_range": true, "fcntl": true,
+}
+
+// checkSeccomp compiles the profile once in the CLI, so that a bad one fails
+// create before any process starts.
+func checkSeccomp(sc *specs.LinuxSeccomp) error {
+	if sc == nil {
+		return nil
+	}
+	f, err := seccomp.Compile(sc)
+	if err != nil {
+		return fmt.Errorf("%w: linux.seccomp: %v", spec.ErrInvalid, err)
+	}
+	if !f.Notify {
+		return nil
+	}
+	if sc.ListenerPath == "" {
+		return fmt.Errorf("%w: linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath", spec.ErrInvalid)
+	}
+	for i, r := range sc.Syscalls {
+		if r.Action != specs.ActNotify {
+			continue
+		}
+		for _, n := range r.Names {
+			if notifyForbidden[n] {
+				return fmt.Errorf("%w: linux.seccomp.syscalls[%d]: SCMP_ACT_NOTIFY on %s is not supported (moat makes that call before execve)", spec.ErrInvalid, i, n)
+			}
+		}
+	}
+	return nil
 }
 
 func checkTerminal(b *spec.Bundle, o CreateOptions) error {

@@ -31,6 +31,7 @@ func runExec(conn *ipc.Conn, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	l.toBoot = conn
 	if cfg.Process.Terminal {
 		tty, err := execPty(cfg.Process)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/seccomp"
 	"github.com/moat-sandbox/moat/internal/spec"
@@ -28,6 +29,9 @@ type launch struct {
 	personality *specs.LinuxPersonality
 	preserveFDs int
 	tty         *os.File // pty slave when process.terminal
+	// toBoot carries the seccomp listener (SCMP_ACT_NOTIFY) to boot, which
+	// hands it to the spec's listenerPath.
+	toBoot *ipc.Conn
 }
 
 // prepareLaunch resolves the program and compiles the seccomp profile.
@@ -188,9 +192,15 @@ func (l *launch) installSeccomp() error {
 	if err != nil {
 		return fmt.Errorf("install seccomp filter: %w", err)
 	}
-	if fd >= 0 {
-		// The listener was sent before start; this copy belongs to nobody.
-		unix.Close(fd)
+	if fd < 0 {
+		return nil
+	}
+	// Boot keeps the listener alive across our execve and passes it on: a
+	// notified syscall waits for the agent, never for us.
+	err = l.toBoot.Send(ipc.InitSeccompListener{}, fd)
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("send seccomp listener to boot: %w", err)
 	}
 	return nil
 }

@@ -85,6 +85,7 @@ func runInit(conn *ipc.Conn, log *slog.Logger) error {
 		tty.master.Close()
 		l.tty = tty.slave
 	}
+	l.toBoot = conn
 	// Wait for start: no deadline (a container may stay created for as long
 	// as its owner likes); the wait ends if boot goes away.
 	var start ipc.BootStartRequested

@@ -212,6 +212,14 @@ type InitCreated struct {
 // Kind implements Message.
 func (InitCreated) Kind() string { return "InitCreated" }
 
+// InitSeccompListener carries the seccomp notify listener (SCMP_ACT_NOTIFY)
+// from init or an exec helper to boot, which forwards it to the spec's
+// linux.seccomp.listenerPath. It may precede the EOF of a successful exec.
+type InitSeccompListener struct{}
+
+// Kind implements Message.
+func (InitSeccompListener) Kind() string { return "InitSeccompListener" }
+
 // BootStartRequested releases init to run the container process. After it,
 // init sends nothing on success: EOF on the socket (close-on-exec) means the
 // process was executed; InitFailed means it was not.
