@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -150,8 +151,25 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *sl
 		tty.close()
 		return nil, nil, err
 	}
+	if cfg.ListenFDs > 0 {
+		// Socket activation (sd_listen_fds): the sockets are the last
+		// ListenFDs of the preserved descriptors, and LISTEN_PID must be
+		// the pid that will run the program: ours, as seen inside.
+		l.env = append(withoutListenEnv(l.env),
+			fmt.Sprintf("LISTEN_FDS=%d", cfg.ListenFDs), fmt.Sprintf("LISTEN_PID=%d", os.Getpid()))
+	}
 	log.Debug("container created", "program", l.path)
 	return l, tty, nil
+}
+
+func withoutListenEnv(env []string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, "LISTEN_FDS=") && !strings.HasPrefix(e, "LISTEN_PID=") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // buildRoot mounts the root filesystem and every spec mount, and populates
