@@ -196,6 +196,13 @@ func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView) (*rootfs, error) {
 			return nil, err
 		}
 	}
+	// Like runc, a missing working directory is created (inside the root).
+	if cwd, err := r.ensureDir(s.Process.Cwd); err != nil {
+		r.close()
+		return nil, fmt.Errorf("process.cwd: %w", err)
+	} else {
+		cwd.Close()
+	}
 	return r, nil
 }
 
@@ -231,6 +238,12 @@ func finishRoot(r *rootfs, s *specs.Spec) (*pty, error) {
 	}
 	if err := r.pivot(); err != nil {
 		return fail(err)
+	}
+	if p, ok := propagationFlags[s.Linux.RootfsPropagation]; ok {
+		// The bind of the root copied the private parent's propagation.
+		if err := unix.Mount("", "/", "", p, ""); err != nil {
+			return fail(fmt.Errorf("rootfsPropagation %s: %w", s.Linux.RootfsPropagation, err))
+		}
 	}
 	return tty, nil
 }

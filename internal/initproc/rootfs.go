@@ -131,6 +131,11 @@ func (r *rootfs) readonlyPaths(paths []string) error {
 
 // pivot makes the root filesystem "/" and detaches the host's tree.
 func (r *rootfs) pivot() error {
+	oldRoot, err := os.OpenFile("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open old root: %w", err)
+	}
+	defer oldRoot.Close()
 	if err := unix.Fchdir(int(r.handle.Fd())); err != nil {
 		return fmt.Errorf("chdir to root: %w", err)
 	}
@@ -139,6 +144,12 @@ func (r *rootfs) pivot() error {
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
+	// Step onto the old root (now stacked on "/") before changing it, or
+	// the changes would hit the container's own mounts.
+	if err := unix.Fchdir(int(oldRoot.Fd())); err != nil {
+		return fmt.Errorf("chdir to old root: %w", err)
+	}
+	// Nothing of the unmount may propagate to the host.
 	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("isolate old root: %w", err)
 	}

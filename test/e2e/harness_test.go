@@ -79,7 +79,8 @@ func (e *env) cleanup() {
 
 // id returns a fresh container id.
 func (e *env) id() string {
-	return fmt.Sprintf("%s%d", idPrefix, idSeq.Add(1))
+	// The pid keeps ids unique across concurrent test binaries.
+	return fmt.Sprintf("%s%d-%d", idPrefix, os.Getpid(), idSeq.Add(1))
 }
 
 // run invokes moat with the env's root; stdin may be nil.
@@ -230,7 +231,7 @@ func baseSpec(args []string) *specs.Spec {
 				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 			},
-			MaskedPaths: []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}

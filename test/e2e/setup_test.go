@@ -1,0 +1,744 @@
+package e2e
+
+// What init builds before the container process runs: mounts, /dev,
+// masked and read-only paths, namespaces, process attributes, seccomp.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// ---- helpers shared by setup, hooks and cgroup tests ----
+
+// opResult is the JSON of `probe try` and `probe open`.
+type opResult struct {
+	OK    bool    `json:"ok"`
+	Errno int     `json:"errno"`
+	Error string  `json:"error"`
+	Data  *string `json:"data"`
+}
+
+// tryIn runs `probe try OP ARGS...` in a new container.
+func tryIn(e *env, op []string, mutate ...func(*specs.Spec)) opResult {
+	e.t.Helper()
+	var r opResult
+	e.runJSON(&r, append([]string{"try"}, op...), mutate...)
+	return r
+}
+
+// wantErrno checks a `probe try` result failed with errno want (0: success).
+func wantErrno(t *testing.T, what string, r opResult, want syscall.Errno) {
+	t.Helper()
+	switch {
+	case want == 0 && !r.OK:
+		t.Errorf("%s failed: %s (errno %d)", what, r.Error, r.Errno)
+	case want != 0 && r.OK:
+		t.Errorf("%s succeeded; want %v", what, want)
+	case want != 0 && r.Errno != int(want):
+		t.Errorf("%s: errno %d (%s), want %d (%v)", what, r.Errno, r.Error, int(want), want)
+	}
+}
+
+// mountEntry is one line of /proc/PID/mountinfo.
+type mountEntry struct {
+	point    string
+	opts     []string // per-mount options
+	optional []string // shared:N, master:N, ...
+	fstype   string
+	super    []string // super-block options
+}
+
+func parseMountinfo(s string) []mountEntry {
+	var out []mountEntry
+	for _, line := range strings.Split(s, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(pf) < 6 || len(qf) < 3 {
+			continue
+		}
+		out = append(out, mountEntry{point: unescapeOctal(pf[4]), opts: strings.Split(pf[5], ","),
+			optional: pf[6:], fstype: qf[0], super: strings.Split(qf[2], ",")})
+	}
+	return out
+}
+
+func unescapeOctal(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}
+
+// mountAt returns the topmost mount at point and its index, or -1.
+func mountAt(ms []mountEntry, point string) (mountEntry, int) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].point == point {
+			return ms[i], i
+		}
+	}
+	return mountEntry{}, -1
+}
+
+// hasOpt reports whether the option list holds opt (or a key=value opt).
+func hasOpt(opts []string, opt string) bool { return slices.Contains(opts, opt) }
+
+// hasTag reports whether optional fields hold a tag such as "shared".
+func hasTag(m mountEntry, tag string) bool {
+	for _, f := range m.optional {
+		if strings.HasPrefix(f, tag+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// initPidOf is the container init's host pid from `moat state`.
+func initPidOf(e *env, id string) int {
+	e.t.Helper()
+	pid, ok := e.state(id)["pid"].(float64)
+	if !ok || pid <= 0 {
+		e.t.Fatalf("state of %s has no pid: %v", id, e.state(id))
+	}
+	return int(pid)
+}
+
+// createHeld creates (and with start, starts) a container holding for a
+// minute and returns its id and init pid.
+func createHeld(e *env, start bool, mutate ...func(*specs.Spec)) (string, int) {
+	e.t.Helper()
+	b := e.newBundle([]string{"hold", "60"}, mutate...)
+	id := e.id()
+	e.moat("create", "--bundle", b.dir, id)
+	if start {
+		e.moat("start", id)
+	}
+	return id, initPidOf(e, id)
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	must(t, err)
+	return strings.TrimSpace(string(data))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// ---- mounts ----
+
+func TestSetupMountsInOrder(t *testing.T) {
+	e := newEnv(t)
+	ms := parseMountinfo(e.runProbe([]string{"mounts"}, func(s *specsSpec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"size=1m", "mode=0710", "nodev"}})
+	}))
+	want := []struct{ point, fstype string }{
+		{"/proc", "proc"}, {"/dev", "tmpfs"}, {"/dev/pts", "devpts"}, {"/dev/shm", "tmpfs"},
+		{"/dev/mqueue", "mqueue"}, {"/sys", "sysfs"}, {"/tmp", "tmpfs"}, {"/scratch", "tmpfs"},
+	}
+	last := -1
+	for _, w := range want {
+		m, i := mountAt(ms, w.point)
+		if i < 0 {
+			t.Errorf("no mount at %s", w.point)
+			continue
+		}
+		if m.fstype != w.fstype {
+			t.Errorf("%s is %s, want %s", w.point, m.fstype, w.fstype)
+		}
+		if i < last {
+			t.Errorf("%s was mounted out of order", w.point)
+		}
+		last = i
+	}
+	sys, _ := mountAt(ms, "/sys")
+	if !hasOpt(sys.opts, "ro") || !hasOpt(sys.opts, "nosuid") || !hasOpt(sys.opts, "noexec") {
+		t.Errorf("/sys options %v, want ro,nosuid,noexec", sys.opts)
+	}
+	checkSuper(t, ms, "/dev/shm", "size=65536k") // mode=1777 is tmpfs's default: not listed
+	checkSuper(t, ms, "/dev/pts", "mode=620", "ptmxmode=666", "gid=5")
+	checkSuper(t, ms, "/scratch", "size=1024k", "mode=710")
+	if sc, _ := mountAt(ms, "/scratch"); !hasOpt(sc.opts, "nodev") {
+		t.Errorf("/scratch options %v, want nodev", sc.opts)
+	}
+	var st struct{ Mode, Type string }
+	e.runJSON(&st, []string{"stat", "/dev/ptmx"})
+	if st.Type != "symlink" {
+		t.Errorf("/dev/ptmx is a %s, want a symlink to pts/ptmx", st.Type)
+	}
+}
+
+func checkSuper(t *testing.T, ms []mountEntry, point string, opts ...string) {
+	t.Helper()
+	m, i := mountAt(ms, point)
+	for _, o := range opts {
+		if i >= 0 && !hasOpt(m.super, o) {
+			t.Errorf("%s super options %v lack %s", point, m.super, o)
+		}
+	}
+}
+
+func TestSetupCgroupMount(t *testing.T) {
+	limit := int64(48 << 20)
+	withLimit := func(s *specsSpec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+	}
+	for _, tc := range []struct {
+		name   string
+		ownNS  bool
+		mutate func(*specsSpec)
+	}{
+		{"cgroupns", true, withLimit},
+		{"no-cgroupns", false, func(s *specsSpec) {
+			withLimit(s)
+			s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool {
+				return n.Type == specs.CgroupNamespace
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			got := strings.TrimSpace(e.runProbe([]string{"cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}, tc.mutate))
+			if got != strconv.FormatInt(limit, 10) {
+				t.Errorf("/sys/fs/cgroup/memory shows limit %q, want the container's %d", got, limit)
+			}
+			wantErrno(t, "write to /sys/fs/cgroup", tryIn(e, []string{"write", "/sys/fs/cgroup/pids/pids.max", "5"}, tc.mutate), unix.EROFS)
+			if !tc.ownNS {
+				return
+			}
+			for _, l := range strings.Split(strings.TrimSpace(e.runProbe([]string{"cat", "/proc/self/cgroup"}, tc.mutate)), "\n") {
+				if !strings.HasSuffix(l, ":/") {
+					t.Errorf("/proc/self/cgroup line %q: the container's cgroup is not its root", l)
+				}
+			}
+		})
+	}
+}
+
+func TestSetupBindMountOptions(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("host data"), 0o644))
+	must(t, copyFile(probeBin, filepath.Join(src, "exe"), 0o755))
+	mounts := func(s *specsSpec) {
+		bindMount(s, src, "/ro", "ro")
+		bindMount(s, src, "/rw", "rw")
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/flags", Type: "bind", Source: src,
+			Options: []string{"bind", "nosuid", "noexec", "nodev"}})
+	}
+	ms := parseMountinfo(e.runProbe([]string{"mounts"}, mounts))
+	for point, opts := range map[string][]string{"/ro": {"ro"}, "/rw": {"rw"}, "/flags": {"nosuid", "noexec", "nodev"}} {
+		m, i := mountAt(ms, point)
+		for _, o := range opts {
+			if i < 0 || !hasOpt(m.opts, o) {
+				t.Errorf("%s options %v lack %s", point, m.opts, o)
+			}
+		}
+	}
+	if got := e.runProbe([]string{"cat", "/ro/f"}, mounts); got != "host data" {
+		t.Errorf("/ro/f reads %q", got)
+	}
+	wantErrno(t, "write to ro bind", tryIn(e, []string{"write", "/ro/new", "x"}, mounts), unix.EROFS)
+	wantErrno(t, "write to rw bind", tryIn(e, []string{"write", "/rw/new", "written"}, mounts), 0)
+	if data, _ := os.ReadFile(filepath.Join(src, "new")); string(data) != "written" {
+		t.Errorf("write through rw bind reached the host as %q", data)
+	}
+	b := e.newBundle([]string{"run", "/flags/exe", "true"}, mounts)
+	if r := e.run(nil, "run", "--bundle", b.dir, e.id()); r.code != 126 || !strings.Contains(r.stdout, `"errno":13`) {
+		t.Errorf("exec from a noexec bind: want EACCES (exit 126)\n%s", r)
+	}
+}
+
+func TestSetupBindPropagation(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "shared-src")
+	must(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+	// The source must be a shared mount for propagation to exist at all.
+	must(t, unix.Mount(src, src, "", unix.MS_BIND, ""))
+	t.Cleanup(func() { unix.Unmount(src, unix.MNT_DETACH) })
+	must(t, unix.Mount("", src, "", unix.MS_SHARED, ""))
+	bind := func(s *specsSpec, dst, prop string) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src,
+			Options: []string{"rbind", "rw", prop}})
+	}
+	id, pid := createHeld(e, true, func(s *specsSpec) {
+		bind(s, "/slave", "rslave")
+		bind(s, "/shared", "rshared")
+		bind(s, "/private", "rprivate")
+	})
+	must(t, unix.Mount("tmpfs", filepath.Join(src, "sub"), "tmpfs", 0, "size=1m"))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	must(t, err)
+	ms := parseMountinfo(string(data))
+	for _, tc := range []struct {
+		point, tag string
+		receives   bool
+	}{{"/slave", "master", true}, {"/shared", "shared", true}, {"/private", "", false}} {
+		m, i := mountAt(ms, tc.point)
+		switch {
+		case i < 0:
+			t.Errorf("no mount at %s", tc.point)
+		case tc.tag == "" && len(m.optional) > 0:
+			t.Errorf("%s optional fields %v, want none (private)", tc.point, m.optional)
+		case tc.tag != "" && !hasTag(m, tc.tag):
+			t.Errorf("%s optional fields %v, want %s:N", tc.point, m.optional, tc.tag)
+		}
+		if _, j := mountAt(ms, tc.point+"/sub"); (j >= 0) != tc.receives {
+			t.Errorf("host mount under the source propagated to %s/sub: %v, want %v", tc.point, j >= 0, tc.receives)
+		}
+	}
+	e.moat("delete", "--force", id)
+}
+
+func TestSetupBindSingleFileAndNewDestination(t *testing.T) {
+	e := newEnv(t)
+	file := filepath.Join(e.dir, "hostfile")
+	must(t, os.WriteFile(file, []byte("single file"), 0o644))
+	mut := func(s *specsSpec) {
+		bindMount(s, file, "/etc/bound", "ro")
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/new/deep/dir", Type: "tmpfs", Source: "tmpfs"})
+	}
+	if got := e.runProbe([]string{"cat", "/etc/bound"}, mut); got != "single file" {
+		t.Errorf("/etc/bound reads %q", got)
+	}
+	ms := parseMountinfo(e.runProbe([]string{"mounts"}, mut))
+	if m, i := mountAt(ms, "/new/deep/dir"); i < 0 || m.fstype != "tmpfs" {
+		t.Errorf("no tmpfs at the new destination /new/deep/dir")
+	}
+	if m, i := mountAt(ms, "/etc/bound"); i < 0 || !hasOpt(m.opts, "ro") {
+		t.Errorf("/etc/bound: not a read-only mount (%v)", m.opts)
+	}
+}
+
+func TestSetupDestinationThroughSymlink(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "marker"), []byte("m"), 0o644))
+	for _, link := range []string{"/etc", "../../../../../../../../etc"} {
+		name := fmt.Sprintf("moat-e2e-%d", os.Getpid())
+		b := e.newBundle([]string{"ls", "/etc/" + name}, func(s *specsSpec) {
+			bindMount(s, src, "/x/"+name, "ro")
+		})
+		must(t, os.Symlink(link, filepath.Join(b.rootfs(), "x")))
+		r := e.run(nil, "run", "--bundle", b.dir, e.id())
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "marker" {
+			t.Errorf("symlink x -> %s: bind onto /x/%s is not at the container's /etc/%s\n%s", link, name, name, r)
+		}
+		if _, err := os.Lstat("/etc/" + name); err == nil {
+			os.Remove("/etc/" + name)
+			t.Errorf("symlink x -> %s: the mount destination was created in the host's /etc", link)
+		}
+		if _, err := os.Stat(filepath.Join(b.rootfs(), "etc", name)); err != nil {
+			t.Errorf("symlink x -> %s: destination not created inside the rootfs: %v", link, err)
+		}
+	}
+}
+
+func TestSetupRootfsPropagation(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		prop, tag string
+	}{{"", ""}, {"rprivate", ""}, {"shared", "shared"}, {"rshared", "shared"}} {
+		ms := parseMountinfo(e.runProbe([]string{"mounts"}, func(s *specsSpec) { s.Linux.RootfsPropagation = tc.prop }))
+		root, i := mountAt(ms, "/")
+		switch {
+		case i < 0:
+			t.Errorf("rootfsPropagation %q: no / in mountinfo", tc.prop)
+		case tc.tag == "" && hasTag(root, "shared"):
+			t.Errorf("rootfsPropagation %q: / is shared (%v)", tc.prop, root.optional)
+		case tc.tag != "" && !hasTag(root, tc.tag):
+			t.Errorf("rootfsPropagation %q: / optional fields %v, want %s:N", tc.prop, root.optional, tc.tag)
+		}
+	}
+}
+
+// ---- root, masked and read-only paths ----
+
+func TestSetupRootReadonly(t *testing.T) {
+	e := newEnv(t)
+	wantErrno(t, "write to a read-only root", tryIn(e, []string{"write", "/newfile", "x"}), unix.EROFS)
+	wantErrno(t, "write to /tmp (tmpfs) under a read-only root", tryIn(e, []string{"write", "/tmp/x", "x"}), 0)
+	b := e.newBundle([]string{"write", "/newfile", "landed"}, func(s *specsSpec) { s.Root.Readonly = false })
+	e.moat("run", "--bundle", b.dir, e.id())
+	if data, err := os.ReadFile(filepath.Join(b.rootfs(), "newfile")); err != nil || string(data) != "landed" {
+		t.Errorf("write with root.readonly=false: bundle rootfs has %q (%v)", data, err)
+	}
+}
+
+func TestSetupMaskedAndReadonlyPaths(t *testing.T) {
+	e := newEnv(t)
+	mut := func(s *specsSpec) {
+		s.Root.Readonly = false
+		s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/etc/secret", "/etc/secretdir", "/etc/missing")
+		s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/etc/rodir")
+	}
+	b := e.newBundle([]string{"true"}, mut)
+	etc := filepath.Join(b.rootfs(), "etc")
+	must(t, os.WriteFile(filepath.Join(etc, "secret"), []byte("password"), 0o644))
+	for _, d := range []string{"secretdir", "rodir"} {
+		must(t, os.MkdirAll(filepath.Join(etc, d), 0o755))
+		must(t, os.WriteFile(filepath.Join(etc, d, "file"), []byte("content"), 0o644))
+	}
+	run := func(args ...string) string {
+		b.spec.Process.Args = append([]string{"/bin/probe"}, args...)
+		b.save(t)
+		return e.moat("run", "--bundle", b.dir, e.id())
+	}
+	for _, f := range []string{"/etc/secret", "/proc/timer_list"} {
+		var r opResult
+		must(t, json.Unmarshal([]byte(run("try", "read", f)), &r))
+		if !r.OK || r.Data == nil || *r.Data != "" {
+			t.Errorf("masked file %s: read %+v, want empty content", f, r)
+		}
+	}
+	for _, d := range []string{"/etc/secretdir", "/sys/firmware"} {
+		if out := run("ls", d); out != "" {
+			t.Errorf("masked directory %s lists %q, want nothing", d, out)
+		}
+	}
+	for _, tc := range []struct {
+		path string
+		want syscall.Errno
+	}{{"/etc/rodir/file", unix.EROFS}, {"/proc/sys/kernel/hostname", unix.EROFS}, {"/etc/other", 0}} {
+		var r opResult
+		must(t, json.Unmarshal([]byte(run("try", "write", tc.path, "x")), &r))
+		wantErrno(t, "write "+tc.path, r, tc.want)
+	}
+}
+
+// ---- /dev ----
+
+func TestSetupDevices(t *testing.T) {
+	e := newEnv(t)
+	id, pid := createHeld(e, false, func(s *specsSpec) {
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/sub/moatnull", Type: "c", Major: 1, Minor: 3,
+			FileMode: ptr(os.FileMode(0o620)), UID: ptr(uint32(1000)), GID: ptr(uint32(1001))}}
+	})
+	dev := fmt.Sprintf("/proc/%d/root/dev/", pid)
+	for _, d := range []struct {
+		name         string
+		major, minor uint32
+		mode, uid    uint32
+	}{{"null", 1, 3, 0o666, 0}, {"zero", 1, 5, 0o666, 0}, {"full", 1, 7, 0o666, 0}, {"random", 1, 8, 0o666, 0},
+		{"urandom", 1, 9, 0o666, 0}, {"tty", 5, 0, 0o666, 0}, {"sub/moatnull", 1, 3, 0o620, 1000}} {
+		var st unix.Stat_t
+		if err := unix.Lstat(dev+d.name, &st); err != nil {
+			t.Errorf("/dev/%s: %v", d.name, err)
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != d.major || unix.Minor(st.Rdev) != d.minor ||
+			st.Mode&0o7777 != d.mode || st.Uid != d.uid {
+			t.Errorf("/dev/%s: mode %o rdev %d:%d uid %d; want char %d:%d mode %o uid %d", d.name, st.Mode,
+				unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, d.major, d.minor, d.mode, d.uid)
+		}
+		if d.uid == 1000 && st.Gid != 1001 {
+			t.Errorf("/dev/%s: gid %d, want 1001", d.name, st.Gid)
+		}
+	}
+	for link, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"} {
+		if got, err := os.Readlink(dev + link); err != nil || got != target {
+			t.Errorf("/dev/%s -> %q (%v), want %q", link, got, err, target)
+		}
+	}
+	e.moat("delete", id)
+	// The device cgroup lets the container use them.
+	wantErrno(t, "write /dev/full", tryIn(e, []string{"write", "/dev/full", "x"}), unix.ENOSPC)
+	wantErrno(t, "write /dev/moatnull as uid 1000", tryIn(e, []string{"write", "/dev/moatnull", "x"}, func(s *specsSpec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1001}
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/moatnull", Type: "c", Major: 1, Minor: 3,
+			FileMode: ptr(os.FileMode(0o600)), UID: ptr(uint32(1000)), GID: ptr(uint32(1001))}}
+	}), 0)
+}
+
+// ---- process attributes ----
+
+func TestSetupHostnameAndDomainname(t *testing.T) {
+	e := newEnv(t)
+	var got struct{ Hostname, Domainname string }
+	e.runJSON(&got, []string{"hostname"}, func(s *specsSpec) { s.Domainname = "example.org" })
+	if got.Hostname != "moat-test" || got.Domainname != "example.org" {
+		t.Errorf("uname: %+v, want moat-test / example.org", got)
+	}
+}
+
+func TestSetupSysctl(t *testing.T) {
+	e := newEnv(t)
+	hostFwd := readTrim(t, "/proc/sys/net/ipv4/ip_forward")
+	hostShm := readTrim(t, "/proc/sys/kernel/shmmax")
+	mut := func(s *specsSpec) {
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"}
+	}
+	for key, want := range map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"} {
+		if got := strings.TrimSpace(e.runProbe([]string{"sysctl", key}, mut)); got != want {
+			t.Errorf("sysctl %s in the container: %q, want %q", key, got, want)
+		}
+	}
+	if readTrim(t, "/proc/sys/net/ipv4/ip_forward") != hostFwd || readTrim(t, "/proc/sys/kernel/shmmax") != hostShm {
+		t.Error("container sysctls changed the host's values")
+	}
+}
+
+func TestSetupRlimits(t *testing.T) {
+	e := newEnv(t)
+	var got map[string][2]uint64
+	e.runJSON(&got, []string{"rlimits"}, func(s *specsSpec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 100, Hard: 200},
+			{Type: "RLIMIT_NPROC", Soft: 300, Hard: 400}}
+	})
+	if got["RLIMIT_NOFILE"] != [2]uint64{100, 200} || got["RLIMIT_NPROC"] != [2]uint64{300, 400} {
+		t.Errorf("rlimits NOFILE %v NPROC %v, want [100 200] [300 400]", got["RLIMIT_NOFILE"], got["RLIMIT_NPROC"])
+	}
+}
+
+func TestSetupOomScoreAdjAndUmask(t *testing.T) {
+	e := newEnv(t)
+	if got := strings.TrimSpace(e.runProbe([]string{"oomscore"}, func(s *specsSpec) { s.Process.OOMScoreAdj = ptr(500) })); got != "500" {
+		t.Errorf("oom_score_adj %q, want 500", got)
+	}
+	for _, tc := range []struct {
+		umask *uint32
+		want  string
+	}{{nil, "0022"}, {ptr(uint32(0o077)), "0077"}} {
+		var got struct{ Umask string }
+		e.runJSON(&got, []string{"umask"}, func(s *specsSpec) { s.Process.User.Umask = tc.umask })
+		if got.Umask != tc.want {
+			t.Errorf("umask %s, want %s", got.Umask, tc.want)
+		}
+	}
+}
+
+func TestSetupCwdAndEnv(t *testing.T) {
+	e := newEnv(t)
+	if got := strings.TrimSpace(e.runProbe([]string{"cwd"}, func(s *specsSpec) { s.Process.Cwd = "/tmp" })); got != "/tmp" {
+		t.Errorf("cwd %q, want /tmp", got)
+	}
+	env := e.runProbe([]string{"env"}, func(s *specsSpec) {
+		s.Process.Env = []string{"PATH=/bin", "FOO=bar baz", "EMPTY="}
+	})
+	for _, want := range []string{"PATH=/bin", "FOO=bar baz", "EMPTY=", "HOME=/root"} {
+		if !slices.Contains(strings.Split(env, "\n"), want) {
+			t.Errorf("env lacks %q:\n%s", want, env)
+		}
+	}
+	// Like runc, a missing cwd is created inside the root filesystem.
+	out := e.runProbe([]string{"cwd"}, func(s *specsSpec) { s.Process.Cwd = "/does/not/exist" })
+	if strings.TrimSpace(out) != "/does/not/exist" {
+		t.Errorf("cwd %q, want /does/not/exist", out)
+	}
+	// A cwd that is a file cannot be entered: create fails, nothing left.
+	b := e.newBundle([]string{"true"}, func(s *specsSpec) { s.Process.Cwd = "/bin/probe" })
+	id := e.id()
+	e.fails("cwd", "create", "--bundle", b.dir, id)
+	e.fails("does not exist", "state", id)
+}
+
+func TestSetupUser(t *testing.T) {
+	e := newEnv(t)
+	var got struct {
+		UID, GID, EUID, EGID int
+		Groups               []int
+	}
+	e.runJSON(&got, []string{"id"}, func(s *specsSpec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10, 20}}
+	})
+	slices.Sort(got.Groups)
+	if got.UID != 1000 || got.EUID != 1000 || got.GID != 1001 || got.EGID != 1001 ||
+		!slices.Contains(got.Groups, 10) || !slices.Contains(got.Groups, 20) || slices.Contains(got.Groups, 0) {
+		t.Errorf("id: %+v, want uid 1000 gid 1001 groups [10 20]", got)
+	}
+}
+
+func TestSetupCapabilities(t *testing.T) {
+	e := newEnv(t)
+	var got struct{ Names map[string][]string }
+	e.runJSON(&got, []string{"caps"}, func(s *specsSpec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1000}
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding:    []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"},
+			Permitted:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
+			Effective:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
+			Inheritable: []string{"CAP_CHOWN", "CAP_NET_RAW"},
+			Ambient:     []string{"CAP_NET_RAW"},
+		}
+	})
+	// As uid 1000 only ambient capabilities survive execve into
+	// permitted and effective.
+	for set, want := range map[string][]string{
+		"bnd": {"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"}, "inh": {"CAP_CHOWN", "CAP_NET_RAW"},
+		"amb": {"CAP_NET_RAW"}, "prm": {"CAP_NET_RAW"}, "eff": {"CAP_NET_RAW"},
+	} {
+		have := slices.Sorted(slices.Values(got.Names[set]))
+		if !slices.Equal(have, want) {
+			t.Errorf("%s: %v, want %v", set, have, want)
+		}
+	}
+	e.runJSON(&got, []string{"caps"})
+	if eff := slices.Sorted(slices.Values(got.Names["eff"])); !slices.Equal(eff, []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}) ||
+		len(got.Names["amb"]) != 0 {
+		t.Errorf("root with the default caps: eff %v amb %v", eff, got.Names["amb"])
+	}
+}
+
+func TestSetupNoNewPrivileges(t *testing.T) {
+	e := newEnv(t)
+	for _, nnp := range []bool{true, false} {
+		var got struct{ NNP int }
+		e.runJSON(&got, []string{"status"}, func(s *specsSpec) { s.Process.NoNewPrivileges = nnp })
+		if (got.NNP == 1) != nnp {
+			t.Errorf("noNewPrivileges %v: NoNewPrivs %d", nnp, got.NNP)
+		}
+	}
+}
+
+func TestSetupPersonality(t *testing.T) {
+	e := newEnv(t)
+	var got struct{ Personality int }
+	e.runJSON(&got, []string{"personality"}, func(s *specsSpec) {
+		s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+	})
+	if got.Personality&0xff != 0x0008 {
+		t.Errorf("personality %#x, want PER_LINUX32 (0x8)", got.Personality)
+	}
+}
+
+// ---- seccomp ----
+
+// syscallIn runs `probe syscall ARGS...` in a container with profile p.
+func syscallIn(e *env, p *specs.LinuxSeccomp, nnp bool, args ...string) (ret, errno int) {
+	e.t.Helper()
+	var r struct{ Ret, Errno int }
+	e.runJSON(&r, append([]string{"syscall"}, args...), func(s *specsSpec) {
+		s.Linux.Seccomp = p
+		s.Process.NoNewPrivileges = nnp
+	})
+	return r.Ret, r.Errno
+}
+
+func TestSetupSeccompRules(t *testing.T) {
+	e := newEnv(t)
+	p := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"mkdirat"}, Action: specs.ActErrno, ErrnoRet: ptr(uint(38))},
+		{Names: []string{"getppid"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 42, Op: specs.OpEqualTo}}},
+		{Names: []string{"vhangup"}, Action: specs.ActKillProcess},
+	}}
+	for _, nnp := range []bool{true, false} {
+		if _, errno := syscallIn(e, p, nnp, "mkdirat", "-100", "/tmp/d", "0755"); errno != 38 {
+			t.Errorf("nnp %v: mkdirat errno %d, want 38 (errnoRet)", nnp, errno)
+		}
+	}
+	if _, errno := syscallIn(e, p, true, "getppid", "42"); errno != int(unix.EPERM) {
+		t.Errorf("getppid(42): errno %d, want EPERM", errno)
+	}
+	if _, errno := syscallIn(e, p, true, "getppid", "7"); errno != 0 {
+		t.Errorf("getppid(7): errno %d, want success (condition not met)", errno)
+	}
+	var st struct{ Seccomp int }
+	e.runJSON(&st, []string{"status"}, func(s *specsSpec) { s.Linux.Seccomp = p })
+	if st.Seccomp != 2 {
+		t.Errorf("Seccomp mode %d, want 2 (filter)", st.Seccomp)
+	}
+	b := e.newBundle([]string{"syscall", "vhangup"}, func(s *specsSpec) { s.Linux.Seccomp = p })
+	if r := e.run(nil, "run", "--bundle", b.dir, e.id()); r.code != 128+int(unix.SIGSYS) {
+		t.Errorf("SCMP_ACT_KILL_PROCESS: exit %d, want %d (SIGSYS)\n%s", r.code, 128+int(unix.SIGSYS), r)
+	}
+}
+
+// goRuntimeSyscalls is enough for the probe (a Go program) to start, print
+// and exit, plus execve for the runtime to start it.
+var goRuntimeSyscalls = []string{
+	"execve", "arch_prctl", "set_tid_address", "set_robust_list", "rseq", "prlimit64", "getrlimit",
+	"mmap", "munmap", "mprotect", "madvise", "brk", "mincore", "rt_sigaction", "rt_sigprocmask",
+	"rt_sigreturn", "sigaltstack", "clone", "clone3", "futex", "gettid", "getpid", "tgkill", "kill",
+	"sched_getaffinity", "sched_yield", "nanosleep", "clock_gettime", "clock_nanosleep", "openat",
+	"open", "read", "write", "close", "fcntl", "fstat", "newfstatat", "readlinkat", "getrandom",
+	"exit", "exit_group", "epoll_create1", "epoll_ctl", "epoll_pwait", "eventfd2", "pipe2", "uname",
+	"capget", "capset", "prctl", "setuid", "setgid", "setgroups", "close_range", "getcwd", "lseek",
+}
+
+func TestSetupSeccompAllowlist(t *testing.T) {
+	e := newEnv(t)
+	p := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+		{Names: goRuntimeSyscalls, Action: specs.ActAllow},
+	}}
+	if _, errno := syscallIn(e, p, true, "getppid"); errno != int(unix.EPERM) {
+		t.Errorf("getppid (not allowed): errno %d, want EPERM", errno)
+	}
+	if ret, errno := syscallIn(e, p, true, "getpid"); errno != 0 || ret != 1 {
+		t.Errorf("getpid (allowed): ret %d errno %d, want 1", ret, errno)
+	}
+}
+
+// ---- namespaces ----
+
+func TestSetupNewNetworkNamespace(t *testing.T) {
+	e := newEnv(t)
+	if got := e.runProbe([]string{"ls", "/sys/class/net"}); got != "lo\n" {
+		t.Errorf("network interfaces %q, want only lo", got)
+	}
+	flags, err := strconv.ParseUint(strings.TrimSpace(e.runProbe([]string{"cat", "/sys/class/net/lo/flags"})), 0, 32)
+	if err != nil || flags&unix.IFF_UP == 0 {
+		t.Errorf("lo flags %#x (%v): not up", flags, err)
+	}
+	dev := e.runProbe([]string{"cat", "/proc/net/dev"})
+	if lines := strings.Split(strings.TrimSpace(dev), "\n"); len(lines) != 3 || !strings.Contains(lines[2], "lo:") {
+		t.Errorf("/proc/net/dev lists more than lo:\n%s", dev)
+	}
+}
+
+func TestSetupJoinNetworkNamespaceByPath(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("missing prerequisite: ip(8) from iproute2")
+	}
+	e := newEnv(t)
+	name := fmt.Sprintf("moat-e2e-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	var st unix.Stat_t
+	must(t, unix.Stat("/run/netns/"+name, &st))
+	got := strings.TrimSpace(e.runProbe([]string{"readlink", "/proc/self/ns/net"}, func(s *specsSpec) {
+		for i := range s.Linux.Namespaces {
+			if s.Linux.Namespaces[i].Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = "/run/netns/" + name
+			}
+		}
+	}))
+	if want := fmt.Sprintf("net:[%d]", st.Ino); got != want {
+		t.Errorf("container netns %q, want the joined %q", got, want)
+	}
+}
+
+func TestSetupNamespacesDifferFromHost(t *testing.T) {
+	e := newEnv(t)
+	id, pid := createHeld(e, false)
+	for _, n := range []string{"uts", "ipc", "pid", "net", "mnt", "cgroup"} {
+		if ns(t, pid, n) == ns(t, os.Getpid(), n) {
+			t.Errorf("container %s namespace is the host's", n)
+		}
+	}
+	e.moat("delete", id)
+	id, pid = createHeld(e, false, func(s *specsSpec) {
+		s.Hostname = ""
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool {
+			return n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace
+		})
+	})
+	for _, n := range []string{"uts", "ipc"} {
+		if ns(t, pid, n) != ns(t, os.Getpid(), n) {
+			t.Errorf("spec without a %s namespace: the container did not share the host's", n)
+		}
+	}
+	e.moat("delete", id)
+}
