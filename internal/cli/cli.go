@@ -124,6 +124,11 @@ func runCommand(c *cmd.Command, cfg *config.Config, args []string, stdout, stder
 	if logFile != nil {
 		defer logFile.Close()
 	}
+	if logFile == nil {
+		// Without --log the logger writes to stderr, where fail already
+		// prints the error: say it once.
+		logger = nil
+	}
 	if err := fs.Parse(args); err != nil {
 		return fail(stderr, logger, c.Name, flagError(err, "moat "+c.Name))
 	}
@@ -135,13 +140,14 @@ func runCommand(c *cmd.Command, cfg *config.Config, args []string, stdout, stder
 		return fail(stderr, logger, c.Name, fmt.Errorf("%w: expects %s, got %d argument(s) (see moat %s --help)",
 			cmd.ErrUsage, argsSynopsis(c), n, c.Name))
 	}
-	env := &cmd.Env{Config: cfg, Log: logger, Stdout: stdout, Stderr: stderr}
-	env.Runtime = func() (*container.Runtime, error) { return newRuntime(cfg, logger, logFile, stderr) }
+	cmdLog := logger
+	if cmdLog == nil {
+		cmdLog, _ = mlog.New(stderr, cfg.LogFormat, cfg.Debug, "")
+	}
+	env := &cmd.Env{Config: cfg, Log: cmdLog, Stdout: stdout, Stderr: stderr}
+	env.Runtime = func() (*container.Runtime, error) { return newRuntime(cfg, cmdLog, logFile, stderr) }
 	code, err := c.Run(env, fs.Args())
 	if err != nil {
-		if logFile == nil {
-			logger = nil // the logger writes to stderr: say it once
-		}
 		return fail(stderr, logger, c.Name, err)
 	}
 	return code
@@ -221,7 +227,11 @@ func fail(stderr io.Writer, l *slog.Logger, name string, err error) int {
 	if l != nil {
 		l.Error(err.Error())
 	}
-	fmt.Fprintf(stderr, "moat %s: %v\n", name, err)
+	if name == "moat" {
+		fmt.Fprintf(stderr, "moat: %v\n", err)
+	} else {
+		fmt.Fprintf(stderr, "moat %s: %v\n", name, err)
+	}
 	return 1
 }
 

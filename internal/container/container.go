@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
+	"strconv"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -100,7 +102,7 @@ func toOCIState(s *state.State) *ociState {
 		State:   specs.State{Version: specs.Version, ID: s.ID, Status: st, Bundle: s.Bundle},
 		Rootfs:  s.Rootfs,
 		Created: s.Created,
-		Owner:   "",
+		Owner:   ownerName(s.Owner),
 	}
 	if st != specs.StateStopped {
 		out.Pid = s.InitPid
@@ -129,6 +131,14 @@ func (r *Runtime) List() ([]*ociState, error) {
 		out = append(out, toOCIState(s))
 	}
 	return out, nil
+}
+
+// ownerName is the user name of uid, or the number.
+func ownerName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
 }
 
 // wrongState builds the error for an operation the status forbids.

@@ -271,8 +271,9 @@ func addCaps(c *specs.LinuxCapabilities, add []string) *specs.LinuxCapabilities 
 		*out = *c
 	}
 	for _, n := range add {
+		n = strings.ToUpper(n)
 		if !strings.HasPrefix(n, "CAP_") {
-			n = "CAP_" + strings.ToUpper(n)
+			n = "CAP_" + n
 		}
 		out.Bounding = append(append([]string{}, out.Bounding...), n)
 		out.Effective = append(append([]string{}, out.Effective...), n)

@@ -8,6 +8,8 @@ import (
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // defaultDevices are present in every container (runtime-spec, "Default
@@ -25,7 +27,7 @@ var defaultDevices = []specs.LinuxDevice{
 // bind-mounts the host's /dev.
 func devNeedsSetup(s *specs.Spec) bool {
 	for _, m := range s.Mounts {
-		if filepath.Clean(m.Destination) == "/dev" && m.Type == "bind" {
+		if filepath.Clean(m.Destination) == "/dev" && spec.IsBind(m) {
 			return false
 		}
 	}

@@ -276,9 +276,12 @@ func setupNamespaced(s *specs.Spec) error {
 	return nil
 }
 
-// sysctlPath maps "net.ipv4.ip_forward" to "net/ipv4/ip_forward". A key with
-// a "/" already uses the path form and is kept (dots are then literal).
+// sysctlPath maps "net.ipv4.ip_forward" to "net/ipv4/ip_forward". A key
+// already in path form (with "/") is kept: its dots are literal.
 func sysctlPath(k string) string {
+	if strings.Contains(k, "/") {
+		return k
+	}
 	out := []byte(k)
 	for i, c := range out {
 		if c == '.' {

@@ -198,9 +198,11 @@ func (b *Bundle) validateLinux() error {
 	default:
 		return invalid("linux.rootfsPropagation", "unknown propagation %q", l.RootfsPropagation)
 	}
-	for i, p := range append(append([]string{}, l.MaskedPaths...), l.ReadonlyPaths...) {
-		if !filepath.IsAbs(p) {
-			return invalid(fmt.Sprintf("linux.maskedPaths/readonlyPaths[%d]", i), "%q is not an absolute path", p)
+	for field, paths := range map[string][]string{"linux.maskedPaths": l.MaskedPaths, "linux.readonlyPaths": l.ReadonlyPaths} {
+		for i, p := range paths {
+			if !filepath.IsAbs(p) {
+				return invalid(fmt.Sprintf("%s[%d]", field, i), "%q is not an absolute path", p)
+			}
 		}
 	}
 	if l.Personality != nil {

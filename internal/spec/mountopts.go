@@ -92,10 +92,13 @@ func ParseMountOptions(opts []string) (*MountOptions, error) {
 			continue
 		}
 		if r, ok := recAttrOptions[o]; ok {
+			// The last of a contradicting pair wins, as for plain flags.
 			if r.clear {
 				mo.RecAttrClr |= r.attr
+				mo.RecAttrSet &^= r.attr
 			} else {
 				mo.RecAttrSet |= r.attr
+				mo.RecAttrClr &^= r.attr
 			}
 			continue
 		}

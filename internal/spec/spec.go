@@ -71,7 +71,7 @@ func Decode(r io.Reader) (*specs.Spec, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%w: config.json: %s", ErrInvalid, describeJSONError(data, err))
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
 		return nil, fmt.Errorf("%w: config.json: trailing data after the JSON object", ErrInvalid)
 	}
 	return &s, nil
