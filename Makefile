@@ -6,7 +6,7 @@ COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/moat-sandbox/moat/internal/cli.Version=$(VERSION) -X github.com/moat-sandbox/moat/internal/cli.Commit=$(COMMIT)
 export CGO_ENABLED := 0
 
-.PHONY: all build probe demo test unit e2e vet fmt clean
+.PHONY: all build probe demo test unit e2e e2e-rootless vet fmt clean
 
 all: build
 
@@ -32,9 +32,24 @@ e2e: build probe
 	MOAT_BIN=$(CURDIR)/$(BIN)/moat PROBE_BIN=$(CURDIR)/$(BIN)/probe $(GO) test -count=1 -timeout 40m ./test/e2e/...
 
 # test: everything CI runs (as root).
-test: vet unit e2e
+test: vet unit e2e e2e-rootless
 
 clean:
 	rm -rf $(BIN)
 
 -include scripts/bench.mk
+
+# e2e-rootless: the same suite as unprivileged users: moatci (with an
+# /etc/subuid range) and moatci1 (single-ID map). .ci/run creates them.
+E2E_TMP := /tmp/moat-e2e-bin
+e2e-rootless: build probe
+	rm -rf $(E2E_TMP) && mkdir -p $(E2E_TMP)
+	$(GO) test -c -o $(E2E_TMP)/e2e.test ./test/e2e
+	cp $(BIN)/moat $(BIN)/probe $(E2E_TMP)/ && chmod -R a+rX $(E2E_TMP)
+	for u in $(ROOTLESS_USERS); do \
+		echo "== e2e as $$u"; \
+		runuser -u $$u -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp \
+			MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
+			$(E2E_TMP)/e2e.test -test.count=1 -test.timeout=30m $(E2E_FLAGS) || exit 1; \
+	done
+ROOTLESS_USERS ?= moatci moatci1

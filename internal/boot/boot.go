@@ -24,6 +24,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -57,8 +58,14 @@ type boot struct {
 
 	mu       sync.Mutex
 	started  bool
+	execPids map[int]bool // running exec'd processes (guarded by mu)
 	execs    sync.WaitGroup
 	warnings []string
+	// cgNoAccess records why the container has no cgroup (rootless).
+	cgNoAccess json.RawMessage
+	// userNS: boot runs in a user namespace (rootless, or the spec's own):
+	// devices are bound, locked mount flags kept, cgroups best-effort.
+	userNS bool
 }
 
 // Main creates the container and supervises it until its process exits. It
@@ -73,7 +80,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		return 1, err
 	}
 	defer createConn.Close()
-	b := &boot{args: a, log: log}
+	b := &boot{args: a, log: log, userNS: rootless.InUserNS()}
 	pty, err := b.create(createConn)
 	if err != nil {
 		b.abort()
@@ -142,9 +149,18 @@ func (b *boot) newCgroup() error {
 		ContainerID: b.args.ID,
 		CgroupsPath: b.spec.Linux.CgroupsPath,
 		Systemd:     b.args.Config.SystemdCgroup,
+		Rootless:    b.userNS || os.Geteuid() != 0,
 		Resources:   b.spec.Linux.Resources,
 		Devices:     b.spec.Linux.Devices,
 	})
+	if errors.Is(err, cgroup.ErrNoCgroupAccess) && m != nil {
+		// Rootless without a delegated cgroup: run without limits, once
+		// said (DESIGN.md, Rootless). The disabled manager's record keeps
+		// the reason for pause and update to report.
+		b.warnings = append(b.warnings, fmt.Sprintf("resource limits are not applied: %v", err))
+		b.cgNoAccess, _ = json.Marshal(m.Saved())
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("cgroup: %w", err)
 	}
@@ -167,6 +183,8 @@ func (b *boot) reportCreated(conn *ipc.Conn, pty *os.File) error {
 			return err
 		}
 		msg.Cgroup = raw
+	} else {
+		msg.Cgroup = b.cgNoAccess
 	}
 	var fds []int
 	if pty != nil {

@@ -88,6 +88,9 @@ func (c *controller) handle(conn *ipc.Conn) {
 		if err = raw.Decode(&req); err == nil {
 			reply, err = c.b.signal(req)
 		}
+	case ipc.ClientPsRequested{}.Kind():
+		raw.CloseFiles()
+		reply, err = c.b.ps()
 	case ipc.ClientExecRequested{}.Kind():
 		var req ipc.ClientExecRequested
 		if err = raw.Decode(&req); err != nil {
@@ -158,8 +161,14 @@ func hookBudget(s *specs.Spec, k hooks.Kind) time.Duration {
 // signal sends a signal to init, or with All to every container process.
 func (b *boot) signal(req ipc.ClientSignalRequested) (ipc.Message, error) {
 	sig := unix.Signal(req.Signal)
-	if req.All && b.cg != nil {
-		if err := b.cg.Signal(sig); err != nil {
+	if req.All {
+		var err error
+		if b.cg != nil {
+			err = b.cg.Signal(sig)
+		} else {
+			err = b.signalAll(sig)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return ipc.BootSignalled{}, nil

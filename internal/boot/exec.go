@@ -42,6 +42,12 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 		return
 	}
 	b.execs.Add(1)
+	b.mu.Lock()
+	if b.execPids == nil {
+		b.execPids = map[int]bool{}
+	}
+	b.execPids[cmd.Process.Pid] = true
+	b.mu.Unlock()
 	started := ipc.BootExecStarted{Pid: cmd.Process.Pid, HasPty: master != nil}
 	var fds []int
 	if master != nil {
@@ -57,6 +63,9 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 	}
 	err = cmd.Wait()
 	close(done)
+	b.mu.Lock()
+	delete(b.execPids, cmd.Process.Pid)
+	b.mu.Unlock()
 	code := 255
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		code = procutil.ExitCode(ws)
@@ -173,7 +182,7 @@ func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecR
 	conn.SetDeadline(time.Now().Add(execSetupTimeout))
 	cfg := ipc.BootExecConfig{
 		Process: req.Process, Spec: b.spec, PreserveFDs: req.PreserveFDs,
-		Debug: b.args.Config.Debug,
+		UserNS: b.userNS, Debug: b.args.Config.Debug,
 	}
 	var fds []int
 	for _, t := range execNamespaces {

@@ -258,7 +258,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	cfg := ipc.BootInitConfig{
 		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.rootfs, Spec: b.spec,
 		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,
-		Debug: b.args.Config.Debug,
+		UserNS: b.userNS, Debug: b.args.Config.Debug,
 	}
 	if b.cg != nil {
 		cfg.CgroupPaths = b.cg.Saved().Paths

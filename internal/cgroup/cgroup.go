@@ -157,6 +157,14 @@ func (m *Manager) Saved() Saved {
 	return m.saved.clone()
 }
 
+// Available reports whether the container really has cgroups (false for a
+// rootless container without delegation).
+func (m *Manager) Available() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lm != nil
+}
+
 // Warnings returns notes about accepted settings that have no effect here
 // (e.g. kernel memory limits, v1-only knobs on cgroup v2), for the caller to log.
 func (m *Manager) Warnings() []string {

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/moat-sandbox/moat/internal/cgroup"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/sandbox"
 	"github.com/moat-sandbox/moat/internal/state"
 )
 
@@ -22,6 +25,8 @@ func cgroupOf(s *state.State) (*cgroup.Manager, error) {
 	if cg == nil {
 		return nil, fmt.Errorf("container %s has no cgroup", s.ID)
 	}
+	// A disabled manager (rootless without delegation) answers every call
+	// with the reason cgroups are unavailable.
 	return cg, nil
 }
 
@@ -34,17 +39,23 @@ func (r *Runtime) Pids(id string) ([]int, error) {
 	if st := Status(s); st == specs.StateStopped {
 		return []int{}, nil
 	}
-	cg, err := cgroupOf(s)
-	if err != nil {
-		return nil, err
-	}
-	pids, err := cg.Pids()
-	if err != nil {
-		return nil, err
+	var pids []int
+	if cg, err := loadCgroup(s); err == nil && cg != nil && cg.Available() {
+		if pids, err = cg.Pids(); err != nil {
+			return nil, err
+		}
+	} else {
+		// No cgroup (rootless without delegation): boot knows.
+		var ps ipc.BootPs
+		if err := sandbox.Request(s.ControllerPath(), ipc.ClientPsRequested{}, &ps, 10*time.Second); err != nil {
+			return nil, fmt.Errorf("ps %s: %w", id, err)
+		}
+		pids = ps.Pids
 	}
 	if pids == nil {
 		pids = []int{}
 	}
+	sort.Ints(pids)
 	return pids, nil
 }
 

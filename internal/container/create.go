@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/sandbox"
 	"github.com/moat-sandbox/moat/internal/seccomp"
 	"github.com/moat-sandbox/moat/internal/spec"
@@ -61,6 +62,10 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}
+	userns, err := rootless.Decide(r.Config.Rootless, b.Spec)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkSeccomp(b.Spec.Linux.Seccomp); err != nil {
 		return nil, err
 	}
@@ -76,7 +81,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	c, err = r.createLocked(st, b, o, exe)
+	c, err = r.createLocked(st, b, o, exe, userns)
 	if err != nil {
 		st.Remove()
 		return nil, err
@@ -145,7 +150,7 @@ func checkTerminal(b *spec.Bundle, o CreateOptions) error {
 	return nil
 }
 
-func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy) (*Created, error) {
+func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
 	logFile, err := r.bootLog(st)
 	if err != nil {
 		return nil, err
@@ -154,7 +159,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions,
 	extra, listen := extraFiles(o.PreserveFDs)
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b, StateDir: st.Dir(), Config: r.Config, LogFile: logFile,
-		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe,
+		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,
 	}, r.Log)
 	if err != nil {
 		return nil, err
@@ -169,6 +174,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions,
 	st.BootStart, _ = procutil.StartTime(st.BootPid)
 	st.InitPid, st.InitStart = sb.Created.InitPid, sb.Created.InitStart
 	st.Cgroup = sb.Created.Cgroup
+	st.Rootless = userns.Rootless
 	if err := st.Save(); err == nil {
 		err = writePidFile(o.PidFile, st.BootPid)
 	}

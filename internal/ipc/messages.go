@@ -320,6 +320,20 @@ type BootSignalled struct{}
 // Kind implements Message.
 func (BootSignalled) Kind() string { return "BootSignalled" }
 
+// ClientPsRequested asks boot for the container's host pids.
+type ClientPsRequested struct{}
+
+// Kind implements Message.
+func (ClientPsRequested) Kind() string { return "ClientPsRequested" }
+
+// BootPs answers ClientPsRequested.
+type BootPs struct {
+	Pids []int `json:"pids"`
+}
+
+// Kind implements Message.
+func (BootPs) Kind() string { return "BootPs" }
+
 // ClientExecRequested asks boot to run Process in the container. Its fds are
 // stdin, stdout, stderr, then PreserveFDs more (unless Terminal, in which case
 // stdio is not sent: the pty master comes back instead).

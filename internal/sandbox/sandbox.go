@@ -20,6 +20,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -38,6 +39,8 @@ type Options struct {
 	// LISTEN_FDS).
 	Extra     []*os.File
 	ListenFDs int
+	// UserNS says whether boot gets a user namespace and with which maps.
+	UserNS *rootless.Mode
 	// Exe is the copy of moat that boot runs the container init and exec
 	// helpers from; it is still being made when boot starts.
 	Exe *procutil.ExeCopy
@@ -84,6 +87,15 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	if len(o.Extra) > 0 {
 		d.DonateMany("extra-fds", o.Extra)
 	}
+	syncParent, syncChild, err := setUserNS(cmd, o.UserNS, &d)
+	if syncChild != nil {
+		defer syncChild.Close()
+	}
+	if err != nil {
+		cliEnd.Close()
+		bootEnd.Close()
+		return nil, err
+	}
 	d.Transfer(cmd)
 	d.Log(log, "boot")
 	err = cmd.Start()
@@ -95,7 +107,12 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 		return nil, fmt.Errorf("start moat boot: %w", err)
 	}
 	sb := &Sandbox{Cmd: cmd, create: ipc.NewConn(cliEnd)}
-	err = o.Exe.Wait()
+	if syncParent != nil {
+		err = writeMaps(o.UserNS, cmd.Process.Pid, syncParent)
+	}
+	if err == nil {
+		err = o.Exe.Wait()
+	}
 	if err == nil {
 		err = sb.create.Send(ipc.ClientExeSealed{})
 	}

@@ -88,10 +88,25 @@ type Store struct {
 	Root string
 }
 
-// Open prepares the state root, creating it (mode 0700) if needed.
+// ErrUnsafeRoot marks a state root someone else controls.
+var ErrUnsafeRoot = errors.New("unsafe state directory")
+
+// Open prepares the state root, creating it (mode 0700) if needed. A root
+// owned by another user, or writable by others, is refused: whoever controls
+// it controls which processes moat signals and deletes.
 func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(root, &st); err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%w: %s is owned by uid %d, not by you (uid %d): use --root", ErrUnsafeRoot, root, st.Uid, os.Geteuid())
+	}
+	if st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("%w: %s is writable by group or others (mode %#o): chmod 700 it", ErrUnsafeRoot, root, st.Mode&0o7777)
 	}
 	return &Store{Root: root}, nil
 }

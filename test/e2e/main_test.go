@@ -5,17 +5,34 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tiers: the suite runs as root, as an unprivileged user with a subordinate
+// id range, and as one without (a single-ID map). Tests that need what a
+// tier lacks skip, naming the missing prerequisite.
+var (
+	rootless    bool // euid != 0
+	singleIDMap bool // rootless without /etc/subuid range: only container uid 0 exists
 )
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("e2e: SKIP: the root tier needs root (missing prerequisite: euid 0)")
-		os.Exit(0)
+	rootless = os.Geteuid() != 0
+	singleIDMap = rootless && !hasSubuidRange()
+	tier := "root"
+	switch {
+	case singleIDMap:
+		tier = "rootless, single-ID map"
+	case rootless:
+		tier = "rootless, subordinate ids"
 	}
+	fmt.Printf("e2e: tier: %s (uid %d)\n", tier, os.Geteuid())
 	var err error
 	baseDir, err = os.MkdirTemp("", "moat-e2e-")
 	if err != nil {
@@ -36,6 +53,54 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(baseDir)
 	os.Exit(code)
+}
+
+// hasSubuidRange reports whether /etc/subuid grants this user a range.
+func hasSubuidRange() bool {
+	data, err := os.ReadFile("/etc/subuid")
+	if err != nil {
+		return false
+	}
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) == 3 && (f[0] == name || f[0] == fmt.Sprint(os.Getuid())) {
+			return true
+		}
+	}
+	return false
+}
+
+// needRoot skips a test the rootless tiers cannot run, naming why.
+func needRoot(t *testing.T, why string) {
+	t.Helper()
+	if rootless {
+		t.Skipf("SKIP (missing prerequisite: real root): %s", why)
+	}
+}
+
+// needSubIDs skips a test that needs container ids other than 0.
+func needSubIDs(t *testing.T, why string) {
+	t.Helper()
+	if singleIDMap {
+		t.Skipf("SKIP (missing prerequisite: a subordinate uid/gid range in /etc/subuid): %s", why)
+	}
+}
+
+// needCgroups skips a test that needs resource control when the tier has no
+// writable cgroup.
+func needCgroups(t *testing.T, why string) {
+	t.Helper()
+	if rootless && !cgroupWritable() {
+		t.Skipf("SKIP (missing prerequisite: a writable, delegated cgroup): %s", why)
+	}
+}
+
+func cgroupWritable() bool {
+	return unix.Access("/sys/fs/cgroup/unified", unix.W_OK) == nil && unix.Access("/sys/fs/cgroup/memory", unix.W_OK) == nil
 }
 
 // buildBinaries uses MOAT_BIN and PROBE_BIN (set by `make e2e`) or builds

@@ -12,6 +12,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/log"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/rootless"
 )
 
 // Internal commands are moat's own process roles; users never run them.
@@ -20,7 +21,7 @@ import (
 func Boot() *Command {
 	var a boot.Args
 	var stdio, extra string
-	logFD := -1
+	logFD, syncUserns := -1, -1
 	return &Command{
 		Name: "boot", Short: "(internal) sandbox supervisor", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
@@ -34,8 +35,15 @@ func Boot() *Command {
 			fs.StringVar(&stdio, "stdio-fds", "", "the container's stdin,stdout,stderr")
 			fs.StringVar(&extra, "extra-fds", "", "descriptors the container gets at 3.. (preserved, then LISTEN_FDS)")
 			fs.IntVar(&a.ListenFDs, "listen-fds", 0, "how many of --extra-fds are socket-activation fds")
+			fs.IntVar(&syncUserns, "sync-userns-fd", -1, "closed by the CLI once it wrote this user namespace's maps (then boot re-executes itself)")
 		},
 		Run: func(env *Env, args []string) (int, error) {
+			if syncUserns >= 0 {
+				return 1, rootless.AwaitMapsAndReexec(syncUserns, os.Args)
+			}
+			if err := rootless.CheckReexeced(); err != nil {
+				return 1, err
+			}
 			var err error
 			if a.StdioFDs, err = procutil.ParseFDList(stdio); err != nil {
 				return 1, fmt.Errorf("--stdio-fds: %w", err)
