@@ -59,7 +59,9 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 	}
 	done := make(chan struct{})
 	if sendErr == nil {
-		go b.relayExecSignals(conn, cmd, done)
+		go b.relayExecSignals(conn, cmd, done, req.Detached)
+	} else if req.Detached {
+		_ = cmd.Process.Kill()
 	}
 	err = cmd.Wait()
 	close(done)
@@ -79,11 +81,19 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 }
 
 // relayExecSignals forwards the client's signal requests to the exec'd
-// process until it exits or the client goes away.
-func (b *boot) relayExecSignals(conn *ipc.Conn, cmd *exec.Cmd, done chan struct{}) {
+// process until it exits or the client goes away; a detached exec's process
+// dies with its proxy.
+func (b *boot) relayExecSignals(conn *ipc.Conn, cmd *exec.Cmd, done chan struct{}, detached bool) {
 	for {
 		raw, err := conn.Recv()
 		if err != nil {
+			select {
+			case <-done:
+			default:
+				if detached {
+					_ = cmd.Process.Kill()
+				}
+			}
 			return
 		}
 		raw.CloseFiles()

@@ -59,6 +59,12 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
 		return 1, fmt.Errorf("exec --tty --detach needs --console-socket")
 	}
+	if p.Terminal && o.ConsoleSocket == "" && p.ConsoleSize == nil {
+		// Attached: the process starts with the size of our terminal.
+		if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
+			p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
+		}
+	}
 	conn, started, master, err := requestExec(s.ControllerPath(), p, o)
 	if err != nil {
 		return 1, err
@@ -88,7 +94,7 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 		}
 		defer tty.restore()
 	}
-	code := WaitExec(conn, tty)
+	code := WaitExec(conn, tty, nil)
 	if tty != nil {
 		tty.drain()
 	}
@@ -116,7 +122,8 @@ func requestExec(ctl string, p *specs.Process, o ExecOptions) (*ipc.Conn, *ipc.B
 		fds = append(fds, 3+i)
 	}
 	conn.SetDeadline(time.Now().Add(execSetupTimeout))
-	if err := conn.Send(ipc.ClientExecRequested{Process: p, PreserveFDs: o.PreserveFDs}, fds...); err != nil {
+	req := ipc.ClientExecRequested{Process: p, PreserveFDs: o.PreserveFDs, Detached: o.Detach}
+	if err := conn.Send(req, fds...); err != nil {
 		conn.Close()
 		return nil, nil, nil, err
 	}
@@ -139,12 +146,17 @@ func requestExec(ctl string, p *specs.Process, o ExecOptions) (*ipc.Conn, *ipc.B
 }
 
 // WaitExec forwards the caller's signals to the exec'd process and returns
-// its exit code. Used by `moat exec` and by the detached exec proxy.
-func WaitExec(conn *ipc.Conn, tty *attachedTty) int {
+// its exit code. Used by `moat exec` and by the detached exec proxy, which
+// passes ready: it is written once signals are caught.
+func WaitExec(conn *ipc.Conn, tty *attachedTty, ready *os.File) int {
 	defer conn.Close()
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
+	if ready != nil {
+		ready.Write([]byte{1})
+		ready.Close()
+	}
 	type result struct {
 		code int
 		err  error
@@ -181,16 +193,32 @@ func WaitExec(conn *ipc.Conn, tty *attachedTty) int {
 // startExecProxy leaves a `moat exec-proxy` behind that holds the exec
 // connection, forwards signals and exits with the process's status; its pid
 // goes to --pid-file so that shim-style waiters work.
+// The proxy is named in the pid file only once it catches signals: a shim
+// may signal it the moment exec returns.
 func (r *Runtime) startExecProxy(conn *ipc.Conn, pidFile string) error {
 	defer conn.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
 	var d procutil.Donations
 	d.Donate("exec-conn-fd", conn.File())
+	d.Donate("ready-fd", readyW)
 	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: append([]string{"moat"}, r.Config.ToFlags()...)}
 	cmd.Args = append(cmd.Args, "exec-proxy")
 	d.Transfer(cmd)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
 		return fmt.Errorf("start exec proxy: %w", err)
+	}
+	readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, _ := readyR.Read(make([]byte, 1)); n != 1 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("exec proxy did not become ready")
 	}
 	if err := writePidFile(pidFile, cmd.Process.Pid); err != nil {
 		cmd.Process.Kill()

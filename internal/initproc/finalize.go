@@ -210,7 +210,7 @@ func (l *launch) installSeccomp() error {
 // would leave the cwd outside it, where getcwd reports "(unreachable)".
 func chdirVerified(cwd string) error {
 	if err := unix.Chdir(cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q set in config.json: %w", cwd, err)
+		return fmt.Errorf("chdir to the process's cwd %q: %w", cwd, err)
 	}
 	wd, err := unix.Getwd()
 	if err != nil {

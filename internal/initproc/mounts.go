@@ -48,7 +48,7 @@ func (r *rootfs) lookup(dest string) (*os.File, error) {
 func (r *rootfs) ensureDir(dest string) (*os.File, error) {
 	h, err := pathrs.MkdirAllHandle(r.handle, dest, 0o755)
 	if err != nil {
-		return nil, fmt.Errorf("mount destination %s: %w", dest, err)
+		return nil, fmt.Errorf("directory %s in the root: %w", dest, err)
 	}
 	return h, nil
 }

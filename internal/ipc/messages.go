@@ -340,6 +340,10 @@ func (BootPs) Kind() string { return "BootPs" }
 type ClientExecRequested struct {
 	Process     *specs.Process `json:"process"`
 	PreserveFDs int            `json:"preserveFDs"`
+	// Detached: the connection stands for the process (exec --detach's
+	// proxy); if it closes before the process ends, boot kills the process,
+	// as a shim's SIGKILL to runc's exec'd pid would.
+	Detached bool `json:"detached,omitempty"`
 }
 
 // Kind implements Message.

@@ -86,6 +86,8 @@ func describeJSONError(data []byte, err error) string {
 		return fmt.Sprintf("malformed JSON at line %d: %v", line, se)
 	case errors.As(err, &te):
 		return fmt.Sprintf("field %q: cannot use a JSON %s as %s", te.Field, te.Value, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "malformed JSON: the document ends early (truncated file?)"
 	}
 	return err.Error()
 }

@@ -97,18 +97,23 @@ func Init() *Command {
 
 // ExecProxy is `moat exec-proxy`, left behind by `exec --detach`.
 func ExecProxy() *Command {
-	connFD := -1
+	connFD, readyFD := -1, -1
 	return &Command{
 		Name: "exec-proxy", Short: "(internal) waits for a detached exec'd process", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&connFD, "exec-conn-fd", -1, "controller connection of the exec")
+			fs.IntVar(&readyFD, "ready-fd", -1, "written once the proxy forwards signals")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			conn, err := ipc.FromFD(connFD, "exec-conn")
 			if err != nil {
 				return 1, err
 			}
-			return container.WaitExec(conn, nil), nil
+			var ready *os.File
+			if readyFD >= 0 {
+				ready = os.NewFile(uintptr(readyFD), "ready")
+			}
+			return container.WaitExec(conn, nil, ready), nil
 		},
 	}
 }
