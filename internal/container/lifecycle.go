@@ -1,6 +1,7 @@
 package container
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/cgroup"
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
@@ -106,9 +108,10 @@ func (r *Runtime) Delete(id string, force bool) error {
 
 // stop kills whatever still runs of a container and removes its cgroup.
 func (r *Runtime) stop(s *state.State, st specs.ContainerState) {
-	cg, _ := loadCgroup(s)
-	if st == "paused" && cg != nil {
-		_ = cg.Resume()
+	if st == "paused" {
+		if cg, _ := loadCgroup(s); cg != nil {
+			_ = cg.Resume()
+		}
 	}
 	if st != specs.StateStopped && procutil.Alive(s.InitPid, s.InitStart) {
 		_ = unix.Kill(s.InitPid, unix.SIGKILL)
@@ -118,12 +121,35 @@ func (r *Runtime) stop(s *state.State, st specs.ContainerState) {
 		_ = unix.Kill(s.BootPid, unix.SIGKILL)
 		procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout)
 	}
-	if cg != nil {
+	// Boot removes the cgroup when the container ends; only a boot that
+	// was killed leaves it behind.
+	if !cgroupLeft(s) {
+		return
+	}
+	if cg, _ := loadCgroup(s); cg != nil {
 		_ = cg.Signal(unix.SIGKILL)
 		if err := cg.Destroy(); err != nil {
 			r.Warn(fmt.Sprintf("remove cgroup of %s: %v", s.ID, err))
 		}
 	}
+}
+
+// cgroupLeft reports whether any of the container's cgroup directories
+// still exists.
+func cgroupLeft(s *state.State) bool {
+	var saved cgroup.Saved
+	if len(s.Cgroup) == 0 || json.Unmarshal(s.Cgroup, &saved) != nil {
+		return false
+	}
+	if saved.Systemd {
+		return true // the unit may outlive its directory; let systemd say
+	}
+	for _, p := range saved.Paths {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RunOptions are `moat run`'s arguments.
@@ -180,6 +206,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 		if err := r.Delete(o.ID, true); err != nil {
 			return code, err
 		}
+		procutil.Trace("cli", "deleted")
 	}
 	return code, nil
 }
