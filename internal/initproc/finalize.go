@@ -140,9 +140,6 @@ func (l *launch) execute() error {
 			return err
 		}
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
-		return err
-	}
 	if l.personality != nil {
 		if err := setPersonality(l.personality); err != nil {
 			return err
@@ -159,10 +156,19 @@ func (l *launch) execute() error {
 	} else {
 		unix.Umask(0o022)
 	}
+	// Before any filter: an old profile may not allow close_range.
+	if err := closeExtraFDs(l.preserveFDs); err != nil {
+		return err
+	}
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("set no_new_privs: %w", err)
 		}
+	}
+	// As late as the capability to raise them allows: limits such as a
+	// small RLIMIT_AS must not hit moat's own remaining work.
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
 	}
 	// Without no_new_privs the filter needs CAP_SYS_ADMIN: install it before
 	// the capabilities go (the profile must then allow the uid switch).
@@ -172,9 +178,6 @@ func (l *launch) execute() error {
 		}
 	}
 	if err := switchUser(p); err != nil {
-		return err
-	}
-	if err := closeExtraFDs(l.preserveFDs); err != nil {
 		return err
 	}
 	if l.filter != nil && p.NoNewPrivileges {
@@ -279,12 +282,31 @@ func setExecLabel(p *specs.Process) error {
 	return nil
 }
 
+// cloexecEach marks every descriptor from first on close-on-exec, up to the
+// soft RLIMIT_NOFILE.
+func cloexecEach(first int) error {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return err
+	}
+	limit := int(min(rl.Cur, 1<<20))
+	for fd := first; fd < limit; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
+			return err
+		}
+	}
+	return nil
+}
+
 // closeExtraFDs keeps 0..2+preserve open across execve and marks every other
 // descriptor close-on-exec.
 func closeExtraFDs(preserve int) error {
 	first := 3 + preserve
 	if err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close extra descriptors: %w", err)
+		// Kernels before 5.11: mark each open descriptor.
+		if err := cloexecEach(first); err != nil {
+			return fmt.Errorf("close extra descriptors: %w", err)
+		}
 	}
 	for fd := 3; fd < first; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {

@@ -1,0 +1,732 @@
+// Command runbench measures OCI runtimes: the wall time of `RUNTIME run <id>` for a
+// container running /bin/true, and the idle memory a runtime keeps alive next to a
+// started container (`create` + `start` of /bin/sleep 30).
+//
+// Usage (as root; see scripts/bench-run.sh for the usual wrapper):
+//
+//	go run ./test/bench/runbench [-n 50] [-warmup 3] [-runtimes "moat=bin/moat,runc,crun,runsc=runsc --network=none"]
+//	                             [-busybox /bin/busybox] [-true PATH] [-rss=true] [-settle 1s] [-keep]
+//
+// -runtimes (default: $RUNTIMES, else bin/moat if present, runc, crun, "runsc --network=none") is a
+// comma-separated list of [label=]command [global flags...]. A runtime whose first run
+// fails is reported once and skipped. Runs are interleaved round-robin (each round
+// starts with the next runtime) so that noise hits all runtimes alike.
+//
+// The bundle is built in a temporary directory: a rootfs holding a static busybox with
+// applet symlinks (or -true PATH copied as /bin/true), config.json from `runc spec`
+// (or another runtime's `spec`) with terminal=false and args ["/bin/true"].
+//
+// Idle memory: after `start`, runbench (a child subreaper, so every process a runtime
+// leaves behind is its descendant) sums Rss and Pss (/proc/PID/smaps_rollup) of every
+// process left except the container's own process (comm "sleep", reported separately),
+// plus the --pid-file process and its descendants. For runc/crun that is nothing; for
+// runsc it is the sandbox and gofer; for moat, `moat boot` and its helpers.
+//
+// Stdlib only: this file lives in the moat module but must not pull in dependencies.
+package main
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type runtimeSpec struct {
+	Label string
+	Argv  []string // command and its global flags
+	Err   error    // set when the runtime is skipped
+}
+
+func (r *runtimeSpec) cmd(args ...string) *exec.Cmd {
+	argv := append(append([]string{}, r.Argv[1:]...), args...)
+	return exec.Command(r.Argv[0], argv...)
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup registry: every container created is recorded and removed on exit,
+// on error and on SIGINT/SIGTERM.
+
+type live struct {
+	rt *runtimeSpec
+	id string
+}
+
+var (
+	liveMu     sync.Mutex
+	liveSet    = map[string]live{}
+	tmpDirs    []string
+	keepBundle bool
+)
+
+func track(rt *runtimeSpec, id string) {
+	liveMu.Lock()
+	liveSet[rt.Label+"/"+id] = live{rt, id}
+	liveMu.Unlock()
+}
+
+func untrack(rt *runtimeSpec, id string) {
+	liveMu.Lock()
+	delete(liveSet, rt.Label+"/"+id)
+	liveMu.Unlock()
+}
+
+func destroy(rt *runtimeSpec, id string) {
+	quiet := func(c *exec.Cmd) {
+		c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
+		done := make(chan struct{})
+		if err := c.Start(); err != nil {
+			return
+		}
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+		}
+	}
+	quiet(rt.cmd("kill", id, "KILL"))
+	quiet(rt.cmd("delete", "--force", id))
+	// Not every runtime knows --force; a plain delete after KILL is harmless.
+	quiet(rt.cmd("delete", id))
+	untrack(rt, id)
+}
+
+func cleanupAll() {
+	liveMu.Lock()
+	l := make([]live, 0, len(liveSet))
+	for _, v := range liveSet {
+		l = append(l, v)
+	}
+	liveMu.Unlock()
+	for _, v := range l {
+		fmt.Fprintf(os.Stderr, "runbench: cleaning up %s container %s\n", v.rt.Label, v.id)
+		destroy(v.rt, v.id)
+	}
+	reapOrphans()
+	if !keepBundle {
+		for _, d := range tmpDirs {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
+func fatalf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "runbench: "+format+"\n", a...)
+	cleanupAll()
+	os.Exit(1)
+}
+
+// ---------------------------------------------------------------------------
+// Bundle preparation.
+
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// makeRootfs fills dir/bin with busybox (+ applet symlinks) and/or trueBin as /bin/true.
+// It reports whether /bin/sleep exists (needed for the idle-memory measurement).
+func makeRootfs(dir, busybox, trueBin string) (haveSleep bool, err error) {
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return false, err
+	}
+	if busybox != "" {
+		if !isStatic(busybox) {
+			return false, fmt.Errorf("%s is not a static binary (install busybox-static or pass -true)", busybox)
+		}
+		if err := copyFile(busybox, filepath.Join(bin, "busybox"), 0o755); err != nil {
+			return false, err
+		}
+		out, err := exec.Command(busybox, "--list").Output()
+		if err != nil {
+			return false, fmt.Errorf("%s --list: %v", busybox, err)
+		}
+		for _, a := range strings.Fields(string(out)) {
+			if a == "busybox" || strings.Contains(a, "/") {
+				continue
+			}
+			if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil && !os.IsExist(err) {
+				return false, err
+			}
+		}
+		haveSleep = true
+	}
+	if trueBin != "" {
+		if !isStatic(trueBin) {
+			return false, fmt.Errorf("%s is not a static binary", trueBin)
+		}
+		_ = os.Remove(filepath.Join(bin, "true"))
+		if err := copyFile(trueBin, filepath.Join(bin, "true"), 0o755); err != nil {
+			return false, err
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(bin, "true")); err != nil {
+		return false, errors.New("rootfs has no /bin/true: pass -busybox or -true")
+	}
+	return haveSleep, nil
+}
+
+// baseSpec returns `spec` output of the first runtime that can produce one.
+func baseSpec(rts []*runtimeSpec, work string) (map[string]any, error) {
+	cands := []*runtimeSpec{{Label: "runc", Argv: []string{"runc"}}}
+	cands = append(cands, rts...)
+	var errs []string
+	for _, rt := range cands {
+		d, err := os.MkdirTemp(work, "spec")
+		if err != nil {
+			return nil, err
+		}
+		c := rt.cmd("spec", "--bundle", d)
+		if out, err := c.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Sprintf("%s spec: %v %s", rt.Label, err, bytes.TrimSpace(out)))
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(d, "config.json"))
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("no runtime produced a spec: %s", strings.Join(errs, "; "))
+}
+
+func writeBundle(dir, rootfs string, base map[string]any, args []string) error {
+	// Deep copy through JSON so that the two bundles do not share maps.
+	data, _ := json.Marshal(base)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	proc, _ := m["process"].(map[string]any)
+	if proc == nil {
+		return errors.New("spec has no process")
+	}
+	proc["terminal"] = false
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
+	}
+	proc["args"] = a
+	root, _ := m["root"].(map[string]any)
+	if root == nil {
+		root = map[string]any{}
+		m["root"] = root
+	}
+	root["path"] = rootfs
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(m, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644)
+}
+
+// ---------------------------------------------------------------------------
+// Latency.
+
+var devNull *os.File
+
+// runOnce runs `RUNTIME run --bundle B id` and returns its wall time.
+func runOnce(rt *runtimeSpec, bundle, id string) (time.Duration, error) {
+	errf, err := os.CreateTemp("", "runbench-stderr")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(errf.Name())
+	defer errf.Close()
+	c := rt.cmd("run", "--bundle", bundle, id)
+	c.Stdin, c.Stdout, c.Stderr = devNull, devNull, errf
+	track(rt, id)
+	t0 := time.Now()
+	err = c.Run()
+	d := time.Since(t0)
+	if err != nil {
+		msg, _ := os.ReadFile(errf.Name())
+		destroy(rt, id)
+		return d, fmt.Errorf("%v: %s", err, bytes.TrimSpace(msg))
+	}
+	untrack(rt, id)
+	return d, nil
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	// linear interpolation between closest ranks
+	pos := p / 100 * float64(len(sorted)-1)
+	lo := int(pos)
+	if lo >= len(sorted)-1 {
+		return sorted[len(sorted)-1]
+	}
+	frac := pos - float64(lo)
+	return sorted[lo] + time.Duration(frac*float64(sorted[lo+1]-sorted[lo]))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ---------------------------------------------------------------------------
+// Idle memory.
+
+const prSetChildSubreaper = 36
+
+func setSubreaper() error {
+	_, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// reapOrphans collects exited processes that were re-parented to us.
+func reapOrphans() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+type procInfo struct {
+	pid, ppid int
+	comm      string
+}
+
+func listProcs() map[int]procInfo {
+	ents, _ := os.ReadDir("/proc")
+	m := map[int]procInfo{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if l < 0 || r < l {
+			continue
+		}
+		f := strings.Fields(s[r+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		m[pid] = procInfo{pid: pid, ppid: ppid, comm: s[l+1 : r]}
+	}
+	return m
+}
+
+func descendants(procs map[int]procInfo, root int) map[int]bool {
+	kids := map[int][]int{}
+	for _, p := range procs {
+		kids[p.ppid] = append(kids[p.ppid], p.pid)
+	}
+	out := map[int]bool{}
+	stack := []int{root}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, k := range kids[p] {
+			if !out[k] {
+				out[k] = true
+				stack = append(stack, k)
+			}
+		}
+	}
+	return out
+}
+
+// memKB returns Rss and Pss in kB from smaps_rollup (falling back to VmRSS).
+func memKB(pid int) (rss, pss int64, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "Rss:":
+				rss = v
+			case "Pss:":
+				pss = v
+			}
+		}
+		return rss, pss, true
+	}
+	data, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				rss, _ = strconv.ParseInt(f[1], 10, 64)
+				return rss, rss, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// procName describes a process as "argv0-basename subcommand" (e.g. "runsc-sandbox boot",
+// "moat boot"), falling back to its comm.
+func procName(pid int, comm string) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(data) == 0 {
+		return comm
+	}
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	name := filepath.Base(args[0])
+	for _, a := range args[1:] {
+		if a != "" && !strings.HasPrefix(a, "-") {
+			name += " " + a
+			break
+		}
+	}
+	return name
+}
+
+type memResult struct {
+	rtRSS, rtPSS, ctrRSS, ctrPSS int64 // kB
+	rtProcs                      []string
+	err                          error
+}
+
+func runCmdErr(c *exec.Cmd) error {
+	errf, err := os.CreateTemp("", "runbench-stderr")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(errf.Name())
+	defer errf.Close()
+	// Files, not pipes: a detached container inherits these and would keep a pipe open.
+	c.Stdin, c.Stdout, c.Stderr = devNull, devNull, errf
+	if err := c.Run(); err != nil {
+		msg, _ := os.ReadFile(errf.Name())
+		return fmt.Errorf("%s: %v: %s", strings.Join(c.Args, " "), err, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+func measureIdle(rt *runtimeSpec, bundle, id, work string, settle time.Duration) (res memResult) {
+	pidFile := filepath.Join(work, id+".pid")
+	track(rt, id)
+	defer func() {
+		destroy(rt, id)
+		reapOrphans()
+	}()
+	if res.err = runCmdErr(rt.cmd("create", "--bundle", bundle, "--pid-file", pidFile, id)); res.err != nil {
+		return
+	}
+	if res.err = runCmdErr(rt.cmd("start", id)); res.err != nil {
+		return
+	}
+	time.Sleep(settle)
+	reapOrphans()
+
+	procs := listProcs()
+	set := descendants(procs, os.Getpid())
+	if data, err := os.ReadFile(pidFile); err == nil {
+		if p, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && procs[p].pid == p {
+			set[p] = true
+			for k := range descendants(procs, p) {
+				set[k] = true
+			}
+		}
+	}
+	pids := make([]int, 0, len(set))
+	for p := range set {
+		pids = append(pids, p)
+	}
+	sort.Ints(pids)
+	for _, p := range pids {
+		rss, pss, ok := memKB(p)
+		if !ok {
+			continue
+		}
+		if procs[p].comm == "sleep" {
+			res.ctrRSS += rss
+			res.ctrPSS += pss
+			continue
+		}
+		res.rtRSS += rss
+		res.rtPSS += pss
+		res.rtProcs = append(res.rtProcs, fmt.Sprintf("%s[%d] %.1fM", procName(p, procs[p].comm), p, float64(rss)/1024))
+	}
+	if res.ctrRSS == 0 {
+		// For runsc the workload runs inside the sandbox; there is no host "sleep".
+		res.ctrRSS, res.ctrPSS = -1, -1
+	}
+	return
+}
+
+// ---------------------------------------------------------------------------
+
+func parseRuntimes(s string) []*runtimeSpec {
+	var out []*runtimeSpec
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		label := ""
+		if i := strings.IndexByte(item, '='); i > 0 && !strings.ContainsAny(item[:i], " /") {
+			label, item = item[:i], item[i+1:]
+		}
+		argv := strings.Fields(item)
+		if label == "" {
+			label = filepath.Base(argv[0])
+			if len(argv) > 1 {
+				label += " " + strings.Join(argv[1:], " ")
+			}
+		}
+		out = append(out, &runtimeSpec{Label: label, Argv: argv})
+	}
+	return out
+}
+
+func defaultRuntimes() string {
+	var l []string
+	if _, err := os.Stat("bin/moat"); err == nil {
+		l = append(l, "moat=bin/moat")
+	}
+	return strings.Join(append(l, "runc", "crun", "runsc=runsc --network=none"), ",")
+}
+
+func main() {
+	n := flag.Int("n", envInt("N", 50), "measured runs per runtime (env N)")
+	warm := flag.Int("warmup", envInt("WARMUP", 3), "warm-up runs per runtime (env WARMUP)")
+	rtList := flag.String("runtimes", envStr("RUNTIMES", defaultRuntimes()), "comma-separated [label=]command [flags] (env RUNTIMES)")
+	busybox := flag.String("busybox", envStr("BUSYBOX", "/bin/busybox"), "static busybox for the rootfs, \"\" for none (env BUSYBOX)")
+	trueBin := flag.String("true", envStr("TRUE_BIN", ""), "static binary to use as /bin/true (env TRUE_BIN)")
+	doRSS := flag.Bool("rss", envStr("RSS", "1") != "0", "measure idle memory of a started container (env RSS=0 to skip)")
+	settle := flag.Duration("settle", time.Second, "wait after start before reading memory")
+	flag.BoolVar(&keepBundle, "keep", false, "keep the temporary bundle directory")
+	flag.Parse()
+
+	var err error
+	if devNull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+		fatalf("%v", err)
+	}
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigc
+		fmt.Fprintf(os.Stderr, "runbench: %v\n", s)
+		cleanupAll()
+		os.Exit(130)
+	}()
+
+	rts := parseRuntimes(*rtList)
+	if len(rts) == 0 {
+		fatalf("no runtimes")
+	}
+	for _, rt := range rts {
+		if p, err := exec.LookPath(rt.Argv[0]); err != nil {
+			rt.Err = err
+		} else if abs, err := filepath.Abs(p); err == nil {
+			rt.Argv[0] = abs
+		}
+	}
+
+	work, err := os.MkdirTemp("", "runbench")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	tmpDirs = append(tmpDirs, work)
+	if err := os.Chmod(work, 0o755); err != nil {
+		fatalf("%v", err)
+	}
+	rootfs := filepath.Join(work, "rootfs")
+	haveSleep, err := makeRootfs(rootfs, *busybox, *trueBin)
+	if err != nil {
+		fatalf("rootfs: %v", err)
+	}
+	base, err := baseSpec(rts, work)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	trueBundle := filepath.Join(work, "bundle-true")
+	sleepBundle := filepath.Join(work, "bundle-sleep")
+	if err := writeBundle(trueBundle, rootfs, base, []string{"/bin/true"}); err != nil {
+		fatalf("%v", err)
+	}
+	if err := writeBundle(sleepBundle, rootfs, base, []string{"/bin/sleep", "30"}); err != nil {
+		fatalf("%v", err)
+	}
+	if keepBundle {
+		fmt.Fprintf(os.Stderr, "runbench: bundles in %s\n", work)
+	}
+
+	prefix := fmt.Sprintf("runbench-%d", os.Getpid())
+	seq := 0
+	nextID := func(*runtimeSpec) string {
+		seq++
+		return fmt.Sprintf("%s-%d", prefix, seq)
+	}
+
+	// Warm-up: also decides which runtimes work here.
+	var active []*runtimeSpec
+	for _, rt := range rts {
+		if rt.Err == nil {
+			for i := 0; i < *warm || i == 0; i++ {
+				if _, err := runOnce(rt, trueBundle, nextID(rt)); err != nil {
+					rt.Err = err
+					break
+				}
+			}
+		}
+		if rt.Err != nil {
+			fmt.Printf("skip %-24s %v\n", rt.Label+":", rt.Err)
+			continue
+		}
+		active = append(active, rt)
+	}
+	if len(active) == 0 {
+		fatalf("no runtime works")
+	}
+
+	samples := map[*runtimeSpec][]time.Duration{}
+	fails := map[*runtimeSpec]int{}
+	firstErr := map[*runtimeSpec]error{}
+	for i := 0; i < *n; i++ {
+		for j := range active {
+			rt := active[(i+j)%len(active)]
+			d, err := runOnce(rt, trueBundle, nextID(rt))
+			if err != nil {
+				fails[rt]++
+				if firstErr[rt] == nil {
+					firstErr[rt] = err
+				}
+				continue
+			}
+			samples[rt] = append(samples[rt], d)
+		}
+	}
+
+	var ref time.Duration
+	for _, rt := range active {
+		if rt.Label == "runc" {
+			s := append([]time.Duration{}, samples[rt]...)
+			sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+			ref = percentile(s, 50)
+		}
+	}
+	fmt.Printf("\n`run` of /bin/true: %d runs per runtime after %d warm-up, interleaved\n", *n, *warm)
+	fmt.Printf("%-24s %5s %8s %8s %8s %8s %10s\n", "runtime", "runs", "min ms", "p50 ms", "p90 ms", "max ms", "p50/runc")
+	for _, rt := range active {
+		s := append([]time.Duration{}, samples[rt]...)
+		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+		if len(s) == 0 {
+			fmt.Printf("%-24s %5d all runs failed: %v\n", rt.Label, 0, firstErr[rt])
+			continue
+		}
+		ratio := "-"
+		if ref > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(percentile(s, 50))/float64(ref))
+		}
+		fmt.Printf("%-24s %5d %8.1f %8.1f %8.1f %8.1f %10s\n", rt.Label, len(s),
+			ms(s[0]), ms(percentile(s, 50)), ms(percentile(s, 90)), ms(s[len(s)-1]), ratio)
+		if fails[rt] > 0 {
+			fmt.Printf("%-24s %d run(s) failed, first: %v\n", "", fails[rt], firstErr[rt])
+		}
+	}
+
+	if *doRSS {
+		if !haveSleep {
+			fmt.Println("\nidle memory: skipped (rootfs has no /bin/sleep; pass -busybox)")
+		} else if err := setSubreaper(); err != nil {
+			fmt.Printf("\nidle memory: skipped (PR_SET_CHILD_SUBREAPER: %v)\n", err)
+		} else {
+			fmt.Printf("\nidle memory after create+start of `sleep 30` (settle %v); runtime = every process left besides the container's\n", *settle)
+			fmt.Printf("%-24s %14s %14s %16s  %s\n", "runtime", "idle RSS MiB", "idle PSS MiB", "container RSS MiB", "runtime processes")
+			for _, rt := range active {
+				r := measureIdle(rt, sleepBundle, nextID(rt), work, *settle)
+				if r.err != nil {
+					fmt.Printf("%-24s error: %v\n", rt.Label, r.err)
+					continue
+				}
+				ctr := "(in sandbox)"
+				if r.ctrRSS >= 0 {
+					ctr = fmt.Sprintf("%.1f", float64(r.ctrRSS)/1024)
+				}
+				procs := strings.Join(r.rtProcs, ", ")
+				if procs == "" {
+					procs = "none"
+				}
+				fmt.Printf("%-24s %14.1f %14.1f %16s  %s\n", rt.Label, float64(r.rtRSS)/1024, float64(r.rtPSS)/1024, ctr, procs)
+			}
+		}
+	}
+	cleanupAll()
+}
+
+func envStr(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
