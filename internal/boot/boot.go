@@ -228,6 +228,7 @@ func (b *boot) supervise() int {
 		}
 	}
 	signal.Stop(sigs)
+	b.killRest()
 	srv.close()
 	b.teardown()
 
@@ -242,13 +243,21 @@ var forwardedSignals = []os.Signal{
 	unix.SIGALRM, unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
 }
 
-// teardown kills what is left of the container and removes its cgroup.
-func (b *boot) teardown() {
-	if b.cg != nil && !spec.NewNamespace(b.spec, specs.PIDNamespace) {
-		// Without its own pid namespace the container's other processes do
-		// not die with init.
-		_ = b.cg.Signal(unix.SIGKILL)
+// killRest kills what is left of the container once init has exited.
+// Without its own pid namespace the other processes do not die with init.
+func (b *boot) killRest() {
+	if b.newPidNS() {
+		return
 	}
+	if b.cg != nil {
+		_ = b.cg.Signal(unix.SIGKILL)
+	} else {
+		_ = b.signalAll(unix.SIGKILL)
+	}
+}
+
+// teardown removes the cgroup once every process is gone.
+func (b *boot) teardown() {
 	waitGroupTimeout(&b.execs, 2*time.Second)
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {

@@ -19,6 +19,9 @@ type controller struct {
 	b    *boot
 	ln   *os.File
 	once sync.Once
+	// inflight counts requests being answered: boot must not exit (when a
+	// short-lived container ends) before its answer to start is sent.
+	inflight sync.WaitGroup
 }
 
 // requestTimeout bounds the wait for a client's request.
@@ -51,7 +54,11 @@ func (c *controller) serve() {
 			unix.Close(nfd)
 			continue
 		}
-		go c.handle(conn)
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			c.handle(conn)
+		}()
 	}
 }
 
@@ -65,8 +72,10 @@ func (c *controller) peerAllowed(fd int) bool {
 	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid()
 }
 
+// close stops accepting and waits (bounded) for the answers under way.
 func (c *controller) close() {
 	c.once.Do(func() { c.ln.Close() })
+	waitGroupTimeout(&c.inflight, 5*time.Second)
 }
 
 func (c *controller) handle(conn *ipc.Conn) {

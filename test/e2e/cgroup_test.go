@@ -95,6 +95,7 @@ func checkLimits(t *testing.T, pid int, mem, pids int64) {
 }
 
 func TestCgroupLimitsApplied(t *testing.T) {
+	needCgroups(t, "limits in the container's own cgroup")
 	e := newEnv(t)
 	id, pid := createHeld(e, false, func(s *specsSpec) {
 		s.Linux.Resources = limits(64<<20, 32)
@@ -115,6 +116,7 @@ func TestCgroupLimitsApplied(t *testing.T) {
 }
 
 func TestCgroupsPathExplicit(t *testing.T) {
+	needCgroups(t, "a container cgroup at linux.cgroupsPath")
 	e := newEnv(t)
 	parent := fmt.Sprintf("/moat-e2e-%d", os.Getpid())
 	mounts := cgroupMounts(t)
@@ -144,6 +146,7 @@ func TestCgroupsPathExplicit(t *testing.T) {
 }
 
 func TestCgroupPauseResume(t *testing.T) {
+	needCgroups(t, "pause and resume freeze the container's cgroup")
 	e := newEnv(t)
 	b := e.newBundle([]string{"signals", "--ready", "/tmp/ready"}, func(s *specsSpec) {
 		bindMount(s, e.dir, "/tmp", "rw")
@@ -185,6 +188,7 @@ func TestCgroupPauseResume(t *testing.T) {
 }
 
 func TestCgroupUpdate(t *testing.T) {
+	needCgroups(t, "update writes the container's cgroup limits")
 	e := newEnv(t)
 	id, pid := createHeld(e, true, func(s *specsSpec) { s.Linux.Resources = limits(64<<20, 32) })
 	checkLimits(t, pid, 64<<20, 32)
@@ -204,6 +208,7 @@ func TestCgroupUpdate(t *testing.T) {
 }
 
 func TestCgroupEventsStats(t *testing.T) {
+	needCgroups(t, "events --stats reads the container's cgroup")
 	e := newEnv(t)
 	id, _ := createHeld(e, true, func(s *specsSpec) { s.Linux.Resources = limits(64<<20, 32) })
 	out := e.moat("events", "--stats", id)
@@ -241,10 +246,15 @@ func TestCgroupPs(t *testing.T) {
 	if len(pids) != 3 || !slices.Contains(pids, pid) {
 		t.Fatalf("ps --format json: %v, want init %d and its 2 children", pids, pid)
 	}
-	want := cgroupDirs(t, pid)["memory"]
+	// ps works without a cgroup of the container's own (rootless: through
+	// boot), so its pids are checked against the pid namespace as well.
+	want, wantNS := cgroupDirs(t, pid)["memory"], ns(t, pid, "pid")
 	for _, p := range pids {
 		if got := cgroupDirs(t, p)["memory"]; got != want {
 			t.Errorf("ps pid %d is not a host pid of the container (cgroup %q)", p, got)
+		}
+		if got := ns(t, p, "pid"); got != wantNS {
+			t.Errorf("ps pid %d is not a host pid of the container (pid namespace %s, want %s)", p, got, wantNS)
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(e.moat("ps", id)), "\n")
@@ -261,6 +271,7 @@ func TestCgroupPs(t *testing.T) {
 }
 
 func TestCgroupPidsLimitEnforced(t *testing.T) {
+	needCgroups(t, "pids.max is enforced by the container's cgroup")
 	e := newEnv(t)
 	for _, tc := range []struct {
 		limit int64
@@ -281,6 +292,7 @@ func TestCgroupPidsLimitEnforced(t *testing.T) {
 }
 
 func TestCgroupRemovedAfterDelete(t *testing.T) {
+	needCgroups(t, "delete removes the container's own cgroup")
 	e := newEnv(t)
 	id, pid := createHeld(e, true, func(s *specsSpec) { s.Linux.Resources = limits(64<<20, 32) })
 	dirs := cgroupDirs(t, pid)

@@ -200,12 +200,16 @@ func TestExecOverrides(t *testing.T) {
 	if cwd := e.moat("exec", "--cwd", "/tmp", id, "probe", "cwd"); cwd != "/tmp\n" {
 		t.Errorf("exec --cwd /tmp: cwd %q", cwd)
 	}
-	var ident struct{ UID, GID, EUID, EGID int }
-	execJSON(e, &ident, []string{"--user", "1000:1000", id}, "id")
-	if ident.UID != 1000 || ident.GID != 1000 || ident.EUID != 1000 || ident.EGID != 1000 {
-		t.Errorf("exec --user 1000:1000: %+v", ident)
-	}
 	e.fails("--user", "exec", "--user", "bob", id, "probe", "id")
+	t.Run("user", func(t *testing.T) {
+		needSubIDs(t, "exec --user 1000:1000 needs container uid and gid 1000")
+		e := e.in(t)
+		var ident struct{ UID, GID, EUID, EGID int }
+		execJSON(e, &ident, []string{"--user", "1000:1000", id}, "id")
+		if ident.UID != 1000 || ident.GID != 1000 || ident.EUID != 1000 || ident.EGID != 1000 {
+			t.Errorf("exec --user 1000:1000: %+v", ident)
+		}
+	})
 }
 
 type capsOut struct {
@@ -255,11 +259,17 @@ func writeProcess(e *env, p map[string]any) string {
 func TestExecProcessJSON(t *testing.T) {
 	e := newEnv(t)
 	id, _ := holding(e)
+	// A single-ID map has only container uid 0: the process's user is
+	// checked in the subtest, the rest as root there.
+	uid := 1000
+	if singleIDMap {
+		uid = 0
+	}
 	proc := func(args ...string) string {
 		return writeProcess(e, map[string]any{
 			"terminal": false, "args": append([]string{"/bin/probe"}, args...),
 			"env": []string{"A=1", "PATH=/bin"}, "cwd": "/tmp",
-			"user": map[string]int{"uid": 1000, "gid": 1000},
+			"user": map[string]int{"uid": uid, "gid": uid},
 		})
 	}
 	env := strings.Split(e.moat("exec", "--process", proc("env"), id), "\n")
@@ -269,17 +279,21 @@ func TestExecProcessJSON(t *testing.T) {
 	if cwd := e.moat("exec", "-p", proc("cwd"), id); cwd != "/tmp\n" {
 		t.Errorf("--process cwd: %q", cwd)
 	}
-	var ident struct{ UID, GID int }
-	decodeJSON(t, e.moat("exec", "--process", proc("id"), id), &ident)
-	if ident.UID != 1000 || ident.GID != 1000 {
-		t.Errorf("--process user: %+v", ident)
-	}
 	if r := e.run(nil, "exec", "--process", proc("exit", "9"), id); r.code != 9 {
 		t.Errorf("--process exit 9: %s", r)
 	}
 	bad := writeProcess(e, map[string]any{"args": []string{"/bin/probe"}, "cwd": "tmp"})
 	e.fails("cwd", "exec", "--process", bad, id)
 	e.fails("no-such.json", "exec", "--process", filepath.Join(e.dir, "no-such.json"), id)
+	t.Run("user", func(t *testing.T) {
+		needSubIDs(t, "a process.user of uid and gid 1000 needs them mapped")
+		e := e.in(t)
+		var ident struct{ UID, GID int }
+		decodeJSON(t, e.moat("exec", "--process", proc("id"), id), &ident)
+		if ident.UID != 1000 || ident.GID != 1000 {
+			t.Errorf("--process user: %+v", ident)
+		}
+	})
 }
 
 func TestExecStoppedContainer(t *testing.T) {

@@ -64,6 +64,14 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// in is the env for a subtest of the test that made it: same state root,
+// failures reported on t.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // cleanup force-deletes whatever a test left and checks the root is empty.
 func (e *env) cleanup() {
 	out := e.run(nil, "list", "-q")
@@ -199,9 +207,15 @@ func (b *bundle) save(t *testing.T) {
 
 func (b *bundle) rootfs() string { return filepath.Join(b.dir, "rootfs") }
 
-// baseSpec is `moat spec`'s default, non-interactive, running args.
+// baseSpec is `moat spec`'s default, non-interactive, running args. With
+// a single-ID map the container has no gid 5 and devpts refuses gid=5, so
+// that tier drops it, as `moat spec --rootless` does.
 func baseSpec(args []string) *specs.Spec {
 	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	ptsOpts := []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}
+	if singleIDMap {
+		ptsOpts = ptsOpts[:len(ptsOpts)-1]
+	}
 	return &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: "rootfs", Readonly: true},
@@ -219,7 +233,7 @@ func baseSpec(args []string) *specs.Spec {
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: ptsOpts},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestVersionAndHelp(t *testing.T) {
@@ -154,6 +156,12 @@ func TestKillAll(t *testing.T) {
 		// Without its own pid namespace killing init does not kill its
 		// children: --all must.
 		s.Linux.Namespaces = s.Linux.Namespaces[1:]
+		if rootless {
+			// Only the owner of the host's pid namespace (real root) may
+			// mount a procfs for it: bind the host's /proc instead, as
+			// rootless Podman does for --pid=host.
+			s.Mounts[0] = specs.Mount{Destination: "/proc", Type: "bind", Source: "/proc", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+		}
 	})
 	id := e.id()
 	e.moat("run", "-d", "--bundle", b.dir, id)

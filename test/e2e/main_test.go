@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,52 @@ func hasSubuidRange() bool {
 		}
 	}
 	return false
+}
+
+// subIDStart is the first host id of this user's range in file
+// (/etc/subuid or /etc/subgid).
+func subIDStart(t *testing.T, file string) uint32 {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	must(t, err)
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Split(strings.TrimSpace(l), ":")
+		if len(f) == 3 && (f[0] == name || f[0] == fmt.Sprint(os.Getuid())) {
+			n, err := strconv.ParseUint(f[1], 10, 32)
+			must(t, err)
+			return uint32(n)
+		}
+	}
+	t.Fatalf("%s grants %s no range", file, name)
+	return 0
+}
+
+// hostUID and hostGID are the host ids of container id n in this tier's
+// default maps: the identity as root; rootless, 0 is the caller and n >= 1
+// is the subordinate range's start + n-1.
+func hostUID(t *testing.T, n uint32) uint32 {
+	return hostID(t, n, uint32(os.Getuid()), "/etc/subuid")
+}
+
+func hostGID(t *testing.T, n uint32) uint32 {
+	return hostID(t, n, uint32(os.Getgid()), "/etc/subgid")
+}
+
+func hostID(t *testing.T, n, own uint32, file string) uint32 {
+	t.Helper()
+	switch {
+	case !rootless:
+		return n
+	case n == 0:
+		return own
+	case singleIDMap:
+		t.Fatalf("container id %d has no host id with a single-ID map", n)
+	}
+	return subIDStart(t, file) + n - 1
 }
 
 // needRoot skips a test the rootless tiers cannot run, naming why.

@@ -214,9 +214,44 @@ func TestSpecCommand(t *testing.T) {
 	s.Process.Args = []string{"/bin/probe", "echo", "from-spec"}
 	b.spec = &s
 	b.save(t)
-	if out := e.moat("run", "--bundle", b.dir, e.id()); out != "from-spec\n" {
-		t.Errorf("run of the spec's config printed %q", out)
-	}
+	t.Run("run", func(t *testing.T) {
+		needSubIDs(t, "the default spec mounts devpts with gid=5, which a single-ID map lacks (spec --rootless is for that)")
+		if out := e.in(t).moat("run", "--bundle", b.dir, e.id()); out != "from-spec\n" {
+			t.Errorf("run of the spec's config printed %q", out)
+		}
+	})
+	t.Run("rootless", func(t *testing.T) {
+		e := e.in(t)
+		b := e.newBundle(nil)
+		config := filepath.Join(b.dir, "config.json")
+		must(t, os.Remove(config))
+		e.moat("spec", "--rootless", "--bundle", b.dir)
+		var s specs.Spec
+		data, err := os.ReadFile(config)
+		must(t, err)
+		must(t, json.Unmarshal(data, &s))
+		own := func(id int) []specs.LinuxIDMapping { return []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(id), Size: 1}} }
+		if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace }) ||
+			!slices.Equal(s.Linux.UIDMappings, own(os.Getuid())) || !slices.Equal(s.Linux.GIDMappings, own(os.Getgid())) {
+			t.Errorf("spec --rootless: namespaces %v uidMappings %v gidMappings %v; want a user namespace mapping only the caller",
+				s.Linux.Namespaces, s.Linux.UIDMappings, s.Linux.GIDMappings)
+		}
+		for _, m := range s.Mounts {
+			if m.Type == "devpts" && slices.ContainsFunc(m.Options, func(o string) bool { return strings.HasPrefix(o, "gid=") }) {
+				t.Errorf("spec --rootless: devpts options %v name a gid the map lacks", m.Options)
+			}
+		}
+		if s.Linux.Resources != nil {
+			t.Errorf("spec --rootless has resources %+v", s.Linux.Resources)
+		}
+		s.Process.Terminal = false
+		s.Process.Args = []string{"/bin/probe", "echo", "from-rootless-spec"}
+		b.spec = &s
+		b.save(t)
+		if out := e.moat("run", "--bundle", b.dir, e.id()); out != "from-rootless-spec\n" {
+			t.Errorf("run of the rootless spec's config printed %q", out)
+		}
+	})
 	dir := t.TempDir()
 	cmd := exec.Command(moatBin, "spec")
 	cmd.Dir = dir
@@ -316,10 +351,36 @@ func checkTable(t *testing.T, table string, rows map[string][]string) {
 	}
 }
 
+// defaultRoot is the state root moat uses without --root in this tier,
+// given the value of XDG_RUNTIME_DIR.
+func defaultRoot(xdg string) string {
+	switch {
+	case !rootless:
+		return "/run/moat"
+	case xdg != "":
+		return filepath.Join(xdg, "moat")
+	}
+	return fmt.Sprintf("/tmp/moat-%d", os.Getuid())
+}
+
+// removeIfCreated removes a rootless default root at the end of the test
+// unless it exists now (/run/moat is left alone).
+func removeIfCreated(t *testing.T, dir string) {
+	if _, err := os.Lstat(dir); rootless && os.IsNotExist(err) {
+		t.Cleanup(func() {
+			if err := os.Remove(dir); err != nil && !os.IsNotExist(err) {
+				t.Errorf("clean up %s: %v", dir, err)
+			}
+		})
+	}
+}
+
 func TestDefaultRoot(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBundle([]string{"hold", "600"})
 	id := e.id()
+	root := defaultRoot(os.Getenv("XDG_RUNTIME_DIR"))
+	removeIfCreated(t, root)
 	// Output to files, not pipes: the detached container keeps its stdio.
 	bare := func(args ...string) (string, error) {
 		r := startBg(e, exec.Command(moatBin, args...)).wait()
@@ -332,7 +393,7 @@ func TestDefaultRoot(t *testing.T) {
 	if out, err := bare("run", "-d", "--bundle", b.dir, id); err != nil {
 		t.Fatalf("run without --root: %v %s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join("/run/moat", id, "state.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, id, "state.json")); err != nil {
 		t.Errorf("default root: %v", err)
 	}
 	if out, err := bare("state", id); err != nil || !strings.Contains(out, `"running"`) {
@@ -347,7 +408,7 @@ func TestDefaultRoot(t *testing.T) {
 	if out, err := bare("delete", "--force", id); err != nil {
 		t.Errorf("delete without --root: %v %s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join("/run/moat", id)); !os.IsNotExist(err) {
-		t.Errorf("/run/moat/%s after delete: %v", id, err)
+	if _, err := os.Stat(filepath.Join(root, id)); !os.IsNotExist(err) {
+		t.Errorf("%s/%s after delete: %v", root, id, err)
 	}
 }

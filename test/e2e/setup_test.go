@@ -164,7 +164,16 @@ func TestSetupMountsInOrder(t *testing.T) {
 		t.Errorf("/sys options %v, want ro,nosuid,noexec", sys.opts)
 	}
 	checkSuper(t, ms, "/dev/shm", "size=65536k") // mode=1777 is tmpfs's default: not listed
-	checkSuper(t, ms, "/dev/pts", "mode=620", "ptmxmode=666", "gid=5")
+	checkSuper(t, ms, "/dev/pts", "mode=620", "ptmxmode=666")
+	// devpts shows its gid as the initial user namespace sees it.
+	switch pts, _ := mountAt(ms, "/dev/pts"); {
+	case singleIDMap:
+		if slices.ContainsFunc(pts.super, func(o string) bool { return strings.HasPrefix(o, "gid=") }) {
+			t.Errorf("/dev/pts super options %v: a gid= although the spec has none", pts.super)
+		}
+	default:
+		checkSuper(t, ms, "/dev/pts", fmt.Sprintf("gid=%d", hostGID(t, 5)))
+	}
 	checkSuper(t, ms, "/scratch", "size=1024k", "mode=710")
 	if sc, _ := mountAt(ms, "/scratch"); !hasOpt(sc.opts, "nodev") {
 		t.Errorf("/scratch options %v, want nodev", sc.opts)
@@ -206,19 +215,22 @@ func TestSetupCgroupMount(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			got := strings.TrimSpace(e.runProbe([]string{"cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}, tc.mutate))
-			if got != strconv.FormatInt(limit, 10) {
-				t.Errorf("/sys/fs/cgroup/memory shows limit %q, want the container's %d", got, limit)
-			}
 			wantErrno(t, "write to /sys/fs/cgroup", tryIn(e, []string{"write", "/sys/fs/cgroup/pids/pids.max", "5"}, tc.mutate), unix.EROFS)
-			if !tc.ownNS {
-				return
-			}
-			for _, l := range strings.Split(strings.TrimSpace(e.runProbe([]string{"cat", "/proc/self/cgroup"}, tc.mutate)), "\n") {
-				if !strings.HasSuffix(l, ":/") {
-					t.Errorf("/proc/self/cgroup line %q: the container's cgroup is not its root", l)
+			if tc.ownNS {
+				for _, l := range strings.Split(strings.TrimSpace(e.runProbe([]string{"cat", "/proc/self/cgroup"}, tc.mutate)), "\n") {
+					if !strings.HasSuffix(l, ":/") {
+						t.Errorf("/proc/self/cgroup line %q: the container's cgroup is not its root", l)
+					}
 				}
 			}
+			t.Run("limit", func(t *testing.T) {
+				needCgroups(t, "the container's own memory cgroup with its limit")
+				e := e.in(t)
+				got := strings.TrimSpace(e.runProbe([]string{"cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}, tc.mutate))
+				if got != strconv.FormatInt(limit, 10) {
+					t.Errorf("/sys/fs/cgroup/memory shows limit %q, want the container's %d", got, limit)
+				}
+			})
 		})
 	}
 }
@@ -259,6 +271,7 @@ func TestSetupBindMountOptions(t *testing.T) {
 }
 
 func TestSetupBindPropagation(t *testing.T) {
+	needRoot(t, "the test makes the shared host mount, and a mount under it, that propagation is about")
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "shared-src")
 	must(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
@@ -420,29 +433,20 @@ func TestSetupMaskedAndReadonlyPaths(t *testing.T) {
 
 func TestSetupDevices(t *testing.T) {
 	e := newEnv(t)
-	id, pid := createHeld(e, false, func(s *specsSpec) {
-		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/sub/moatnull", Type: "c", Major: 1, Minor: 3,
-			FileMode: ptr(os.FileMode(0o620)), UID: ptr(uint32(1000)), GID: ptr(uint32(1001))}}
-	})
+	id, pid := createHeld(e, false)
 	dev := fmt.Sprintf("/proc/%d/root/dev/", pid)
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	must(t, err)
+	ms := parseMountinfo(string(data))
 	for _, d := range []struct {
 		name         string
 		major, minor uint32
-		mode, uid    uint32
-	}{{"null", 1, 3, 0o666, 0}, {"zero", 1, 5, 0o666, 0}, {"full", 1, 7, 0o666, 0}, {"random", 1, 8, 0o666, 0},
-		{"urandom", 1, 9, 0o666, 0}, {"tty", 5, 0, 0o666, 0}, {"sub/moatnull", 1, 3, 0o620, 1000}} {
-		var st unix.Stat_t
-		if err := unix.Lstat(dev+d.name, &st); err != nil {
-			t.Errorf("/dev/%s: %v", d.name, err)
-			continue
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != d.major || unix.Minor(st.Rdev) != d.minor ||
-			st.Mode&0o7777 != d.mode || st.Uid != d.uid {
-			t.Errorf("/dev/%s: mode %o rdev %d:%d uid %d; want char %d:%d mode %o uid %d", d.name, st.Mode,
-				unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, d.major, d.minor, d.mode, d.uid)
-		}
-		if d.uid == 1000 && st.Gid != 1001 {
-			t.Errorf("/dev/%s: gid %d, want 1001", d.name, st.Gid)
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}} {
+		checkDevice(t, dev+d.name, d.major, d.minor, 0o666, 0)
+		// Root makes the nodes; a user namespace may not, so rootless
+		// moat bind-mounts the host's.
+		if _, i := mountAt(ms, "/dev/"+d.name); (i >= 0) != rootless {
+			t.Errorf("/dev/%s is a mount point: %v; want %v (a bind of the host's node only rootless)", d.name, i >= 0, rootless)
 		}
 	}
 	for link, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
@@ -454,11 +458,49 @@ func TestSetupDevices(t *testing.T) {
 	e.moat("delete", id)
 	// The device cgroup lets the container use them.
 	wantErrno(t, "write /dev/full", tryIn(e, []string{"write", "/dev/full", "x"}), unix.ENOSPC)
+
+	// linux.devices: a node of its own numbers, mode and owner.
+	moatnull := func(path string, mode os.FileMode) func(*specsSpec) {
+		return func(s *specsSpec) {
+			s.Linux.Devices = []specs.LinuxDevice{{Path: path, Type: "c", Major: 1, Minor: 3,
+				FileMode: ptr(mode), UID: ptr(uint32(1000)), GID: ptr(uint32(1001))}}
+		}
+	}
+	if rootless {
+		// Without mknod only host nodes can be bound, at the same path:
+		// a device the host lacks fails create clearly, nothing left.
+		b := e.newBundle([]string{"hold", "60"}, moatnull("/dev/sub/moatnull", 0o620))
+		id := e.id()
+		e.fails("/dev/sub/moatnull", "create", "--bundle", b.dir, id)
+		assertNothingLeft(e, id)
+		return
+	}
+	id, pid = createHeld(e, false, moatnull("/dev/sub/moatnull", 0o620))
+	st := checkDevice(t, fmt.Sprintf("/proc/%d/root/dev/sub/moatnull", pid), 1, 3, 0o620, 1000)
+	if st.Gid != 1001 {
+		t.Errorf("/dev/sub/moatnull: gid %d, want 1001", st.Gid)
+	}
+	e.moat("delete", id)
 	wantErrno(t, "write /dev/moatnull as uid 1000", tryIn(e, []string{"write", "/dev/moatnull", "x"}, func(s *specsSpec) {
 		s.Process.User = specs.User{UID: 1000, GID: 1001}
-		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/moatnull", Type: "c", Major: 1, Minor: 3,
-			FileMode: ptr(os.FileMode(0o600)), UID: ptr(uint32(1000)), GID: ptr(uint32(1001))}}
+		moatnull("/dev/moatnull", 0o600)(s)
 	}), 0)
+}
+
+// checkDevice checks a character device node as the host sees it.
+func checkDevice(t *testing.T, path string, major, minor, mode, uid uint32) unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Errorf("%s: %v", path, err)
+		return st
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != major || unix.Minor(st.Rdev) != minor ||
+		st.Mode&0o7777 != mode || st.Uid != uid {
+		t.Errorf("%s: mode %o rdev %d:%d uid %d; want char %d:%d mode %o uid %d", path, st.Mode,
+			unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, major, minor, mode, uid)
+	}
+	return st
 }
 
 // ---- process attributes ----
@@ -544,6 +586,7 @@ func TestSetupCwdAndEnv(t *testing.T) {
 }
 
 func TestSetupUser(t *testing.T) {
+	needSubIDs(t, "process.user uid 1000, gid 1001 and additionalGids 10 and 20 need them mapped")
 	e := newEnv(t)
 	var got struct {
 		UID, GID, EUID, EGID int
@@ -562,32 +605,36 @@ func TestSetupUser(t *testing.T) {
 func TestSetupCapabilities(t *testing.T) {
 	e := newEnv(t)
 	var got struct{ Names map[string][]string }
-	e.runJSON(&got, []string{"caps"}, func(s *specsSpec) {
-		s.Process.User = specs.User{UID: 1000, GID: 1000}
-		s.Process.Capabilities = &specs.LinuxCapabilities{
-			Bounding:    []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"},
-			Permitted:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
-			Effective:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
-			Inheritable: []string{"CAP_CHOWN", "CAP_NET_RAW"},
-			Ambient:     []string{"CAP_NET_RAW"},
-		}
-	})
-	// As uid 1000 only ambient capabilities survive execve into
-	// permitted and effective.
-	for set, want := range map[string][]string{
-		"bnd": {"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"}, "inh": {"CAP_CHOWN", "CAP_NET_RAW"},
-		"amb": {"CAP_NET_RAW"}, "prm": {"CAP_NET_RAW"}, "eff": {"CAP_NET_RAW"},
-	} {
-		have := slices.Sorted(slices.Values(got.Names[set]))
-		if !slices.Equal(have, want) {
-			t.Errorf("%s: %v, want %v", set, have, want)
-		}
-	}
 	e.runJSON(&got, []string{"caps"})
 	if eff := slices.Sorted(slices.Values(got.Names["eff"])); !slices.Equal(eff, []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}) ||
 		len(got.Names["amb"]) != 0 {
 		t.Errorf("root with the default caps: eff %v amb %v", eff, got.Names["amb"])
 	}
+	t.Run("uid-1000", func(t *testing.T) {
+		needSubIDs(t, "capabilities of a process.user uid 1000 need uid 1000 mapped")
+		e := e.in(t)
+		e.runJSON(&got, []string{"caps"}, func(s *specsSpec) {
+			s.Process.User = specs.User{UID: 1000, GID: 1000}
+			s.Process.Capabilities = &specs.LinuxCapabilities{
+				Bounding:    []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"},
+				Permitted:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
+				Effective:   []string{"CAP_CHOWN", "CAP_NET_RAW"},
+				Inheritable: []string{"CAP_CHOWN", "CAP_NET_RAW"},
+				Ambient:     []string{"CAP_NET_RAW"},
+			}
+		})
+		// As uid 1000 only ambient capabilities survive execve into
+		// permitted and effective.
+		for set, want := range map[string][]string{
+			"bnd": {"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"}, "inh": {"CAP_CHOWN", "CAP_NET_RAW"},
+			"amb": {"CAP_NET_RAW"}, "prm": {"CAP_NET_RAW"}, "eff": {"CAP_NET_RAW"},
+		} {
+			have := slices.Sorted(slices.Values(got.Names[set]))
+			if !slices.Equal(have, want) {
+				t.Errorf("%s: %v, want %v", set, have, want)
+			}
+		}
+	})
 }
 
 func TestSetupNoNewPrivileges(t *testing.T) {
@@ -697,6 +744,7 @@ func TestSetupNewNetworkNamespace(t *testing.T) {
 }
 
 func TestSetupJoinNetworkNamespaceByPath(t *testing.T) {
+	needRoot(t, "ip netns add needs root, and a rootless container may not join a network namespace owned by the host's user namespace")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("missing prerequisite: ip(8) from iproute2")
 	}
@@ -728,13 +776,32 @@ func TestSetupNamespacesDifferFromHost(t *testing.T) {
 			t.Errorf("container %s namespace is the host's", n)
 		}
 	}
+	// The spec asks for no user namespace: root uses the host's, rootless
+	// moat always makes one.
+	if own := ns(t, pid, "user") != ns(t, os.Getpid(), "user"); own != rootless {
+		t.Errorf("container has a user namespace of its own: %v, want %v", own, rootless)
+	}
 	e.moat("delete", id)
-	id, pid = createHeld(e, false, func(s *specsSpec) {
+	shareUTSAndIPC := func(s *specsSpec) {
 		s.Hostname = ""
 		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool {
 			return n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace
 		})
-	})
+	}
+	if rootless {
+		// Only the owner of the host's IPC namespace (real root) may mount
+		// mqueue for it: create fails clearly, and works without it.
+		b := e.newBundle([]string{"hold", "60"}, shareUTSAndIPC)
+		id := e.id()
+		e.fails("mount mqueue on /dev/mqueue", "create", "--bundle", b.dir, id)
+		assertNothingLeft(e, id)
+		noMqueue := shareUTSAndIPC
+		shareUTSAndIPC = func(s *specsSpec) {
+			noMqueue(s)
+			s.Mounts = slices.DeleteFunc(s.Mounts, func(m specs.Mount) bool { return m.Type == "mqueue" })
+		}
+	}
+	id, pid = createHeld(e, false, shareUTSAndIPC)
 	for _, n := range []string{"uts", "ipc"} {
 		if ns(t, pid, n) != ns(t, os.Getpid(), n) {
 			t.Errorf("spec without a %s namespace: the container did not share the host's", n)
