@@ -3,6 +3,8 @@ package boot
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,13 +65,31 @@ func (c *controller) serve() {
 }
 
 // peerAllowed admits only our own user and root. The state directory is
-// 0700 already; this holds even if someone loosens it.
+// 0700 already; this holds even if someone loosens it. In a user namespace
+// that does not map the caller (root creating a spec's user namespace), the
+// CLI shows up as the overflow uid.
 func (c *controller) peerAllowed(fd int) bool {
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return false
 	}
-	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid()
+	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
+		return true
+	}
+	return c.b.userNS && cred.Uid == overflowUID()
+}
+
+// overflowUID is the uid unmapped ids show up as.
+func overflowUID() uint32 {
+	data, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil {
+		return 65534
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 65534
+	}
+	return uint32(n)
 }
 
 // close stops accepting and waits (bounded) for the answers under way.

@@ -156,6 +156,12 @@ func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
 		Setsid:     true,
 		Pdeathsig:  syscall.SIGKILL, // boot dies => the container dies
 	}
+	if len(forkNS) > 0 {
+		// In a joined pid namespace the child cannot see its parent, and
+		// Go's fork code takes getppid() == 0 for a dead parent and kills
+		// the child. Init sets the death signal itself instead.
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
 	d.Log(b.log, "init")
 	startErr := spawnOnKeeperThread(cmd, forkNS)
 

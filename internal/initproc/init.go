@@ -44,6 +44,13 @@ func Main(a Args, log *slog.Logger) error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("set non-dumpable: %w", err)
 	}
+	if !a.Exec {
+		// Boot dies => the container dies. Usually set at fork already;
+		// not when init was forked into a joined pid namespace.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("set parent death signal: %w", err)
+		}
+	}
 	conn, err := ipc.FromFD(a.InitSyncFD, "init-sync")
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -119,6 +120,13 @@ func (r *rootfs) mountFS(m specs.Mount, mo *spec.MountOptions) error {
 	defer dest.Close()
 	flags := mo.Flags &^ (unix.MS_BIND | unix.MS_REC)
 	err = unix.Mount(m.Source, fdPath(dest), m.Type, flags, mo.DataString())
+	if err == unix.EINVAL && r.userNS {
+		// An owner (devpts gid=5, tmpfs uid=) with no id in the user
+		// namespace: mount without it, as runc does for rootless.
+		if data, cut := withoutIDOptions(mo.Data); cut {
+			err = unix.Mount(m.Source, fdPath(dest), m.Type, flags, data)
+		}
+	}
 	if err == unix.EPERM && m.Type == "sysfs" && r.userNS {
 		// A user namespace that does not own the network namespace may not
 		// mount sysfs: fall back to the host's, read-only (as RootlessKit).
@@ -131,6 +139,20 @@ func (r *rootfs) mountFS(m specs.Mount, mo *spec.MountOptions) error {
 		return err
 	}
 	return r.afterMount(m.Destination, mo)
+}
+
+// withoutIDOptions drops uid= and gid= from filesystem data.
+func withoutIDOptions(data []string) (string, bool) {
+	var keep []string
+	cut := false
+	for _, o := range data {
+		if strings.HasPrefix(o, "uid=") || strings.HasPrefix(o, "gid=") {
+			cut = true
+			continue
+		}
+		keep = append(keep, o)
+	}
+	return strings.Join(keep, ","), cut
 }
 
 // mountBind bind-mounts a host path into the root.

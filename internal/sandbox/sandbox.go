@@ -87,7 +87,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	if len(o.Extra) > 0 {
 		d.DonateMany("extra-fds", o.Extra)
 	}
-	syncParent, syncChild, err := setUserNS(cmd, o.UserNS, &d)
+	syncParent, syncChild, err := setUserNS(cmd, o.UserNS, &d, o.Exe.File)
 	if syncChild != nil {
 		defer syncChild.Close()
 	}
