@@ -53,13 +53,22 @@ type env struct {
 	globals []string
 }
 
+// fileAccess is the tier's --file-access (MOAT_E2E_FILE_ACCESS): the
+// suite runs once with the gofer (the default) and once with direct.
+var fileAccess = func() string {
+	if v := os.Getenv("MOAT_E2E_FILE_ACCESS"); v != "" {
+		return v
+	}
+	return "gofer"
+}()
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir, err := os.MkdirTemp(baseDir, strings.ReplaceAll(t.Name(), "/", "_")+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, root: filepath.Join(dir, "state")}
+	e := &env{t: t, dir: dir, root: filepath.Join(dir, "state"), globals: []string{"--file-access=" + fileAccess}}
 	t.Cleanup(e.cleanup)
 	return e
 }
@@ -207,15 +216,9 @@ func (b *bundle) save(t *testing.T) {
 
 func (b *bundle) rootfs() string { return filepath.Join(b.dir, "rootfs") }
 
-// baseSpec is `moat spec`'s default, non-interactive, running args. With
-// a single-ID map the container has no gid 5 and devpts refuses gid=5, so
-// that tier drops it, as `moat spec --rootless` does.
+// baseSpec is `moat spec`'s default, non-interactive, running args.
 func baseSpec(args []string) *specs.Spec {
 	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
-	ptsOpts := []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}
-	if singleIDMap {
-		ptsOpts = ptsOpts[:len(ptsOpts)-1]
-	}
 	return &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: "rootfs", Readonly: true},
@@ -233,7 +236,7 @@ func baseSpec(args []string) *specs.Spec {
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: ptsOpts},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},

@@ -205,7 +205,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	b := e.newBundle([]string{"signals", "--ready", "/tmp/ready"}, func(s *specsSpec) {
 		bindMount(s, e.dir, "/tmp", "rw")
 	})
-	cmd := exec.Command(moatBin, "--root", e.root, "run", "--bundle", b.dir, e.id())
+	cmd := exec.Command(moatBin, append(append([]string{"--root", e.root}, e.globals...), "run", "--bundle", b.dir, e.id())...)
 	var out strings.Builder
 	cmd.Stdout = &out
 	must(t, cmd.Start())
@@ -313,7 +313,7 @@ func (e *env) pids(id string) []int {
 // runDetachedOutput runs a container in the foreground in the background,
 // collecting its stdout; wait blocks until moat run returns.
 func (e *env) runDetachedOutput(b *bundle, id string) (out func() string, wait func()) {
-	cmd := exec.Command(moatBin, "--root", e.root, "run", "--bundle", b.dir, id)
+	cmd := exec.Command(moatBin, append(append([]string{"--root", e.root}, e.globals...), "run", "--bundle", b.dir, id)...)
 	var buf strings.Builder
 	cmd.Stdout = &buf
 	must(e.t, cmd.Start())
