@@ -28,8 +28,15 @@ vet:
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
+# The suite runs once with the gofer serving the container's files (the
+# default) and once with --file-access=direct; same assertions.
+FILE_ACCESS ?= gofer direct
 e2e: build probe
-	MOAT_BIN=$(CURDIR)/$(BIN)/moat PROBE_BIN=$(CURDIR)/$(BIN)/probe $(GO) test -count=1 -timeout 40m ./test/e2e/...
+	for fa in $(FILE_ACCESS); do \
+		echo "== e2e as root, --file-access=$$fa"; \
+		MOAT_E2E_FILE_ACCESS=$$fa MOAT_BIN=$(CURDIR)/$(BIN)/moat PROBE_BIN=$(CURDIR)/$(BIN)/probe \
+			$(GO) test -count=1 -timeout 40m ./test/e2e/... || exit 1; \
+	done
 
 # test: everything CI runs (as root).
 test: vet unit e2e e2e-rootless
@@ -46,10 +53,10 @@ e2e-rootless: build probe
 	rm -rf $(E2E_TMP) && mkdir -p $(E2E_TMP)
 	$(GO) test -c -o $(E2E_TMP)/e2e.test ./test/e2e
 	cp $(BIN)/moat $(BIN)/probe $(E2E_TMP)/ && chmod -R a+rX $(E2E_TMP)
-	for u in $(ROOTLESS_USERS); do \
-		echo "== e2e as $$u"; \
+	for u in $(ROOTLESS_USERS); do for fa in $(FILE_ACCESS); do \
+		echo "== e2e as $$u, --file-access=$$fa"; \
 		runuser -u $$u -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp \
-			MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
+			MOAT_E2E_FILE_ACCESS=$$fa MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
 			$(E2E_TMP)/e2e.test -test.count=1 -test.timeout=30m $(E2E_FLAGS) || exit 1; \
-	done
+	done; done
 ROOTLESS_USERS ?= moatci moatci1

@@ -61,6 +61,10 @@ type boot struct {
 	execPids map[int]bool // running exec'd processes (guarded by mu)
 	execs    sync.WaitGroup
 	warnings []string
+	// gofer serves the container's files (--file-access=gofer); goferIO
+	// are init's ends of its io sockets, handed to init with its config.
+	gofer   *goferProc
+	goferIO []*os.File
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
@@ -109,8 +113,17 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if b.rootfs == "" || b.rootfs[0] != '/' {
 		b.rootfs = b.args.Bundle + "/" + b.rootfs
 	}
+	cfg, err := b.args.Config.WithAnnotations(s.Annotations)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.takeExe(createConn); err != nil {
 		return nil, err
+	}
+	if cfg.FileAccess == config.FileAccessGofer {
+		if err := b.startGofer(cfg); err != nil {
+			return nil, err
+		}
 	}
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
@@ -120,7 +133,17 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.newCgroup(); err != nil {
 		return nil, err
 	}
-	return b.configureInit(initTypes, initNS)
+	var plan *ipc.GoferPlan
+	if b.gofer != nil {
+		mounts, err := b.gofer.awaitMounts()
+		if err != nil {
+			return nil, err
+		}
+		if plan, err = b.goferPlan(cfg, mounts); err != nil {
+			return nil, err
+		}
+	}
+	return b.configureInit(initTypes, initNS, plan)
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
@@ -157,7 +180,11 @@ func (b *boot) newCgroup() error {
 		// Rootless without a delegated cgroup: run without limits, once
 		// said (DESIGN.md, Rootless). The disabled manager's record keeps
 		// the reason for pause and update to report.
-		b.warnings = append(b.warnings, fmt.Sprintf("resource limits are not applied: %v", err))
+		if hasLimits(b.spec.Linux.Resources) {
+			b.warnings = append(b.warnings, fmt.Sprintf("resource limits are not applied: %v", err))
+		} else {
+			b.log.Debug("running without cgroups", "reason", err)
+		}
 		b.cgNoAccess, _ = json.Marshal(m.Saved())
 		return nil
 	}
@@ -167,6 +194,16 @@ func (b *boot) newCgroup() error {
 	b.cg = m
 	b.warnings = append(b.warnings, m.Warnings()...)
 	return nil
+}
+
+// hasLimits reports whether the spec asks for any resource limit (device
+// rules alone are enforced by moat's device setup, not only by cgroups).
+func hasLimits(r *specs.LinuxResources) bool {
+	if r == nil {
+		return false
+	}
+	return r.Memory != nil || r.CPU != nil || r.Pids != nil || r.BlockIO != nil ||
+		len(r.HugepageLimits) > 0 || r.Network != nil || len(r.Rdma) > 0 || len(r.Unified) > 0
 }
 
 // reportCreated hands the created container to the CLI and waits until the
@@ -216,11 +253,21 @@ func (b *boot) supervise() int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwardedSignals...)
 	var code int
+	var goferDone <-chan struct{}
+	if b.gofer != nil {
+		goferDone = b.gofer.done
+	}
 	for done := false; !done; {
 		select {
 		case s := <-sigs:
 			b.log.Debug("forwarding signal to the container", "signal", s)
 			_ = b.init.signal(s.(unix.Signal))
+		case <-goferDone:
+			// Fail closed: the container's files are gone with it.
+			b.log.Error("gofer exited: " + b.gofer.status + "; killing the container")
+			b.init.kill()
+			<-b.init.done
+			code, done = goferDiedCode, true
 		case <-b.init.done:
 			procutil.Trace("boot", "init exited")
 			code = b.init.code
@@ -235,6 +282,10 @@ func (b *boot) supervise() int {
 	procutil.Trace("boot", "teardown done")
 	return code
 }
+
+// goferDiedCode is boot's exit status when the gofer died under a running
+// container: not a status the container's process could have produced.
+const goferDiedCode = 255
 
 // forwardedSignals reach the container process when sent to boot, so that
 // boot is transparent to whoever holds its pid.
@@ -259,6 +310,11 @@ func (b *boot) killRest() {
 // teardown removes the cgroup once every process is gone.
 func (b *boot) teardown() {
 	waitGroupTimeout(&b.execs, 2*time.Second)
+	// The gofer's mounts live in the container's mount namespace; once the
+	// last reference (ours included) is gone, it is unmounted and the gofer
+	// ends by itself.
+	b.init.closeNamespaces()
+	b.gofer.stop(5 * time.Second)
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
@@ -276,6 +332,12 @@ func (b *boot) abort() {
 		if !b.init.exitedWithin(5 * time.Second) {
 			b.log.Error("container init did not exit after SIGKILL", "pid", b.init.pid)
 		}
+		b.init.closeNamespaces()
+	}
+	closeFiles(b.goferIO)
+	if b.gofer != nil {
+		_ = b.gofer.cmd.Process.Kill()
+		b.gofer.stop(5 * time.Second)
 	}
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {

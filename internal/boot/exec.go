@@ -238,6 +238,14 @@ func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecR
 	return master, nil
 }
 
+// closeNamespaces drops boot's handles on init's namespaces.
+func (p *initProc) closeNamespaces() {
+	for t, f := range p.ns {
+		f.Close()
+		delete(p.ns, t)
+	}
+}
+
 // openInitNamespaces keeps handles on init's namespaces for exec.
 // Precondition: init is alive and is boot's unreaped child (no pid reuse).
 func (p *initProc) openInitNamespaces() error {

@@ -254,7 +254,7 @@ func (b *boot) trackInit(cmd *exec.Cmd, conn *os.File) error {
 }
 
 // configureInit walks init through creation (see the diagram in ipc).
-func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File) (*os.File, error) {
+func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File, plan *ipc.GoferPlan) (*os.File, error) {
 	p := b.init
 	if b.cg != nil {
 		if err := b.cg.Apply(p.pid); err != nil {
@@ -264,7 +264,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	cfg := ipc.BootInitConfig{
 		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.rootfs, Spec: b.spec,
 		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,
-		UserNS: b.userNS, Debug: b.args.Config.Debug,
+		UserNS: b.userNS, Debug: b.args.Config.Debug, Gofer: plan,
 	}
 	if b.cg != nil {
 		cfg.CgroupPaths = b.cg.Saved().Paths
@@ -273,7 +273,28 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	for _, f := range nsFiles {
 		fds = append(fds, int(f.Fd()))
 	}
-	if err := p.conn.Send(cfg, fds...); err != nil {
+	var fuse []*os.File
+	if plan != nil {
+		for _, f := range b.goferIO {
+			fds = append(fds, int(f.Fd()))
+		}
+		// Opened here, outside the container's cgroup: its device rules
+		// need not allow /dev/fuse for init to mount the gofer's trees.
+		var err error
+		if fuse, err = openFuse(len(plan.Mounts)); err != nil {
+			return nil, err
+		}
+		for _, f := range fuse {
+			fds = append(fds, int(f.Fd()))
+		}
+	}
+	err := p.conn.Send(cfg, fds...)
+	closeFiles(fuse)
+	// Init holds the io sockets now; boot keeps none, so that the gofer
+	// sees init's end go away if init dies.
+	closeFiles(b.goferIO)
+	b.goferIO = nil
+	if err != nil {
 		return nil, b.recvErr("configuring init", err)
 	}
 	var hreq ipc.InitHooksRequested

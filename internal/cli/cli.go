@@ -40,7 +40,7 @@ func userCommands() []*cmd.Command {
 
 // internalCommands are moat's own process roles, started only by moat.
 func internalCommands() []*cmd.Command {
-	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.ExecProxy()}
+	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.Gofer(), cmd.ExecProxy()}
 }
 
 // Main runs moat and exits.

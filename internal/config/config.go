@@ -32,18 +32,56 @@ type Config struct {
 	Debug         bool   `flag:"debug" help:"log debug messages"`
 	SystemdCgroup bool   `flag:"systemd-cgroup" help:"manage cgroups through systemd (linux.cgroupsPath is slice:prefix:name)"`
 	Rootless      string `flag:"rootless" help:"rootless mode: true, false or auto"`
-	FileAccess    string `flag:"file-access" help:"how the container reaches host files: direct (bind mounts, runc semantics)"`
+	FileAccess    string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
+	Overlay       string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
+	OverlaySize   string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
 }
 
 // Default returns the configuration used when no flag is given.
 func Default() Config {
-	return Config{LogFormat: "text", Rootless: "auto", FileAccess: FileAccessDirect}
+	return Config{LogFormat: "text", Rootless: "auto", FileAccess: FileAccessGofer, Overlay: OverlayMemory}
 }
 
 // File access modes.
 const (
+	FileAccessGofer  = "gofer"
 	FileAccessDirect = "direct"
 )
+
+// Overlay modes of the gofer-served root.
+const (
+	OverlayMemory = "memory"
+	OverlayNone   = "none"
+)
+
+// annotationOverrides are the settings a container may choose for itself
+// through annotations (config.json "annotations"); nothing else can be.
+var annotationOverrides = map[string]string{
+	"moat.overlay":     "overlay",
+	"moat.file-access": "file-access",
+}
+
+// WithAnnotations returns the configuration a container with these
+// annotations runs with.
+func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
+	out := c
+	for key, flagName := range annotationOverrides {
+		v, ok := a[key]
+		if !ok {
+			continue
+		}
+		switch flagName {
+		case "overlay":
+			out.Overlay = v
+		case "file-access":
+			out.FileAccess = v
+		}
+	}
+	if err := out.Validate(); err != nil {
+		return nil, fmt.Errorf("annotations: %w", err)
+	}
+	return &out, nil
+}
 
 // graveyard lists removed flags and what to use instead.
 var graveyard = map[string]string{}
@@ -113,9 +151,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--rootless %q: want true, false or auto", c.Rootless)
 	}
 	switch c.FileAccess {
-	case FileAccessDirect:
+	case FileAccessGofer, FileAccessDirect:
 	default:
-		return fmt.Errorf("--file-access %q: want %s", c.FileAccess, FileAccessDirect)
+		return fmt.Errorf("--file-access %q: want gofer or direct", c.FileAccess)
+	}
+	switch c.Overlay {
+	case OverlayMemory, OverlayNone:
+	default:
+		return fmt.Errorf("--overlay %q: want memory or none", c.Overlay)
+	}
+	if c.OverlaySize != "" {
+		if _, err := ParseSize(c.OverlaySize); err != nil {
+			return fmt.Errorf("--overlay-size: %w", err)
+		}
 	}
 	if c.Root != "" && !filepath.IsAbs(c.Root) {
 		abs, err := filepath.Abs(c.Root)
@@ -125,6 +173,32 @@ func (c *Config) Validate() error {
 		c.Root = abs
 	}
 	return nil
+}
+
+// ParseSize reads a byte count with an optional k, m or g suffix (powers of
+// 1024).
+func ParseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("empty size")
+	}
+	mult := int64(1)
+	switch strings.ToLower(s[len(s)-1:]) {
+	case "k":
+		mult = 1 << 10
+	case "m":
+		mult = 1 << 20
+	case "g":
+		mult = 1 << 30
+	}
+	num := s
+	if mult != 1 {
+		num = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	return n * mult, nil
 }
 
 // Graveyard returns the replacement hint for a removed flag, if any.

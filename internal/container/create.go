@@ -62,6 +62,9 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}
+	if _, err := r.Config.WithAnnotations(b.Spec.Annotations); err != nil {
+		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)
+	}
 	userns, err := rootless.Decide(r.Config.Rootless, b.Spec)
 	if err != nil {
 		return nil, err

@@ -109,8 +109,19 @@ func runInit(conn *ipc.Conn, log *slog.Logger) error {
 }
 
 // create builds the container's root and returns the prepared launch.
-func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *slog.Logger) (*launch, *pty, error) {
+func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, files []*os.File, log *slog.Logger) (*launch, *pty, error) {
 	s := cfg.Spec
+	if len(files) < len(cfg.JoinNamespaces) {
+		return nil, nil, fmt.Errorf("boot sent %d descriptors for %d namespaces", len(files), len(cfg.JoinNamespaces))
+	}
+	nsFiles, ioFiles := files[:len(cfg.JoinNamespaces)], files[len(cfg.JoinNamespaces):]
+	g, err := newGoferRoot(cfg, ioFiles)
+	if err != nil {
+		return nil, nil, err
+	}
+	if g != nil {
+		defer g.close()
+	}
 	if err := joinNamespaces(cfg.JoinNamespaces, nsFiles); err != nil {
 		return nil, nil, err
 	}
@@ -131,7 +142,7 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, nsFiles []*os.File, log *sl
 	if err := setupNamespaced(s); err != nil {
 		return nil, nil, err
 	}
-	r, err := buildRoot(cfg, cg)
+	r, err := buildRoot(cfg, cg, g)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,20 +190,48 @@ func withoutListenEnv(env []string) []string {
 	return out
 }
 
+// newGoferRoot takes the io sockets to the gofer when the root comes from it.
+func newGoferRoot(cfg *ipc.BootInitConfig, io []*os.File) (*goferRoot, error) {
+	if cfg.Gofer == nil {
+		for _, f := range io {
+			f.Close()
+		}
+		return nil, nil
+	}
+	n := len(cfg.Gofer.Mounts)
+	if len(io) != 2*n {
+		return nil, fmt.Errorf("boot sent %d gofer descriptors for %d served trees", len(io), n)
+	}
+	g := &goferRoot{plan: cfg.Gofer, base: cfg.Rootfs, userNS: cfg.UserNS, fuse: io[n:]}
+	for _, f := range io[:n] {
+		g.io = append(g.io, ipc.NewConn(f))
+	}
+	return g, nil
+}
+
 // buildRoot mounts the root filesystem and every spec mount, and populates
 // /dev.
-func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView) (*rootfs, error) {
+func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView, g *goferRoot) (*rootfs, error) {
 	s := cfg.Spec
-	if err := prepareRoot(cfg.Rootfs, s); err != nil {
-		return nil, err
+	var r *rootfs
+	var err error
+	if g == nil {
+		if err := prepareRoot(cfg.Rootfs, s); err != nil {
+			return nil, err
+		}
+		r, err = openRoot(cfg.Rootfs, cfg.UserNS)
+	} else {
+		if err := isolateMounts(s); err != nil {
+			return nil, err
+		}
+		r, err = g.build(s)
 	}
-	r, err := openRoot(cfg.Rootfs, cfg.UserNS)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range s.Mounts {
+	for i, m := range s.Mounts {
 		m.Destination = cleanDest(m.Destination)
-		if err := r.mountSpec(m, cfg.Bundle, cg); err != nil {
+		if err := r.mountSpecOrGofer(i, m, cfg.Bundle, cg, g); err != nil {
 			r.close()
 			return nil, err
 		}
@@ -233,7 +272,9 @@ func finishRoot(r *rootfs, s *specs.Spec) (*pty, error) {
 	if err := r.readonlyPaths(s.Linux.ReadonlyPaths); err != nil {
 		return fail(err)
 	}
-	if s.Root.Readonly {
+	if s.Root.Readonly && !r.goferRoot {
+		// (A gofer root is read-only already: its FUSE mount, and the
+		// gofer itself, refuse writes.)
 		if err := r.readonlyRoot(); err != nil {
 			return fail(err)
 		}

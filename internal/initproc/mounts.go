@@ -22,9 +22,10 @@ func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 
 // rootfs is the container's future root while init builds it.
 type rootfs struct {
-	path   string   // host path of the root filesystem (a mount point after prepare)
-	handle *os.File // O_PATH handle on it; every lookup inside starts here
-	userNS bool
+	path      string   // host path of the root filesystem (a mount point after prepare)
+	handle    *os.File // O_PATH handle on it; every lookup inside starts here
+	userNS    bool
+	goferRoot bool // the root is the gofer's (FUSE, maybe under an overlay)
 }
 
 // openRoot opens the root filesystem after it became a mount point.
@@ -107,6 +108,22 @@ func (r *rootfs) mountSpec(m specs.Mount, bundle string, cg *cgroupView) error {
 	}
 	if err != nil {
 		return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
+	}
+	return nil
+}
+
+// mountSpecOrGofer performs spec mount i: bind mounts come from the gofer
+// when there is one.
+func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgroupView, g *goferRoot) error {
+	if g == nil || !spec.IsBind(m) {
+		return r.mountSpec(m, bundle, cg)
+	}
+	mo, err := spec.ParseMountOptions(m.Options)
+	if err == nil {
+		err = g.mountBind(r, i, m, mo)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s on %s (served by the gofer): %w", m.Source, m.Destination, err)
 	}
 	return nil
 }

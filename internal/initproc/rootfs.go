@@ -39,6 +39,20 @@ func prepareRoot(path string, s *specs.Spec) error {
 	return nil
 }
 
+// isolateMounts sets the propagation of init's mount namespace so that
+// nothing it mounts reaches the host (for a gofer root, whose sandbox tmpfs
+// needs no bind of the host's rootfs).
+func isolateMounts(s *specs.Spec) error {
+	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if p, ok := propagationFlags[s.Linux.RootfsPropagation]; ok {
+		flag = p
+	}
+	if err := unix.Mount("", "/", "", flag, ""); err != nil {
+		return fmt.Errorf("set / propagation: %w", err)
+	}
+	return nil
+}
+
 // makeParentPrivate makes the mount holding path private: pivot_root refuses
 // a new root whose parent mount is shared.
 func makeParentPrivate(path string) error {

@@ -186,10 +186,58 @@ type BootInitConfig struct {
 	ListenFDs   int  `json:"listenFDs,omitempty"`
 	UserNS      bool `json:"userNS,omitempty"` // running inside a user namespace: bind devices, keep locked flags
 	Debug       bool `json:"debug,omitempty"`
+	// Gofer, when set, replaces direct bind mounts: see GoferPlan.
+	Gofer *GoferPlan `json:"gofer,omitempty"`
 }
 
 // Kind implements Message.
 func (BootInitConfig) Kind() string { return "BootInitConfig" }
+
+// GoferMount is one filesystem `moat gofer` serves: the root, or a bind
+// mount of the spec.
+type GoferMount struct {
+	// SpecIndex is the mount's index in spec.mounts; -1 is the root.
+	SpecIndex int `json:"specIndex"`
+	// Destination is where it goes in the container, resolved by the gofer
+	// inside the root (symlinks followed as the container sees them).
+	// Init resolves it again, confined to the root, before mounting.
+	Destination string `json:"destination"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+	// File: the source is not a directory; the gofer serves a directory
+	// holding it as FileName, which init bind-mounts onto Destination.
+	File bool `json:"file,omitempty"`
+}
+
+// FileName is the entry a file mount's served directory holds.
+const FileName = "f"
+
+// GoferMountsResolved is what the gofer writes on --mounts-fd once its
+// jail is ready.
+type GoferMountsResolved struct {
+	Mounts []GoferMount `json:"mounts"`
+}
+
+// Kind implements Message.
+func (GoferMountsResolved) Kind() string { return "GoferMountsResolved" }
+
+// InitFuseMounted hands the gofer the /dev/fuse descriptor init mounted for
+// one tree, on that tree's io socket. Init keeps no copy: if the gofer dies,
+// the kernel aborts the connection.
+type InitFuseMounted struct{}
+
+// Kind implements Message.
+func (InitFuseMounted) Kind() string { return "InitFuseMounted" }
+
+// GoferPlan tells init to build its root from the gofer's FUSE mounts. The
+// io sockets to the gofer (one per mount, same order) follow the namespace
+// descriptors in the BootInitConfig message.
+type GoferPlan struct {
+	Mounts []GoferMount `json:"mounts"`
+	// Overlay is "memory" (overlay on a tmpfs upper) or "none" (the root is
+	// served read-write). A read-only root (root.readonly) has no overlay.
+	Overlay     string `json:"overlay"`
+	OverlaySize int64  `json:"overlaySize"`
+}
 
 // InitHooksRequested: init's namespaces and mounts are in place, before
 // pivot_root; boot runs the prestart and createRuntime hooks now.

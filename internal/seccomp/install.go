@@ -67,3 +67,30 @@ func actionName(ret uint32) string {
 	}
 	return fmt.Sprintf("%#x", ret)
 }
+
+// InstallAllThreads loads the filter on every thread of the process at once
+// (SECCOMP_FILTER_FLAG_TSYNC), for a process that stays confined as a whole
+// (the gofer) rather than one that is about to execve.
+// Precondition: every thread has no_new_privs set or the caller holds
+// CAP_SYS_ADMIN; the filter does not use SCMP_ACT_NOTIFY.
+func (f *Filter) InstallAllThreads() error {
+	if f.Notify {
+		return errors.New("seccomp: a notify filter cannot be installed on all threads")
+	}
+	if len(f.Program) == 0 || len(f.Program) > maxInsns {
+		return fmt.Errorf("seccomp: install: program has %d instructions (want 1..%d)", len(f.Program), maxInsns)
+	}
+	if err := checkActions(f.actions); err != nil {
+		return err
+	}
+	prog := unix.SockFprog{Len: uint16(len(f.Program)), Filter: &f.Program[0]}
+	r, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		uintptr(f.Flags|unix.SECCOMP_FILTER_FLAG_TSYNC), uintptr(unsafe.Pointer(&prog)))
+	if errno != 0 {
+		return fmt.Errorf("seccomp: install filter on all threads: %w", errno)
+	}
+	if r != 0 {
+		return fmt.Errorf("seccomp: thread %d could not be synchronised", r)
+	}
+	return nil
+}

@@ -298,6 +298,18 @@ func TestSetupBindPropagation(t *testing.T) {
 		receives   bool
 	}{{"/slave", "master", true}, {"/shared", "shared", true}, {"/private", "", false}} {
 		m, i := mountAt(ms, tc.point)
+		if fileAccess == "gofer" {
+			// With the gofer the container holds no host mount: its bind
+			// is the gofer's FUSE mount, and nothing the host mounts
+			// under the source reaches it, whatever the propagation.
+			if i < 0 || m.fstype != "fuse.moat" {
+				t.Errorf("%s: want the gofer's fuse.moat mount, got %+v", tc.point, m)
+			}
+			if _, j := mountAt(ms, tc.point+"/sub"); j >= 0 {
+				t.Errorf("host mount under the source reached the container at %s/sub", tc.point)
+			}
+			continue
+		}
 		switch {
 		case i < 0:
 			t.Errorf("no mount at %s", tc.point)
@@ -382,10 +394,25 @@ func TestSetupRootReadonly(t *testing.T) {
 	e := newEnv(t)
 	wantErrno(t, "write to a read-only root", tryIn(e, []string{"write", "/newfile", "x"}), unix.EROFS)
 	wantErrno(t, "write to /tmp (tmpfs) under a read-only root", tryIn(e, []string{"write", "/tmp/x", "x"}), 0)
-	b := e.newBundle([]string{"write", "/newfile", "landed"}, func(s *specsSpec) { s.Root.Readonly = false })
+	// Writes reach the bundle with direct access, and with the gofer when
+	// the memory overlay is turned off (runc semantics)...
+	b := e.newBundle([]string{"write", "/newfile", "landed"}, func(s *specsSpec) {
+		s.Root.Readonly = false
+		s.Annotations = map[string]string{"moat.overlay": "none"}
+	})
 	e.moat("run", "--bundle", b.dir, e.id())
 	if data, err := os.ReadFile(filepath.Join(b.rootfs(), "newfile")); err != nil || string(data) != "landed" {
 		t.Errorf("write with root.readonly=false: bundle rootfs has %q (%v)", data, err)
+	}
+	if fileAccess != "gofer" {
+		return
+	}
+	// ...but not through the default memory overlay, where they succeed
+	// and vanish with the container.
+	b = e.newBundle([]string{"write", "/newfile", "gone"}, func(s *specsSpec) { s.Root.Readonly = false })
+	e.moat("run", "--bundle", b.dir, e.id())
+	if _, err := os.Stat(filepath.Join(b.rootfs(), "newfile")); err == nil {
+		t.Errorf("a write under the memory overlay reached the bundle's rootfs")
 	}
 }
 

@@ -56,19 +56,20 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		// basic
-		"true":   {"", "exit 0", 0, -1, func([]string) error { return nil }},
-		"false":  {"", "exit 1", 0, -1, func([]string) error { return exitCode(1) }},
-		"exit":   {"N", "exit with status N", 1, 1, cmdExit},
-		"sleep":  {"SECONDS", "sleep (fractions allowed); default signal dispositions", 1, 1, cmdSleep},
-		"hold":   {"SECONDS", "like sleep, but print 'ready' first", 1, 1, cmdHold},
-		"echo":   {"ARGS...", "print ARGS space-joined", 0, -1, cmdEcho},
-		"cat":    {"[FILE...]", "copy files (or stdin) to stdout", 0, -1, cmdCat},
-		"write":  {"FILE CONTENT", "create/truncate FILE (0644) with CONTENT", 2, 2, cmdWrite},
-		"append": {"FILE CONTENT", "append CONTENT to FILE (created 0644)", 2, 2, cmdAppend},
-		"ls":     {"[DIR]", "entry names, sorted, one per line", 0, 1, cmdLs},
-		"mkdir":  {"PATH", "create directory (0755)", 1, 1, cmdMkdir},
-		"rm":     {"PATH", "remove file or empty directory", 1, 1, cmdRm},
-		"help":   {"", "this list", 0, -1, cmdHelp},
+		"true":     {"", "exit 0", 0, -1, func([]string) error { return nil }},
+		"false":    {"", "exit 1", 0, -1, func([]string) error { return exitCode(1) }},
+		"exit":     {"N", "exit with status N", 1, 1, cmdExit},
+		"sleep":    {"SECONDS", "sleep (fractions allowed); default signal dispositions", 1, 1, cmdSleep},
+		"hold":     {"SECONDS", "like sleep, but print 'ready' first", 1, 1, cmdHold},
+		"readloop": {"FILE SECONDS", "print 'ready', then read FILE over and over; print the first error and exit 1, or exit 0 after SECONDS", 2, 2, cmdReadLoop},
+		"echo":     {"ARGS...", "print ARGS space-joined", 0, -1, cmdEcho},
+		"cat":      {"[FILE...]", "copy files (or stdin) to stdout", 0, -1, cmdCat},
+		"write":    {"FILE CONTENT", "create/truncate FILE (0644) with CONTENT", 2, 2, cmdWrite},
+		"append":   {"FILE CONTENT", "append CONTENT to FILE (created 0644)", 2, 2, cmdAppend},
+		"ls":       {"[DIR]", "entry names, sorted, one per line", 0, 1, cmdLs},
+		"mkdir":    {"PATH", "create directory (0755)", 1, 1, cmdMkdir},
+		"rm":       {"PATH", "remove file or empty directory", 1, 1, cmdRm},
+		"help":     {"", "this list", 0, -1, cmdHelp},
 
 		// process information (info.go)
 		"env":         {"", "environment, one per line, as is", 0, 0, cmdEnv},
@@ -261,6 +262,22 @@ func cmdHold(args []string) error {
 	defaultSignals()
 	fmt.Println("ready")
 	time.Sleep(d)
+	return nil
+}
+
+func cmdReadLoop(args []string) error {
+	d, err := parseSeconds(args[1])
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	deadline := time.Now().Add(d)
+	for n := 0; time.Now().Before(deadline); n++ {
+		if _, err := os.ReadFile(args[0]); err != nil {
+			fmt.Printf("error after %d reads: %v\n", n, err)
+			os.Exit(1)
+		}
+	}
 	return nil
 }
 

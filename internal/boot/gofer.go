@@ -1,0 +1,213 @@
+package boot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// goferProc is `moat gofer` as boot sees it.
+type goferProc struct {
+	cmd    *exec.Cmd
+	mounts *ipc.Conn  // --mounts-fd, boot's end
+	io     []*os.File // init's ends of the io sockets, one per served tree
+	done   chan struct{}
+	status string // how it ended, valid after done
+}
+
+// goferMountsTimeout bounds the gofer's start-up until its jail is ready.
+const goferMountsTimeout = 60 * time.Second
+
+// startGofer spawns the gofer in a mount namespace of its own, from the
+// sealed executable, before init, so that both start up together.
+func (b *boot) startGofer(cfg *config.Config) error {
+	n := 1
+	for _, m := range b.spec.Mounts {
+		if spec.IsBind(m) {
+			n++
+		}
+	}
+	var goferEnds []*os.File
+	for i := 0; i < n; i++ {
+		g, initEnd, err := ipc.SocketPair("gofer-io")
+		if err != nil {
+			closeFiles(goferEnds)
+			return err
+		}
+		goferEnds = append(goferEnds, g)
+		b.goferIO = append(b.goferIO, initEnd)
+	}
+	defer closeFiles(goferEnds)
+	mountsGofer, mountsBoot, err := ipc.SocketPair("gofer-mounts")
+	if err != nil {
+		return err
+	}
+	defer mountsGofer.Close()
+	specFile, err := specMemfd(b.spec)
+	if err != nil {
+		mountsBoot.Close()
+		return err
+	}
+	defer specFile.Close()
+	var d procutil.Donations
+	d.Donate("spec-fd", specFile)
+	d.Donate("mounts-fd", mountsGofer)
+	d.DonateMany("io-fds", goferEnds)
+	// A crash of the gofer (a Go panic) lands in boot's log.
+	stdio := [3]*os.File{nil, nil, b.args.LogFile}
+	cmd := b.helperCmd(stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWNS,
+		Setsid:     true,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	d.Log(b.log, "gofer")
+	if err := spawnOnKeeperThread(cmd, nil); err != nil {
+		mountsBoot.Close()
+		return fmt.Errorf("start gofer: %w", err)
+	}
+	g := &goferProc{cmd: cmd, mounts: ipc.NewConn(mountsBoot), io: b.goferIO, done: make(chan struct{})}
+	b.gofer = g
+	go g.wait()
+	return nil
+}
+
+func (g *goferProc) wait() {
+	err := g.cmd.Wait()
+	switch ws, ok := g.cmd.ProcessState.Sys().(syscall.WaitStatus); {
+	case ok && ws.Signaled():
+		g.status = "killed by " + ws.Signal().String()
+	case ok:
+		g.status = "exit status " + strconv.Itoa(ws.ExitStatus())
+	default:
+		g.status = fmt.Sprint(err)
+	}
+	close(g.done)
+}
+
+// awaitMounts reads the gofer's resolved mount list.
+func (g *goferProc) awaitMounts() ([]ipc.GoferMount, error) {
+	g.mounts.SetDeadline(time.Now().Add(goferMountsTimeout))
+	var res ipc.GoferMountsResolved
+	_, err := g.mounts.WaitFor(&res)
+	g.mounts.Close()
+	if err != nil {
+		select {
+		case <-g.done:
+			return nil, fmt.Errorf("gofer exited (%s) while preparing: %w", g.status, err)
+		case <-time.After(time.Second):
+		}
+		return nil, fmt.Errorf("gofer: %w", err)
+	}
+	return res.Mounts, nil
+}
+
+// stop ends the gofer once the container is gone: it exits by itself when
+// its FUSE mounts vanish with the container's mount namespace; a gofer that
+// does not is killed.
+func (g *goferProc) stop(timeout time.Duration) {
+	if g == nil {
+		return
+	}
+	select {
+	case <-g.done:
+		return
+	case <-time.After(timeout):
+	}
+	_ = g.cmd.Process.Kill()
+	<-g.done
+}
+
+// goferPlan builds init's part of the gofer setup.
+func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
+	plan := &ipc.GoferPlan{Mounts: mounts, Overlay: cfg.Overlay}
+	if b.spec.Root.Readonly {
+		plan.Overlay = config.OverlayNone
+	}
+	size, err := overlaySize(cfg, b.spec.Linux.Resources)
+	if err != nil {
+		return nil, err
+	}
+	plan.OverlaySize = size
+	return plan, nil
+}
+
+// overlaySize is --overlay-size, else the container's memory limit, else
+// half the host's memory.
+func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
+	if cfg.OverlaySize != "" {
+		return config.ParseSize(cfg.OverlaySize)
+	}
+	if res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
+		return *res.Memory.Limit, nil
+	}
+	return memTotal() / 2, nil
+}
+
+// specMemfd puts a spec in a memfd for a child's --spec-fd.
+func specMemfd(v any) (*os.File, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.MemfdCreate("moat-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "spec")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ErrNoFuse marks a host where /dev/fuse cannot be used.
+var ErrNoFuse = errors.New("/dev/fuse is not usable")
+
+// openFuse opens n /dev/fuse descriptors, one per tree the gofer serves.
+func openFuse(n int) ([]*os.File, error) {
+	var out []*os.File
+	for i := 0; i < n; i++ {
+		f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, fmt.Errorf("%w (%v): the gofer needs it (chmod 0666 /dev/fuse for rootless use), or use --file-access=direct to run without", ErrNoFuse, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// memTotal is the host's memory in bytes.
+func memTotal() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,382 @@
+// Package fsys is the FUSE file server behind `moat gofer`: it serves one
+// host directory tree on one already-mounted /dev/fuse connection. The
+// container is hostile (root inside, arbitrary requests through the kernel),
+// so the server never resolves a path string on the host:
+//
+//   - every node holds an O_PATH descriptor of its inode, taken with openat2
+//     relative to its parent's descriptor, one name at a time, with
+//     RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV
+//     and O_NOFOLLOW; symlinks are returned to the kernel as symlinks and
+//     resolved by the client (the container) inside its own root.
+//   - an inode is reopened for I/O (O_PATH descriptors cannot read) by its last
+//     known (parent, name), with the same resolve flags, under the parent's
+//     namespace lock, and the opened inode must be the node's dev/ino
+//     (otherwise ESTALE, which makes the kernel look the name up again).
+//     Directories are reopened through "." of their own descriptor.
+//   - names are single components: "", ".", "..", and names holding '/' or
+//     NUL are refused with EINVAL.
+//   - other mounts below the served root are not crossed: a mount point shows
+//     as an empty, read-only placeholder (a directory, or an empty file for a
+//     file mount point) carrying the attributes of the mounted root; its
+//     contents are never opened, listed or modified (EROFS, EXDEV for link and
+//     rename).
+//   - Options.ReadOnly makes every modifying request fail with EROFS in the
+//     server. Device nodes are never created (mknod of a char or block device,
+//     and RENAME_WHITEOUT, fail with EPERM), S_ISUID and S_ISGID are stripped
+//     from every mode the container asks for (create, mkdir, mknod, chmod; a
+//     directory made inside a setgid directory still inherits setgid from the
+//     host kernel: that bit only selects the group of new entries and grants
+//     nothing), and trusted.* / security.* xattrs cannot be set or removed
+//     unless Options.AllowPrivilegedXattrs.
+//   - new files belong to the caller of the request (FUSE header uid/gid):
+//     the server creates them, then chowns the very inode it created, while it
+//     holds the parent directory's namespace lock so that no rename through
+//     the mount can swap another inode in between. The group follows the
+//     kernel's rule: the parent's group when the parent is setgid, else the
+//     caller's.
+//   - permission checks are the kernel's (the mount must use
+//     default_permissions); the server does not repeat them.
+//
+// Caching follows Options.Cache; see the Cache constants.
+package fsys
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
+	"golang.org/x/sys/unix"
+)
+
+// Cache selects the caching policy of one mount.
+type Cache int
+
+const (
+	// CacheShort is for trees that may change behind the server's back (read-
+	// write bind mounts): entry and attribute timeouts of 1 s, no negative
+	// entries, page cache kept across opens only while size, mtime and ctime
+	// are unchanged, no directory listing cache, symlinks not cached.
+	CacheShort Cache = iota
+	// CacheLong is for a tree nobody changes (the image under a read-only
+	// root or an overlay): entries, attributes and negative entries live for
+	// an hour, page cache and directory listings are kept (KEEP_CACHE,
+	// CACHE_DIR), read-only opens skip FLUSH, symlinks are cached. With
+	// ReadOnly and no passthrough the server also answers OPEN and OPENDIR
+	// with ENOSYS, so the kernel stops sending them (no round trip per open);
+	// see Serve for what that implies. A change made on the host side is
+	// then not seen until the kernel drops its cache.
+	CacheLong
+)
+
+func (c Cache) String() string {
+	switch c {
+	case CacheShort:
+		return "short"
+	case CacheLong:
+		return "long"
+	}
+	return "cache(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Options configures one served tree.
+type Options struct {
+	// ReadOnly makes every modifying request fail with EROFS in the server,
+	// whatever the mount flags say.
+	ReadOnly bool
+	// Cache is the caching policy.
+	Cache Cache
+	// Passthrough asks for FUSE passthrough (the kernel reads and writes the
+	// host file directly). It needs CAP_SYS_ADMIN in the initial user
+	// namespace; when the kernel refuses it (EPERM in a user namespace) the
+	// server falls back silently and says so through Logf.
+	Passthrough bool
+	// AllowPrivilegedXattrs allows setting and removing trusted.* and
+	// security.* extended attributes.
+	AllowPrivilegedXattrs bool
+	// Logf receives debug messages, including go-fuse's own; nil discards.
+	Logf func(format string, args ...any)
+
+	// openMode overrides the OPEN/OPENDIR policy, for tests and benchmarks.
+	openMode openMode
+	// debug logs every request through Logf, for tests.
+	debug bool
+	// zeroTTL makes the kernel ask for every entry and attribute, for tests.
+	zeroTTL bool
+}
+
+type openMode int
+
+const (
+	openAuto   openMode = iota
+	openAlways          // always answer OPEN and OPENDIR
+	openNever           // answer OPEN and OPENDIR with ENOSYS when read-only
+)
+
+const (
+	longTimeout  = time.Hour
+	shortTimeout = time.Second
+	maxWrite     = 256 << 10
+)
+
+// Serve serves the directory tree rooted at root on the FUSE connection
+// fuseFD and returns when the mount goes away (unmount, or the connection is
+// aborted). It returns an error only when serving could not start.
+//
+// Precondition: root is a directory descriptor (any open mode, O_PATH is
+// fine) that stays valid during the call; Serve works on its own duplicate.
+// fuseFD is a /dev/fuse descriptor on which mount(2) already happened, with
+// default_permissions (mandatory: the server does no permission checks) and
+// allow_other; Serve serves a duplicate of it, so the caller keeps and closes
+// its own (and must not keep it open elsewhere, or a dead server would not
+// abort the connection). The process umask should be 0 (the kernel already
+// applied the container's umask). The process must be allowed enough open
+// files: one per inode the kernel remembers, plus open files.
+//
+// With Cache == CacheLong and ReadOnly the kernel is told not to send OPEN,
+// so open(O_RDWR) is not refused at open time (every write, truncate and
+// writeback still fails with EROFS): mount such a tree with MS_RDONLY.
+func Serve(root *os.File, fuseFD int, opts Options) error {
+	fs, err := newFileSystem(root, opts)
+	if err != nil {
+		return err
+	}
+	dup, err := unix.FcntlInt(uintptr(fuseFD), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		fs.closeAll()
+		return fmt.Errorf("duplicate the FUSE descriptor: %w", err)
+	}
+	mo := fs.mountOptions()
+	srv, err := fuse.NewServer(fs, "/dev/fd/"+strconv.Itoa(dup), mo)
+	if err != nil {
+		// NewServer owns dup from the start and closes it on failure.
+		fs.closeAll()
+		return fmt.Errorf("FUSE handshake: %w", err)
+	}
+	srv.Serve()
+	fs.closeAll()
+	return nil
+}
+
+// PrepareChroot opens what go-fuse opens lazily, so that serving keeps working
+// after the caller gives up the host's /dev and /proc (pivot_root, chroot).
+// The server itself does not splice, but the splice package opens /dev/null
+// the first time a pipe pair is recycled and panics if that fails.
+func PrepareChroot() error {
+	p, err := splice.Get()
+	if err != nil {
+		return fmt.Errorf("prepare splice pipes: %w", err)
+	}
+	splice.Done(p) // draining a returned pair opens /dev/null once
+	return nil
+}
+
+// fileSystem implements fuse.RawFileSystem for one tree.
+type fileSystem struct {
+	fuse.RawFileSystem // ENOSYS for what is not implemented below
+
+	opts Options
+	logf func(format string, args ...any)
+
+	entryTTL, attrTTL, negTTL time.Duration
+
+	srv *fuse.Server // set by Init, before any other request
+
+	// Decided in Init, read-only afterwards.
+	noOpen, noOpenDir bool
+	passthrough       bool
+
+	mu     sync.Mutex // guards the node tables and every node's tree fields
+	nodes  map[uint64]*node
+	inodes map[inoKey]*node
+	nextID uint64
+	root   *node
+
+	// Mount crossing: the mount id of the root (statx), or 0 when the kernel
+	// does not report one; then only a change of st_dev is seen.
+	rootMnt uint64
+	rootDev uint64
+
+	fdmu             sync.Mutex // the descriptor cache, see fdcache.go
+	cached           int
+	lruHead, lruTail *node
+
+	hmu     sync.Mutex
+	handles map[uint64]*handle
+	nextFh  uint64
+}
+
+func newFileSystem(root *os.File, opts Options) (*fileSystem, error) {
+	if opts.Cache != CacheShort && opts.Cache != CacheLong {
+		return nil, fmt.Errorf("unknown cache policy %v", opts.Cache)
+	}
+	fd, err := dupDir(root)
+	if err != nil {
+		return nil, err
+	}
+	st, key, mntID, err := statxAt(fd, "")
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat the served root: %w", err)
+	}
+	fs := &fileSystem{
+		RawFileSystem: fuse.NewDefaultRawFileSystem(),
+		opts:          opts,
+		logf:          opts.Logf,
+		nodes:         make(map[uint64]*node),
+		inodes:        make(map[inoKey]*node),
+		nextID:        fuse.FUSE_ROOT_ID + 1,
+		handles:       make(map[uint64]*handle),
+		nextFh:        1,
+		rootMnt:       mntID,
+		rootDev:       st.Dev,
+	}
+	if fs.logf == nil {
+		fs.logf = func(string, ...any) {}
+	}
+	fs.entryTTL, fs.attrTTL, fs.negTTL = shortTimeout, shortTimeout, 0
+	if opts.Cache == CacheLong {
+		fs.entryTTL, fs.attrTTL, fs.negTTL = longTimeout, longTimeout, longTimeout
+	}
+	if opts.zeroTTL {
+		fs.entryTTL, fs.attrTTL, fs.negTTL = 0, 0, 0
+	}
+	fs.root = newNode(fuse.FUSE_ROOT_ID, key, &st, nil)
+	fs.root.nlookup = 1
+	fs.root.fd, fs.root.pins = fd, 1 // pinned for good: never evicted
+	fs.nodes[fs.root.id] = fs.root
+	fs.inodes[fs.root.key] = fs.root
+	return fs, nil
+}
+
+// dupDir returns an O_PATH descriptor of the directory root refers to.
+func dupDir(root *os.File) (int, error) {
+	rc, err := root.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("served root: %w", err)
+	}
+	fd := -1
+	var operr error
+	err = rc.Control(func(rfd uintptr) {
+		fd, operr = unix.Openat(int(rfd), ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	if err == nil {
+		err = operr
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open the served root: %w", err)
+	}
+	return fd, nil
+}
+
+func (fs *fileSystem) mountOptions() *fuse.MountOptions {
+	mo := &fuse.MountOptions{
+		Name:                 "moat",
+		FsName:               "moat",
+		MaxWrite:             maxWrite,
+		MaxBackground:        32,
+		DisableSplice:        true,
+		EnableSymlinkCaching: fs.opts.Cache == CacheLong,
+		ExtraCapabilities:    fuse.CAP_NO_OPENDIR_SUPPORT,
+		Logger:               log.New(logWriter{fs.logf}, "", 0),
+		Debug:                fs.opts.debug,
+		PanicHandler: func(v any) fuse.Status {
+			fs.logf("panic in request handler: %v", v)
+			return fuse.EIO
+		},
+	}
+	if !fs.opts.Passthrough {
+		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	}
+	return mo
+}
+
+// logWriter sends go-fuse's log lines to Logf.
+type logWriter struct{ logf func(string, ...any) }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}
+
+func (fs *fileSystem) String() string { return "moat" }
+
+// Init runs after the FUSE handshake, before any other request.
+func (fs *fileSystem) Init(srv *fuse.Server) {
+	fs.srv = srv
+	if fs.opts.Passthrough {
+		fs.passthrough = fs.probePassthrough()
+	}
+	readOnlyLong := fs.opts.ReadOnly && fs.opts.Cache == CacheLong
+	switch fs.opts.openMode {
+	case openAuto:
+		fs.noOpen = readOnlyLong && !fs.passthrough
+		fs.noOpenDir = fs.opts.Cache == CacheLong
+	case openNever:
+		fs.noOpen = fs.opts.ReadOnly && !fs.passthrough
+		fs.noOpenDir = true
+	}
+	fs.logf("serving: readonly=%v cache=%v passthrough=%v no_open=%v no_opendir=%v",
+		fs.opts.ReadOnly, fs.opts.Cache, fs.passthrough, fs.noOpen, fs.noOpenDir)
+}
+
+// probePassthrough asks the kernel to register the root directory as a
+// backing file: EISDIR means the caller may register regular files, EPERM
+// means passthrough is not negotiated or the caller lacks CAP_SYS_ADMIN in
+// the initial user namespace.
+func (fs *fileSystem) probePassthrough() bool {
+	id, errno := fs.srv.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fs.root.fd)})
+	if errno == 0 {
+		fs.srv.UnregisterBackingFd(id)
+		return true
+	}
+	if errno == unix.EISDIR {
+		return true
+	}
+	fs.logf("passthrough unavailable, serving reads and writes itself: %v", errno)
+	return false
+}
+
+// OnUnmount runs after the last request.
+func (fs *fileSystem) OnUnmount() {}
+
+// closeAll closes every descriptor the server holds. Precondition: no
+// request is being served.
+func (fs *fileSystem) closeAll() {
+	fs.hmu.Lock()
+	for fh, h := range fs.handles {
+		fs.closeHandle(h)
+		delete(fs.handles, fh)
+	}
+	fs.hmu.Unlock()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.fdmu.Lock()
+	defer fs.fdmu.Unlock()
+	for id, n := range fs.nodes {
+		if n.fd >= 0 {
+			unix.Close(n.fd)
+			n.fd = -1
+		}
+		delete(fs.nodes, id)
+	}
+	clear(fs.inodes)
+	fs.lruHead, fs.lruTail, fs.cached = nil, nil, 0
+}
+
+// crossesMount reports whether a stat result is on another mount than the
+// served root.
+func (fs *fileSystem) crossesMount(mntID, dev uint64) bool {
+	if fs.rootMnt != 0 && mntID != 0 {
+		return mntID != fs.rootMnt
+	}
+	return dev != fs.rootDev
+}

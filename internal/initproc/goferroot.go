@@ -1,0 +1,174 @@
+package initproc
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// goferRoot is init's side of the gofer: the FUSE mounts it makes and the
+// io socket for each.
+type goferRoot struct {
+	plan   *ipc.GoferPlan
+	io     []*ipc.Conn // one per plan.Mounts entry
+	fuse   []*os.File  // an open /dev/fuse per entry, from boot
+	base   string      // the sandbox tmpfs, covering the bundle's rootfs path
+	userNS bool
+}
+
+// buildGoferRoot mounts the container's root from the gofer: the read-only
+// FUSE root under a memory overlay (the default), or the FUSE root itself
+// (--overlay=none read-write, root.readonly read-only). The sandbox's own
+// tmpfs covers the bundle's rootfs path in init's mount namespace, so the
+// host's files are never mounted into the container directly.
+// Postcondition: the returned rootfs is the container's future "/".
+func (g *goferRoot) build(s *specs.Spec) (*rootfs, error) {
+	size := g.plan.OverlaySize
+	data := "mode=0755"
+	if size > 0 {
+		data += ",size=" + strconv.FormatInt(size, 10)
+	}
+	if err := unix.Mount("moat-sandbox", g.base, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		return nil, fmt.Errorf("sandbox tmpfs: %w", err)
+	}
+	// pivot_root refuses a new root whose parent mount is shared (as it is
+	// under rootfsPropagation=shared).
+	if err := unix.Mount("", g.base, "", unix.MS_PRIVATE, ""); err != nil {
+		return nil, fmt.Errorf("sandbox tmpfs: %w", err)
+	}
+	rootRO := g.plan.Mounts[0].ReadOnly
+	fuseDir := filepath.Join(g.base, "root")
+	if err := os.Mkdir(fuseDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := g.mountFuse(0, fuseDir, rootRO, 0); err != nil {
+		return nil, err
+	}
+	top := fuseDir
+	if g.plan.Overlay == "memory" && rootRO && !s.Root.Readonly {
+		var err error
+		if top, err = g.overlay(fuseDir); err != nil {
+			return nil, err
+		}
+	}
+	r, err := openRoot(top, g.userNS)
+	if err != nil {
+		return nil, err
+	}
+	r.goferRoot = true
+	return r, nil
+}
+
+// overlay stacks a writable memory layer on the read-only FUSE root.
+func (g *goferRoot) overlay(lower string) (string, error) {
+	upper, work, merged := filepath.Join(g.base, "upper"), filepath.Join(g.base, "work"), filepath.Join(g.base, "merged")
+	for _, d := range []string{upper, work, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	if g.userNS {
+		// Without userxattr an overlay in a user namespace cannot write
+		// its whiteouts: rm -rf of a lower directory fails with EIO.
+		opts += ",userxattr"
+	}
+	// As real root an overlay re-enables device nodes and setuid even over a
+	// nodev,nosuid lower: it must say so itself.
+	if err := unix.Mount("moat-overlay", merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
+		return "", fmt.Errorf("memory overlay over the gofer's root: %w", err)
+	}
+	return merged, nil
+}
+
+// mountFuse mounts FUSE connection i at target (a path or /proc/self/fd
+// path) and hands the descriptor to the gofer. Init keeps no copy: if the
+// gofer dies, the kernel aborts the connection.
+func (g *goferRoot) mountFuse(i int, target string, ro bool, extra uintptr) error {
+	f := g.fuse[i]
+	defer f.Close()
+	fd := int(f.Fd())
+	// default_permissions is mandatory: without it the kernel checks
+	// nothing and the gofer would act with its own rights.
+	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fd)
+	flags := uintptr(unix.MS_NOSUID|unix.MS_NODEV) | extra
+	if ro {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount("moat", target, "fuse.moat", flags, data); err != nil {
+		return fmt.Errorf("mount the gofer's FUSE filesystem: %w", err)
+	}
+	if err := g.io[i].Send(ipc.InitFuseMounted{}, fd); err != nil {
+		return fmt.Errorf("hand the FUSE descriptor to the gofer: %w", err)
+	}
+	return nil
+}
+
+// mountBind replaces a spec bind mount with the gofer's FUSE mount of the
+// same source.
+func (g *goferRoot) mountBind(r *rootfs, idx int, m specs.Mount, mo *spec.MountOptions) error {
+	k := -1
+	for j, gm := range g.plan.Mounts {
+		if gm.SpecIndex == idx {
+			k = j
+		}
+	}
+	if k < 0 {
+		return fmt.Errorf("the gofer does not serve this mount")
+	}
+	gm := g.plan.Mounts[k]
+	extra := mo.Flags & (unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME)
+	if !gm.File {
+		dest, err := r.ensureDir(m.Destination)
+		if err != nil {
+			return err
+		}
+		defer dest.Close()
+		if err := g.mountFuse(k, fdPath(dest), gm.ReadOnly, extra); err != nil {
+			return err
+		}
+		return r.afterMount(m.Destination, mo)
+	}
+	// A file: the gofer serves a directory holding it; the FUSE mount goes
+	// to the sandbox and the file is bound from there.
+	stage := filepath.Join(g.base, "file"+strconv.Itoa(idx))
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		return err
+	}
+	if err := g.mountFuse(k, stage, gm.ReadOnly, extra); err != nil {
+		return err
+	}
+	dest, err := r.ensureFile(m.Destination)
+	if err != nil {
+		return err
+	}
+	defer dest.Close()
+	if isdir, _ := isDir(dest); isdir {
+		return fmt.Errorf("source is not a directory but destination is a directory")
+	}
+	if err := unix.Mount(filepath.Join(stage, ipc.FileName), fdPath(dest), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the served file: %w", err)
+	}
+	if gm.ReadOnly {
+		if err := r.remountBind(m.Destination, unix.MS_RDONLY, true); err != nil {
+			return err
+		}
+	}
+	return r.afterMount(m.Destination, mo)
+}
+
+func (g *goferRoot) close() {
+	for _, c := range g.io {
+		c.Close()
+	}
+	for _, f := range g.fuse {
+		f.Close()
+	}
+}

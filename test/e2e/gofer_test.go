@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Tests of the gofer (issue 4): they run in the gofer tier only.
+
+func needGofer(t *testing.T) {
+	t.Helper()
+	if fileAccess != "gofer" {
+		t.Skipf("SKIP (this tier runs --file-access=%s): a gofer test", fileAccess)
+	}
+}
+
+// treeSum hashes every path, mode, owner and content under dir.
+func treeSum(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	var paths []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	sort.Strings(paths)
+	for _, p := range paths {
+		var st unix.Stat_t
+		must(t, unix.Lstat(p, &st))
+		fmt.Fprintf(h, "%s %o %d %d %d\n", strings.TrimPrefix(p, dir), st.Mode, st.Uid, st.Gid, st.Size)
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			f, err := os.Open(p)
+			must(t, err)
+			io.Copy(h, f)
+			f.Close()
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestGoferImageUntouched: the default memory overlay leaves the image
+// byte-identical whatever the container deletes, rewrites or creates;
+// with --overlay=none the writes land.
+func TestGoferImageUntouched(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	steps := [][]string{{"write", "/etc/passwd", "clobbered"}, {"rm", "/etc/passwd"}, {"mkdir", "/newdir"},
+		{"write", "/newfile", "x"}, {"rm", "/bin/cat"}}
+	b := e.newBundle([]string{"true"}, func(s *specsSpec) { s.Root.Readonly = false })
+	before := treeSum(t, b.rootfs())
+	for _, st := range steps {
+		b.spec.Process.Args = append([]string{"/bin/probe"}, st...)
+		b.save(t)
+		e.moat("run", "--bundle", b.dir, e.id())
+	}
+	if after := treeSum(t, b.rootfs()); after != before {
+		t.Fatalf("the image changed under the memory overlay")
+	}
+	// Inside, the changes were real while the container lived.
+	out := e.runProbe([]string{"try", "read", "/etc/passwd"}, func(s *specsSpec) { s.Root.Readonly = false })
+	if !strings.Contains(out, `"ok":true`) {
+		t.Errorf("a fresh container does not see the image's /etc/passwd: %s", out)
+	}
+	b.spec.Annotations = map[string]string{"moat.overlay": "none"}
+	b.spec.Process.Args = []string{"/bin/probe", "write", "/landed", "yes"}
+	b.save(t)
+	e.moat("run", "--bundle", b.dir, e.id())
+	if data, err := os.ReadFile(filepath.Join(b.rootfs(), "landed")); err != nil || string(data) != "yes" {
+		t.Errorf("--overlay=none: the write did not reach the bundle (%q, %v)", data, err)
+	}
+}
+
+// TestGoferSymlinksStayInside: symlinks in the image that point at host
+// paths resolve inside the container, never on the host.
+func TestGoferSymlinksStayInside(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"cat", "/shadowlink"})
+	must(t, os.WriteFile(filepath.Join(b.rootfs(), "etc/shadow"), []byte("container shadow"), 0o600))
+	must(t, os.Symlink("/etc/shadow", filepath.Join(b.rootfs(), "shadowlink")))
+	must(t, os.Symlink("../../../../../../etc/shadow", filepath.Join(b.rootfs(), "uplink")))
+	if out := e.moat("run", "--bundle", b.dir, e.id()); out != "container shadow" {
+		t.Errorf("/shadowlink read %q, want the container's own /etc/shadow", out)
+	}
+	b.spec.Process.Args = []string{"/bin/probe", "cat", "/uplink"}
+	b.save(t)
+	if out := e.moat("run", "--bundle", b.dir, e.id()); out != "container shadow" {
+		t.Errorf("/uplink read %q, want the container's own /etc/shadow", out)
+	}
+}
+
+// TestGoferReadOnlyBindEveryPath: a read-only bind mount refuses every way
+// of writing, and the host file is unchanged.
+func TestGoferReadOnlyBindEveryPath(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "ro")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "file"), []byte("original"), 0o644))
+	before := treeSum(t, src)
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_MKNOD", "CAP_SYS_ADMIN"}
+	ops := [][]string{
+		{"open", "/ro/file", "rdwr"}, {"try", "truncate", "/ro/file", "0"}, {"try", "write", "/ro/file", "x"},
+		{"try", "rename", "/tmp/x", "/ro/file"}, {"try", "link", "/ro/file", "/ro/link"},
+		{"try", "mknod", "/ro/dev", "c", "1", "3"}, {"try", "chmod", "/ro/file", "4777"},
+		{"try", "setxattr", "/ro/file", "user.x", "y"}, {"try", "unlink", "/ro/file"}, {"try", "mkdir", "/ro/d"},
+	}
+	for _, op := range ops {
+		out := e.runProbe(op, func(s *specsSpec) {
+			bindMount(s, src, "/ro", "ro")
+			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+		})
+		if strings.Contains(out, `"ok":true`) {
+			t.Errorf("%v succeeded on a read-only bind mount: %s", op, out)
+		}
+	}
+	if after := treeSum(t, src); after != before {
+		t.Fatal("the host's read-only source changed")
+	}
+}
+
+// TestGoferDevicesAndSetuid: a device node made in the overlay cannot be
+// opened, and a setuid binary from the image gives no privileges.
+func TestGoferDevicesAndSetuid(t *testing.T) {
+	needGofer(t)
+	needSubIDs(t, "runs the setuid binary as container uid 1000")
+	e := newEnv(t)
+	caps := []string{"CAP_MKNOD", "CAP_DAC_OVERRIDE"}
+	b := e.newBundle([]string{"open", "/null2", "rdwr"}, func(s *specsSpec) {
+		s.Root.Readonly = false
+		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	})
+	// Make the node and open it in one container (the overlay is per
+	// container): mknod through exec, then open.
+	id := e.id()
+	b.spec.Process.Args = []string{"/bin/probe", "hold", "30"}
+	b.save(t)
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	mk := e.moat("exec", "--cap", "CAP_MKNOD", id, "/bin/probe", "try", "mknod", "/null2", "c", "1", "3")
+	open := e.moat("exec", "--cap", "CAP_DAC_OVERRIDE", id, "/bin/probe", "open", "/null2", "rdwr")
+	if strings.Contains(mk, `"ok":true`) && strings.Contains(open, `"ok":true`) {
+		t.Errorf("a device node made in the overlay could be opened: %s", open)
+	}
+	e.moat("delete", "--force", id)
+	// setuid root binary in the image, run as uid 1000.
+	b = e.newBundle([]string{"id"}, func(s *specsSpec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1000}
+		s.Process.Args = []string{"/bin/suid", "id"}
+	})
+	must(t, copyFile(probeBin, filepath.Join(b.rootfs(), "bin/suid"), 0o755))
+	must(t, os.Chmod(filepath.Join(b.rootfs(), "bin/suid"), 0o4755))
+	if out := e.moat("run", "--bundle", b.dir, e.id()); !strings.Contains(out, `"euid":1000`) {
+		t.Errorf("setuid binary from the image raised privileges: %s", out)
+	}
+}
+
+// TestGoferInvisible: the gofer is not in the container's pid namespace, so
+// the container can neither see nor signal it.
+func TestGoferInvisible(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	out := e.runProbe([]string{"ls", "/proc"})
+	var pids []string
+	for _, f := range strings.Fields(out) {
+		if _, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, f)
+		}
+	}
+	if len(pids) != 1 || pids[0] != "1" {
+		t.Errorf("the container sees processes %v; want only its own (1)", pids)
+	}
+}
+
+// TestGoferKilledFailsClosed: kill -9 of the gofer under a read-heavy
+// container: boot kills the container and exits non-zero within 2 s with
+// "gofer exited" in the log, and nothing is left mounted or running (the
+// suite's leak check). That the container's file operations then fail
+// instead of hanging is checked in internal/gofer/fsys.
+func TestGoferKilledFailsClosed(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	logFile := filepath.Join(e.dir, "moat.log")
+	e.globals = append(e.globals, "--log", logFile)
+	// A read-write bind mount: no long-lived page cache, so every read
+	// goes to the gofer.
+	src := filepath.Join(e.dir, "data")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644))
+	b := e.newBundle([]string{"readloop", "/data/f", "60"}, func(s *specsSpec) { bindMount(s, src, "/data", "rw") })
+	cmd := moatCmd(e, nil, "run", "--bundle", b.dir, e.id())
+	bg := startBg(e, cmd)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(bg.out(), "ready") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	gofer := findGofer(t, b.dir)
+	killed := time.Now()
+	must(t, syscall.Kill(gofer, syscall.SIGKILL))
+	r := bg.wait()
+	if d := time.Since(killed); d > 2*time.Second {
+		t.Errorf("moat run returned %s after the gofer died, want <= 2s", d)
+	}
+	if r.code == 0 {
+		t.Errorf("moat run exited 0 after the gofer died\n%s", r)
+	}
+	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "gofer exited") {
+		t.Errorf("the log does not say the gofer exited:\n%s", data)
+	}
+}
+
+// findGofer returns the pid of the gofer serving bundle.
+func findGofer(t *testing.T, bundle string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir("/proc")
+		for _, en := range ents {
+			pid, err := strconv.Atoi(en.Name())
+			if err != nil {
+				continue
+			}
+			cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			s := strings.ReplaceAll(string(cl), "\x00", " ")
+			if strings.Contains(s, " gofer ") && strings.Contains(s, "--bundle="+bundle) {
+				return pid
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no gofer for %s", bundle)
+	return 0
+}
+
+// TestGoferRenameRace: while containers are created, the host swaps a bind
+// destination's parent with a symlink to a host directory (rename
+// exchange). Every mount lands inside the container's root, never on the
+// host, and the host directory is untouched.
+func TestGoferRenameRace(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "marker"), []byte("m"), 0o644))
+	victim := filepath.Join(e.dir, "victim")
+	must(t, os.MkdirAll(victim, 0o755))
+	b := e.newBundle([]string{"true"}, func(s *specsSpec) { bindMount(s, src, "/data/mnt", "ro") })
+	data := filepath.Join(b.rootfs(), "data")
+	must(t, os.MkdirAll(filepath.Join(data, "mnt"), 0o755))
+	alt := filepath.Join(b.rootfs(), "alt")
+	must(t, os.Symlink(victim, alt))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			unix.Renameat2(unix.AT_FDCWD, data, unix.AT_FDCWD, alt, unix.RENAME_EXCHANGE)
+		}
+	}()
+	for i := 0; i < 15; i++ {
+		e.run(nil, "run", "--bundle", b.dir, e.id())
+	}
+	close(stop)
+	<-done
+	if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+		t.Errorf("the host directory behind the symlink was written: %v", ents)
+	}
+	if m := mountsUnder(victim); m != "" {
+		t.Errorf("something was mounted on the host: %s", m)
+	}
+}
+
+func mountsUnder(dir string) string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, dir) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestFuseUnavailableError: without /dev/fuse access the error says so and
+// points to --file-access=direct (run as an unprivileged user whose
+// /dev/fuse is 0600; skipped where it is usable).
+func TestFuseUnavailableError(t *testing.T) {
+	needGofer(t)
+	if unix.Access("/dev/fuse", unix.R_OK|unix.W_OK) == nil {
+		t.Skip("SKIP (prerequisite for this negative test: /dev/fuse not accessible to this user)")
+	}
+	e := newEnv(t)
+	b := e.newBundle([]string{"true"})
+	e.fails("--file-access=direct", "run", "--bundle", b.dir, e.id())
+}
