@@ -210,4 +210,3 @@ func serveOne(t servedTree, dir *os.File, conn *ipc.Conn, log *slog.Logger) erro
 	log.Debug("serving", "tree", t.Destination, "readonly", t.ReadOnly)
 	return fsys.Serve(dir, int(fuseFD.Fd()), opts)
 }
-
