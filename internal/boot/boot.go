@@ -135,6 +135,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	var plan *ipc.GoferPlan
 	if b.gofer != nil {
+		procutil.Trace("boot", "cgroup ready, awaiting gofer")
 		mounts, err := b.gofer.awaitMounts()
 		if err != nil {
 			return nil, err

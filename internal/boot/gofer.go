@@ -35,12 +35,13 @@ const goferMountsTimeout = 60 * time.Second
 // startGofer spawns the gofer in a mount namespace of its own, from the
 // sealed executable, before init, so that both start up together.
 func (b *boot) startGofer(cfg *config.Config) error {
-	n := 1
-	for _, m := range b.spec.Mounts {
-		if spec.IsBind(m) {
-			n++
+	var served []string
+	for i, m := range b.spec.Mounts {
+		if spec.IsBind(m) && spec.ServedByGofer(m, b.args.Bundle) {
+			served = append(served, strconv.Itoa(i))
 		}
 	}
+	n := 1 + len(served)
 	var goferEnds []*os.File
 	for i := 0; i < n; i++ {
 		g, initEnd, err := ipc.SocketPair("gofer-io")
@@ -69,7 +70,8 @@ func (b *boot) startGofer(cfg *config.Config) error {
 	d.DonateMany("io-fds", goferEnds)
 	// A crash of the gofer (a Go panic) lands in boot's log.
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
-	cmd := b.helperCmd(stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay)
+	cmd := b.helperCmd(stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay,
+		"--mounts="+strings.Join(served, ","))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,
 		Setsid:     true,

@@ -21,7 +21,6 @@ package gofer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,10 +30,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/moat-sandbox/moat/internal/gofer/fsys"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -44,95 +42,69 @@ type Args struct {
 	SpecFD   int   // the validated config.json
 	MountsFD int   // where the resolved mount list goes (GoferMountsResolved)
 	IoFDs    []int // one socket per served tree: root first, then bind mounts in spec order
-	ExeFD    int   // the sealed copy of moat, for the re-exec into the confined phase
-	LogFD    int
 	Overlay  string
-	// Serve is the confined second phase: the trees are already open at
-	// TreeFDs, described by Trees.
-	Serve   bool
-	TreeFDs []int
-	Trees   string // JSON []servedTree
-	// GlobalFlags are moat's global flags, for the re-exec.
-	GlobalFlags []string
+	// Mounts are the indices in spec.mounts of the bind mounts to serve
+	// (boot's choice: kernel interfaces and devices are bound directly).
+	Mounts []int
 }
 
 // fdTimeout bounds the wait for init's FUSE descriptors.
 const fdTimeout = 2 * time.Minute
 
-// Main runs the gofer: the set-up phase (jail, mount list), which ends by
-// re-executing into the confined serving phase.
+// Main builds the jail, reports the resolved mounts, confines the gofer and
+// serves until every FUSE connection has ended.
 func Main(a Args, log *slog.Logger) error {
-	if a.Serve {
-		return serve(a, log)
-	}
+	procutil.Trace("gofer", "main")
 	mounts := ipc.NewConn(os.NewFile(uintptr(a.MountsFD), "mounts"))
-	err := setUp(a, mounts)
-	// setUp returns only on failure: success re-executes.
-	// Errors cross to boot as data, not as a lost log line.
-	mounts.SetDeadline(time.Now().Add(5 * time.Second))
-	_ = mounts.Send(ipc.FailedFrom("gofer", err))
-	mounts.Close()
-	return err
+	trees, dirs, err := setUp(a, mounts)
+	if err != nil {
+		// Errors cross to boot as data, not as a lost log line.
+		mounts.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = mounts.Send(ipc.FailedFrom("gofer", err))
+		mounts.Close()
+		return err
+	}
+	return serveAll(trees, dirs, a.IoFDs, log)
 }
 
-// setUp builds the jail, reports the resolved mounts and re-executes into
-// the serving phase with the file-server capabilities only.
-func setUp(a Args, mounts *ipc.Conn) error {
-	// Nothing inherited reaches the serving phase unless kept on purpose.
-	// (The executable itself cannot be close-on-exec: execveat of such a
-	// descriptor fails; the serving phase closes it first thing.)
-	for _, fd := range append([]int{a.MountsFD, a.LogFD}, a.IoFDs...) {
-		if fd >= 0 {
-			unix.CloseOnExec(fd)
-		}
-	}
+// setUp builds the jail, confines the gofer and reports the resolved mounts.
+func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
 	s, err := readSpec(a.SpecFD)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	trees, err := planTrees(s, a.Bundle, a.Overlay)
+	trees, err := planTrees(s, a.Bundle, a.Overlay, a.Mounts)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if len(trees) != len(a.IoFDs) {
-		return fmt.Errorf("%d io descriptors for %d served trees", len(a.IoFDs), len(trees))
+		return nil, nil, fmt.Errorf("%d io descriptors for %d served trees", len(a.IoFDs), len(trees))
 	}
+	procutil.Trace("gofer", "planned")
 	passthrough := passthroughWanted()
+	for _, t := range trees {
+		t.passthrough = passthrough
+	}
+	if err := fsys.PrepareChroot(); err != nil {
+		return nil, nil, err
+	}
+	procutil.Trace("gofer", "prepared chroot")
 	dirs, err := buildJail(trees)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	// Reported before confinement, which allows no sending; a confinement
+	// that fails ends the gofer, and boot fails the create for it.
 	if err := reportMounts(mounts, trees); err != nil {
-		return err
+		closeAll(dirs)
+		return nil, nil, err
 	}
-	return reexecConfined(a, trees, dirs, passthrough)
-}
-
-// serve is the confined phase: seccomp, then serve every tree.
-func serve(a Args, log *slog.Logger) error {
-	if a.ExeFD >= 0 {
-		unix.Close(a.ExeFD)
+	mounts.Close()
+	if err := confine(passthrough); err != nil {
+		closeAll(dirs)
+		return nil, nil, err
 	}
-	var served []servedTree
-	if err := json.Unmarshal([]byte(a.Trees), &served); err != nil {
-		return fmt.Errorf("--trees: %w", err)
-	}
-	if len(served) != len(a.TreeFDs) || len(served) != len(a.IoFDs) {
-		return fmt.Errorf("%d trees, %d tree descriptors, %d io descriptors", len(served), len(a.TreeFDs), len(a.IoFDs))
-	}
-	// (fsys.PrepareChroot is not needed: the server does not splice, and
-	// this phase starts in the jail, where there is no /dev/null to open.)
-	if err := checkConfined(); err != nil {
-		return err
-	}
-	if err := installFilter(); err != nil {
-		return err
-	}
-	var dirs []*os.File
-	for _, fd := range a.TreeFDs {
-		dirs = append(dirs, os.NewFile(uintptr(fd), "tree"))
-	}
-	return serveAll(served, dirs, a.IoFDs, log)
+	return trees, dirs, nil
 }
 
 func readSpec(fd int) (*specs.Spec, error) {
@@ -162,7 +134,7 @@ func passthroughWanted() bool {
 
 // serveAll waits for each tree's FUSE descriptor and serves it; it returns
 // when every connection has ended, or at once if init went away first.
-func serveAll(trees []servedTree, dirs []*os.File, ioFDs []int, log *slog.Logger) error {
+func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(trees))
 	for i, t := range trees {
@@ -171,7 +143,7 @@ func serveAll(trees []servedTree, dirs []*os.File, ioFDs []int, log *slog.Logger
 			return err
 		}
 		wg.Add(1)
-		go func(t servedTree, dir *os.File, conn *ipc.Conn) {
+		go func(t *tree, dir *os.File, conn *ipc.Conn) {
 			defer wg.Done()
 			errs <- serveOne(t, dir, conn, log)
 		}(t, dirs[i], conn)
@@ -188,25 +160,26 @@ func serveAll(trees []servedTree, dirs []*os.File, ioFDs []int, log *slog.Logger
 }
 
 // serveOne receives the FUSE descriptor for one tree and serves it.
-func serveOne(t servedTree, dir *os.File, conn *ipc.Conn, log *slog.Logger) error {
+func serveOne(t *tree, dir *os.File, conn *ipc.Conn, log *slog.Logger) error {
 	conn.SetDeadline(time.Now().Add(fdTimeout))
 	var ready ipc.InitFuseMounted
 	files, err := conn.WaitFor(&ready)
+	procutil.Trace("gofer", "fuse fd received")
 	conn.Close()
 	if err != nil {
-		return fmt.Errorf("%s: waiting for its FUSE descriptor: %w", t.Destination, err)
+		return fmt.Errorf("%s: waiting for its FUSE descriptor: %w", t.mount.Destination, err)
 	}
 	if len(files) != 1 {
 		return errors.New("protocol error: InitFuseMounted without one descriptor")
 	}
 	fuseFD := files[0]
 	defer fuseFD.Close()
-	opts := fsys.Options{ReadOnly: t.ReadOnly, Cache: t.Cache, Passthrough: t.Passthrough}
+	opts := fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: t.passthrough}
 	if log.Enabled(context.Background(), slog.LevelDebug) {
 		opts.Logf = func(format string, args ...any) {
-			log.Debug(fmt.Sprintf(format, args...), "tree", t.Destination)
+			log.Debug(fmt.Sprintf(format, args...), "tree", t.mount.Destination)
 		}
 	}
-	log.Debug("serving", "tree", t.Destination, "readonly", t.ReadOnly)
+	log.Debug("serving", "tree", t.mount.Destination, "readonly", t.mount.ReadOnly)
 	return fsys.Serve(dir, int(fuseFD.Fd()), opts)
 }

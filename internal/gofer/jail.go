@@ -16,6 +16,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/gofer/fsys"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -30,7 +31,11 @@ type tree struct {
 
 // planTrees lists what the gofer serves: the root, then every bind mount
 // in spec order, with destinations resolved inside the root filesystem.
-func planTrees(s *specs.Spec, bundle, overlay string) ([]*tree, error) {
+func planTrees(s *specs.Spec, bundle, overlay string, served []int) ([]*tree, error) {
+	serve := map[int]bool{}
+	for _, i := range served {
+		serve[i] = true
+	}
 	rootfs := s.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
@@ -54,9 +59,9 @@ func planTrees(s *specs.Spec, bundle, overlay string) ([]*tree, error) {
 		// in that mount, which init makes: not in the image.
 		inImage := writeThrough && !underAny(m.Destination, earlier)
 		earlier = append(earlier, m.Destination)
-		if !spec.IsBind(m) {
+		if !spec.IsBind(m) || !serve[i] {
 			if inImage {
-				if err := ensureDest(rootfs, m.Destination, false); err != nil {
+				if err := ensureDest(rootfs, m.Destination, bindOfNonDir(m, bundle)); err != nil {
 					return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 				}
 			}
@@ -74,6 +79,20 @@ func planTrees(s *specs.Spec, bundle, overlay string) ([]*tree, error) {
 		}
 	}
 	return trees, nil
+}
+
+// bindOfNonDir reports whether m binds something other than a directory
+// (its mount point must then be a file).
+func bindOfNonDir(m specs.Mount, bundle string) bool {
+	if !spec.IsBind(m) {
+		return false
+	}
+	src := m.Source
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(bundle, src)
+	}
+	st, err := os.Stat(src)
+	return err == nil && !st.IsDir()
 }
 
 // underAny reports whether path lies strictly below one of dirs.
@@ -202,6 +221,7 @@ func buildJail(trees []*tree) ([]*os.File, error) {
 			return nil, err
 		}
 	}
+	procutil.Trace("gofer", "trees attached")
 	dirs, err := openTrees(jail, trees)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/spec"
 )
 
@@ -51,6 +52,7 @@ func (g *goferRoot) build(s *specs.Spec) (*rootfs, error) {
 	if err := g.mountFuse(0, fuseDir, rootRO, 0); err != nil {
 		return nil, err
 	}
+	procutil.Trace("init", "root fuse mounted")
 	top := fuseDir
 	if g.plan.Overlay == "memory" && rootRO && !s.Root.Readonly {
 		var err error
@@ -58,6 +60,7 @@ func (g *goferRoot) build(s *specs.Spec) (*rootfs, error) {
 			return nil, err
 		}
 	}
+	procutil.Trace("init", "root ready")
 	r, err := openRoot(top, g.userNS)
 	if err != nil {
 		return nil, err
@@ -162,6 +165,16 @@ func (g *goferRoot) mountBind(r *rootfs, idx int, m specs.Mount, mo *spec.MountO
 		}
 	}
 	return r.afterMount(m.Destination, mo)
+}
+
+// serves reports whether the gofer serves spec mount i.
+func (g *goferRoot) serves(i int) bool {
+	for _, gm := range g.plan.Mounts {
+		if gm.SpecIndex == i {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *goferRoot) close() {

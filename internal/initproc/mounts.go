@@ -115,7 +115,7 @@ func (r *rootfs) mountSpec(m specs.Mount, bundle string, cg *cgroupView) error {
 // mountSpecOrGofer performs spec mount i: bind mounts come from the gofer
 // when there is one.
 func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgroupView, g *goferRoot) error {
-	if g == nil || !spec.IsBind(m) {
+	if g == nil || !spec.IsBind(m) || !g.serves(i) {
 		return r.mountSpec(m, bundle, cg)
 	}
 	mo, err := spec.ParseMountOptions(m.Options)

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Namespaces moat can create or join, with the clone flag of each.
@@ -285,4 +286,48 @@ func validateSysctl(s *specs.Spec) error {
 		}
 	}
 	return nil
+}
+
+// kernelFS are filesystems that are interfaces to the kernel, not host
+// files: a bind mount of one of them stays a bind mount (made by init), as
+// proxying it through the gofer would break it (magic links, per-reader
+// contents) and serve it with the gofer's rights.
+var kernelFS = map[int64]bool{
+	unix.PROC_SUPER_MAGIC: true, unix.SYSFS_MAGIC: true, unix.DEVPTS_SUPER_MAGIC: true,
+	unix.CGROUP_SUPER_MAGIC: true, unix.CGROUP2_SUPER_MAGIC: true, mqueueMagic: true,
+	unix.BPF_FS_MAGIC: true, unix.DEBUGFS_MAGIC: true, unix.TRACEFS_MAGIC: true,
+	unix.SECURITYFS_MAGIC: true, configfsMagic: true, unix.PSTOREFS_MAGIC: true,
+	unix.EFIVARFS_MAGIC: true, unix.BINFMTFS_MAGIC: true, fusectlMagic: true,
+	unix.NSFS_MAGIC: true,
+}
+
+// Magic numbers x/sys/unix does not name (linux/magic.h).
+const (
+	mqueueMagic   = 0x19800202
+	configfsMagic = 0x62656570
+	fusectlMagic  = 0x65735543
+)
+
+// ServedByGofer reports whether the gofer serves bind mount m: a directory
+// or regular file on an ordinary filesystem. Kernel interfaces (procfs,
+// sysfs, cgroup, ...) and device nodes, sockets and FIFOs are bound by init
+// directly.
+// Precondition: IsBind(m).
+func ServedByGofer(m specs.Mount, bundle string) bool {
+	src := m.Source
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(bundle, src)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return false // init reports the error
+	}
+	if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
+		return false
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(src, &fs); err != nil {
+		return false
+	}
+	return !kernelFS[fs.Type]
 }

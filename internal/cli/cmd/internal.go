@@ -99,8 +99,8 @@ func Init() *Command {
 // Gofer is `moat gofer`, the file server.
 func Gofer() *Command {
 	var a gofer.Args
-	var ioFDs, treeFDs string
-	a.LogFD, a.ExeFD = -1, -1
+	var ioFDs, mounts string
+	logFD, exeFD := -1, -1
 	return &Command{
 		Name: "gofer", Short: "(internal) serves the container's files over FUSE", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
@@ -109,30 +109,25 @@ func Gofer() *Command {
 			fs.IntVar(&a.MountsFD, "mounts-fd", -1, "socket the resolved mount list is sent on")
 			fs.StringVar(&ioFDs, "io-fds", "", "one socket per served tree (root first, then bind mounts in spec order); init sends each its /dev/fuse descriptor")
 			fs.StringVar(&a.Overlay, "overlay", "memory", "memory or none: whether the root is served read-only")
-			fs.IntVar(&a.LogFD, "log-fd", -1, "log destination")
-			fs.IntVar(&a.ExeFD, "exe-fd", -1, "the sealed executable, re-executed for the confined serving phase")
-			fs.BoolVar(&a.Serve, "serve", false, "(second phase) serve the trees open at --tree-fds")
-			fs.StringVar(&treeFDs, "tree-fds", "", "(second phase) the served trees, open in the jail")
-			fs.StringVar(&a.Trees, "trees", "", "(second phase) JSON description of the served trees")
+			fs.StringVar(&mounts, "mounts", "", "indices in spec.mounts of the bind mounts to serve")
+			fs.IntVar(&logFD, "log-fd", -1, "log destination")
+			fs.IntVar(&exeFD, "exe-fd", -1, "the sealed executable this process runs from (closed at once)")
 		},
 		Run: func(env *Env, args []string) (int, error) {
+			closeFD(exeFD)
 			var err error
 			if a.IoFDs, err = procutil.ParseFDList(ioFDs); err != nil {
 				return 1, fmt.Errorf("--io-fds: %w", err)
 			}
-			if a.TreeFDs, err = procutil.ParseFDList(treeFDs); err != nil {
-				return 1, fmt.Errorf("--tree-fds: %w", err)
+			if a.Mounts, err = procutil.ParseFDList(mounts); err != nil {
+				return 1, fmt.Errorf("--mounts: %w", err)
 			}
-			switch {
-			case a.Serve && (len(a.TreeFDs) == 0 || len(a.IoFDs) == 0):
-				return 1, usageErr("gofer --serve is internal: it needs --tree-fds and --io-fds")
-			case !a.Serve && (a.Bundle == "" || a.SpecFD < 0 || a.MountsFD < 0 || a.ExeFD < 0 || len(a.IoFDs) == 0):
-				return 1, usageErr("gofer is internal: it needs --bundle, --spec-fd, --mounts-fd, --exe-fd and --io-fds")
+			if a.Bundle == "" || a.SpecFD < 0 || a.MountsFD < 0 || len(a.IoFDs) == 0 {
+				return 1, usageErr("gofer is internal: it needs --bundle, --spec-fd, --mounts-fd and --io-fds")
 			}
-			a.GlobalFlags = env.Config.ToFlags()
 			var w io.Writer = io.Discard
-			if a.LogFD >= 0 {
-				w = os.NewFile(uintptr(a.LogFD), "log")
+			if logFD >= 0 {
+				w = os.NewFile(uintptr(logFD), "log")
 			}
 			l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "gofer")
 			if err != nil {
