@@ -116,8 +116,7 @@ func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tr
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(bundle, src)
 	}
-	st, err := os.Stat(src)
-	if err != nil {
+	if _, err := os.Stat(src); err != nil {
 		return nil, fmt.Errorf("bind source: %w", err)
 	}
 	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
@@ -136,12 +135,11 @@ func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tr
 		mount: ipc.GoferMount{
 			SpecIndex: i, Destination: filepath.Join("/", rel),
 			ReadOnly: mo.Flags&unix.MS_RDONLY != 0 || mo.RecAttrSet&unix.MOUNT_ATTR_RDONLY != 0,
-			File:     !st.IsDir(),
 		},
 		source: src, cache: fsys.CacheShort, jailName: "m" + strconv.Itoa(i),
 	}
 	if createDest {
-		if err := ensureDest(rootfs, t.mount.Destination, t.mount.File); err != nil {
+		if err := ensureDest(rootfs, t.mount.Destination, false); err != nil {
 			return nil, err
 		}
 	}
@@ -258,14 +256,7 @@ func bindIntoJail(jail string, t *tree, src *os.File) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	target := dir
-	if t.mount.File {
-		target = filepath.Join(dir, ipc.FileName)
-		if err := os.WriteFile(target, nil, 0o644); err != nil {
-			return err
-		}
-	}
-	if err := unix.MoveMount(int(src.Fd()), "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	if err := unix.MoveMount(int(src.Fd()), "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach %s in the jail: %w", t.source, err)
 	}
 	return nil

@@ -128,41 +128,13 @@ func (g *goferRoot) mountBind(r *rootfs, idx int, m specs.Mount, mo *spec.MountO
 	}
 	gm := g.plan.Mounts[k]
 	extra := mo.Flags & (unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME)
-	if !gm.File {
-		dest, err := r.ensureDir(m.Destination)
-		if err != nil {
-			return err
-		}
-		defer dest.Close()
-		if err := g.mountFuse(k, fdPath(dest), gm.ReadOnly, extra); err != nil {
-			return err
-		}
-		return r.afterMount(m.Destination, mo)
-	}
-	// A file: the gofer serves a directory holding it; the FUSE mount goes
-	// to the sandbox and the file is bound from there.
-	stage := filepath.Join(g.base, "file"+strconv.Itoa(idx))
-	if err := os.Mkdir(stage, 0o755); err != nil {
-		return err
-	}
-	if err := g.mountFuse(k, stage, gm.ReadOnly, extra); err != nil {
-		return err
-	}
-	dest, err := r.ensureFile(m.Destination)
+	dest, err := r.ensureDir(m.Destination)
 	if err != nil {
 		return err
 	}
 	defer dest.Close()
-	if isdir, _ := isDir(dest); isdir {
-		return fmt.Errorf("source is not a directory but destination is a directory")
-	}
-	if err := unix.Mount(filepath.Join(stage, ipc.FileName), fdPath(dest), "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind the served file: %w", err)
-	}
-	if gm.ReadOnly {
-		if err := r.remountBind(m.Destination, unix.MS_RDONLY, true); err != nil {
-			return err
-		}
+	if err := g.mountFuse(k, fdPath(dest), gm.ReadOnly, extra); err != nil {
+		return err
 	}
 	return r.afterMount(m.Destination, mo)
 }

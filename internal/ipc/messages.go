@@ -203,13 +203,7 @@ type GoferMount struct {
 	// Init resolves it again, confined to the root, before mounting.
 	Destination string `json:"destination"`
 	ReadOnly    bool   `json:"readOnly,omitempty"`
-	// File: the source is not a directory; the gofer serves a directory
-	// holding it as FileName, which init bind-mounts onto Destination.
-	File bool `json:"file,omitempty"`
 }
-
-// FileName is the entry a file mount's served directory holds.
-const FileName = "f"
 
 // GoferMountsResolved is what the gofer writes on --mounts-fd once its
 // jail is ready.

@@ -309,9 +309,11 @@ const (
 )
 
 // ServedByGofer reports whether the gofer serves bind mount m: a directory
-// or regular file on an ordinary filesystem. Kernel interfaces (procfs,
-// sysfs, cgroup, ...) and device nodes, sockets and FIFOs are bound by init
-// directly.
+// on an ordinary filesystem. Kernel interfaces (procfs, sysfs, cgroup, ...)
+// and device nodes, sockets and FIFOs are bound by init directly. So, for
+// now, are single files (/etc/hosts, /etc/resolv.conf): the file server has
+// no file-rooted trees yet, and a tree holding the file as a mount point
+// would be a mount crossing, which it refuses by design.
 // Precondition: IsBind(m).
 func ServedByGofer(m specs.Mount, bundle string) bool {
 	src := m.Source
@@ -322,7 +324,7 @@ func ServedByGofer(m specs.Mount, bundle string) bool {
 	if err := unix.Stat(src, &st); err != nil {
 		return false // init reports the error
 	}
-	if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return false
 	}
 	var fs unix.Statfs_t
