@@ -43,7 +43,7 @@ const helperLogEnv = "MOAT_FSYS_TEST_LOG"
 
 func helperServe(mode string) {
 	opts := Options{Cache: CacheShort}
-	if mode == "long" {
+	if strings.HasPrefix(mode, "long") {
 		opts = Options{Cache: CacheLong, ReadOnly: true}
 	}
 	if path := os.Getenv(helperLogEnv); path != "" {
@@ -218,7 +218,7 @@ func (m *testMount) clearLog() {
 	m.logMu.Unlock()
 }
 
-func (m *testMount) path(p string) string { return filepath.Join(m.dir, p) }
+func (m *testMount) path(p string) string    { return filepath.Join(m.dir, p) }
 func (m *testMount) srcPath(p string) string { return filepath.Join(m.src, p) }
 
 // within runs f in a goroutine and fails the test if it does not return in
@@ -276,8 +276,10 @@ func readFile(t testing.TB, path string) string {
 }
 
 // startHelper serves src from a child process (the test binary) on a new
-// mount; the caller kills it. Returns the mount directory and the child.
-// With logPath set, the child logs every request there.
+// mount; the caller may kill it. Returns the mount directory and the child.
+// mode: "short" (CacheShort), "long" (CacheLong, ReadOnly, MS_RDONLY), or
+// "long-nordonly" (the same without MS_RDONLY). With logPath set, the child
+// logs every request there.
 //
 // Anything that blocks on the mount while holding a Go scheduler P (exec,
 // which vforks; page faults) must use a server in another process: in the
@@ -297,13 +299,15 @@ func startHelper(t *testing.T, src, mode, logPath string) (string, *exec.Cmd) {
 	}
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperLogEnv+"="+logPath)
-	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "fuse"), root}
+	fuseFile := os.NewFile(uintptr(fd), "fuse")
+	cmd.ExtraFiles = []*os.File{fuseFile, root}
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	fuseFile.Close() // the child holds the only copy: its death aborts the connection
+	root.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
-	unix.Close(fd) // the child holds the only copy: its death aborts the connection
-	root.Close()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"testing"
 	"time"
@@ -281,17 +280,17 @@ func TestLargeDir(t *testing.T) {
 	}
 }
 
+// Page faults on the mount block while holding a Go scheduler P: served from
+// another process (see startHelper).
 func TestMmap(t *testing.T) {
-	m := rwMount(t)
-	writeFile(t, m.path("f"), string(bytes.Repeat([]byte("a"), 8192)))
-	f, err := os.OpenFile(m.path("f"), os.O_RDWR, 0)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), string(bytes.Repeat([]byte("a"), 8192)))
+	dir, _ := startHelper(t, src, "short", "")
+	f, err := os.OpenFile(filepath.Join(dir, "f"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	// A page fault on the mount holds a P until the server answers: no
-	// stop-the-world GC meanwhile (the server runs in this process).
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	mem, err := unix.Mmap(int(f.Fd()), 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +303,7 @@ func TestMmap(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Munmap(mem)
-	got := readFile(t, m.srcPath("f"))
+	got := readFile(t, filepath.Join(src, "f"))
 	if got[4096:4116] != "written through mmap" {
 		t.Fatalf("host sees %q", got[4096:4116])
 	}
