@@ -6,7 +6,10 @@
 #   make bench-run                       run-latency + idle-memory benchmark (env N, RUNTIMES)
 #   make bench-run N=20 RUNTIMES=runc,moat=bin/moat
 
-CONFORMANCE_RUNTIMES ?=
+# moat runs twice: with the gofer (--overlay=none, so that writes reach the
+# bundle as the suite expects: it reads files the container wrote) and with
+# --file-access=direct (runc semantics).
+CONFORMANCE_RUNTIMES ?= runc "bin/moat --overlay=none" "bin/moat --file-access=direct"
 BENCH_FLAGS ?=
 
 .PHONY: conformance bench-run
