@@ -92,7 +92,7 @@ func benchConfigs() []benchConfig {
 		{"native", nil},
 		{"long", &Options{Cache: CacheLong, ReadOnly: true}},
 		{"long-open", &Options{Cache: CacheLong, ReadOnly: true, openMode: openAlways}},
-		{"long-passthrough", &Options{Cache: CacheLong, ReadOnly: true, Passthrough: true}},
+		{"long-passthrough", &Options{Cache: CacheLong, ReadOnly: true, Passthrough: true, openMode: openAlways}},
 		{"short", &Options{Cache: CacheShort}},
 		{"short-passthrough", &Options{Cache: CacheShort, Passthrough: true}},
 	}

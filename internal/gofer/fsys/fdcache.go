@@ -27,6 +27,18 @@ func (fs *fileSystem) nodeFD(n *node) (fd int, readable bool, err error) {
 		return -1, false, unix.EXDEV
 	}
 	fd, readable, err = fs.openForCache(n)
+	if err == unix.EMFILE || err == unix.ENFILE {
+		fs.shrinkCache()
+		fd, readable, err = fs.openForCache(n)
+	}
+	if err == unix.ESTALE {
+		// The name moved on, but a request that removed or replaced it
+		// through the mount may have kept the inode's descriptor meanwhile
+		// (keepVictim, under the directory's write lock).
+		if fd, readable, ok := fs.pinCached(n); ok {
+			return fd, readable, nil
+		}
+	}
 	if err != nil {
 		return -1, false, err
 	}
@@ -84,6 +96,15 @@ func (fs *fileSystem) unpinFD(n *node) {
 // the bound. Precondition: fs.fdmu is held.
 func (fs *fileSystem) evictLocked() {
 	for fs.cached > fdCacheMax && fs.lruTail != nil {
+		fs.closeFDLocked(fs.lruTail)
+	}
+}
+
+// shrinkCache closes every unpinned cached descriptor: the process ran out.
+func (fs *fileSystem) shrinkCache() {
+	fs.fdmu.Lock()
+	defer fs.fdmu.Unlock()
+	for fs.lruTail != nil {
 		fs.closeFDLocked(fs.lruTail)
 	}
 }
@@ -215,8 +236,8 @@ func (fs *fileSystem) openByName(n *node, flags int) (int, error) {
 }
 
 func (fs *fileSystem) openIn(n, p *node, pfd int, name string, flags int) (fd int, err error, retry bool) {
-	p.dirMu.Lock()
-	defer p.dirMu.Unlock()
+	p.dirMu.RLock()
+	defer p.dirMu.RUnlock()
 	if !fs.stillNamed(n, p, name) {
 		return -1, nil, true // renamed through the mount meanwhile
 	}

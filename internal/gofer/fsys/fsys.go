@@ -3,23 +3,32 @@
 // container is hostile (root inside, arbitrary requests through the kernel),
 // so the server never resolves a path string on the host:
 //
-//   - every node holds an O_PATH descriptor of its inode, taken with openat2
-//     relative to its parent's descriptor, one name at a time, with
+//   - a node is an inode the kernel knows, found again by its last known
+//     (parent node, name) and identified by dev, inode number and birth
+//     time. It holds no descriptor of its own (an image has more inodes than
+//     a rootless server may open files); a bounded cache keeps descriptors of
+//     recently used nodes (fdcache.go). Every descriptor is opened with
+//     openat2 relative to the parent's, one name at a time, with
 //     RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV
-//     and O_NOFOLLOW; symlinks are returned to the kernel as symlinks and
-//     resolved by the client (the container) inside its own root.
-//   - an inode is reopened for I/O (O_PATH descriptors cannot read) by its last
-//     known (parent, name), with the same resolve flags, under the parent's
-//     namespace lock, and the opened inode must be the node's dev/ino
-//     (otherwise ESTALE, which makes the kernel look the name up again).
-//     Directories are reopened through "." of their own descriptor.
+//     and O_NOFOLLOW, under the parent's namespace lock (no rename through
+//     the mount can interleave), and must be the node's inode (otherwise
+//     ESTALE, which makes the kernel look the name up again). Symlinks are
+//     returned to the kernel as symlinks and resolved by the client (the
+//     container) inside its own root; the server never follows one.
+//   - lookups stat the name (statx, AT_SYMLINK_NOFOLLOW) without opening it.
+//     Directories are reopened through "." of their own descriptor; regular
+//     files are cached O_RDONLY (reads) or reopened by name for writing;
+//     anything else is only ever opened O_PATH. (A host process that swaps
+//     a device node in under a regular file's name at the wrong instant gets
+//     it opened, with O_NONBLOCK, and refused by the inode check; the caller
+//     rules even that out by serving trees from nodev mounts.)
 //   - names are single components: "", ".", "..", and names holding '/' or
 //     NUL are refused with EINVAL.
-//   - other mounts below the served root are not crossed: a mount point shows
-//     as an empty, read-only placeholder (a directory, or an empty file for a
-//     file mount point) carrying the attributes of the mounted root; its
-//     contents are never opened, listed or modified (EROFS, EXDEV for link and
-//     rename).
+//   - other mounts below the served root are not crossed (statx mount id, and
+//     RESOLVE_NO_XDEV): a mount point shows as an empty, read-only
+//     placeholder (a directory, or an empty file for a file mount point)
+//     carrying the attributes of the mounted root; its contents are never
+//     opened, listed or modified (EROFS, EXDEV for link and rename).
 //   - Options.ReadOnly makes every modifying request fail with EROFS in the
 //     server. Device nodes are never created (mknod of a char or block device,
 //     and RENAME_WHITEOUT, fail with EPERM), S_ISUID and S_ISGID are stripped
@@ -62,16 +71,19 @@ const (
 	// CacheShort is for trees that may change behind the server's back (read-
 	// write bind mounts): entry and attribute timeouts of 1 s, no negative
 	// entries, page cache kept across opens only while size, mtime and ctime
-	// are unchanged, no directory listing cache, symlinks not cached.
+	// are unchanged, no directory listing cache, symlinks not cached. Every
+	// open and opendir is a round trip.
 	CacheShort Cache = iota
 	// CacheLong is for a tree nobody changes (the image under a read-only
 	// root or an overlay): entries, attributes and negative entries live for
 	// an hour, page cache and directory listings are kept (KEEP_CACHE,
-	// CACHE_DIR), read-only opens skip FLUSH, symlinks are cached. With
-	// ReadOnly and no passthrough the server also answers OPEN and OPENDIR
-	// with ENOSYS, so the kernel stops sending them (no round trip per open);
-	// see Serve for what that implies. A change made on the host side is
-	// then not seen until the kernel drops its cache.
+	// CACHE_DIR), read-only opens skip FLUSH, symlinks are cached, and the
+	// server answers OPENDIR with ENOSYS, after which the kernel opens
+	// directories without asking and caches listings by itself. With
+	// ReadOnly it answers OPEN with ENOSYS as well: the kernel then opens
+	// files without asking, with KEEP_CACHE, so a warm open, read or exec
+	// costs no round trip at all (see Serve for what that implies). A change
+	// made on the host side is not seen until the kernel drops its cache.
 	CacheLong
 )
 
@@ -95,7 +107,9 @@ type Options struct {
 	// Passthrough asks for FUSE passthrough (the kernel reads and writes the
 	// host file directly). It needs CAP_SYS_ADMIN in the initial user
 	// namespace; when the kernel refuses it (EPERM in a user namespace) the
-	// server falls back silently and says so through Logf.
+	// server falls back silently and says so through Logf. It is not used
+	// with CacheLong and ReadOnly: passthrough needs an OPEN round trip per
+	// open, and answering no OPEN at all measured faster there (see Cache).
 	Passthrough bool
 	// AllowPrivilegedXattrs allows setting and removing trusted.* and
 	// security.* extended attributes.
@@ -136,12 +150,16 @@ const (
 // allow_other; Serve serves a duplicate of it, so the caller keeps and closes
 // its own (and must not keep it open elsewhere, or a dead server would not
 // abort the connection). The process umask should be 0 (the kernel already
-// applied the container's umask). The process must be allowed enough open
-// files: one per inode the kernel remembers, plus open files.
+// applied the container's umask). Descriptors: up to fdCacheMax cached ones
+// per tree, plus one per file the container holds open and one per inode it
+// unlinked while the kernel still knows it.
 //
 // With Cache == CacheLong and ReadOnly the kernel is told not to send OPEN,
 // so open(O_RDWR) is not refused at open time (every write, truncate and
-// writeback still fails with EROFS): mount such a tree with MS_RDONLY.
+// writeback still fails with EROFS, but a MAP_SHARED store is seen by other
+// readers of the mount until the page is dropped): mount such a tree with
+// MS_RDONLY, which also spares a GETATTR after each read (the kernel drops
+// its cached atime after reads on a writable superblock).
 func Serve(root *os.File, fuseFD int, opts Options) error {
 	fs, err := newFileSystem(root, opts)
 	if err != nil {
@@ -291,10 +309,27 @@ func (fs *fileSystem) mountOptions() *fuse.MountOptions {
 			return fuse.EIO
 		},
 	}
-	if !fs.opts.Passthrough {
+	if !fs.wantPassthrough() {
+		// Negotiating it also makes the mount count as a stacked file
+		// system (s_stack_depth), which leaves less room for overlays.
 		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
 	return mo
+}
+
+// noOpenWanted says whether the server answers OPEN with ENOSYS.
+func (fs *fileSystem) noOpenWanted() bool {
+	switch fs.opts.openMode {
+	case openAlways:
+		return false
+	case openNever:
+		return fs.opts.ReadOnly
+	}
+	return fs.opts.ReadOnly && fs.opts.Cache == CacheLong
+}
+
+func (fs *fileSystem) wantPassthrough() bool {
+	return fs.opts.Passthrough && !fs.noOpenWanted()
 }
 
 // logWriter sends go-fuse's log lines to Logf.
@@ -312,17 +347,11 @@ func (fs *fileSystem) String() string { return "moat" }
 // Init runs after the FUSE handshake, before any other request.
 func (fs *fileSystem) Init(srv *fuse.Server) {
 	fs.srv = srv
-	if fs.opts.Passthrough {
+	fs.noOpen = fs.noOpenWanted()
+	fs.noOpenDir = fs.opts.openMode != openAlways &&
+		(fs.opts.Cache == CacheLong || fs.opts.openMode == openNever)
+	if fs.wantPassthrough() {
 		fs.passthrough = fs.probePassthrough()
-	}
-	readOnlyLong := fs.opts.ReadOnly && fs.opts.Cache == CacheLong
-	switch fs.opts.openMode {
-	case openAuto:
-		fs.noOpen = readOnlyLong && !fs.passthrough
-		fs.noOpenDir = fs.opts.Cache == CacheLong
-	case openNever:
-		fs.noOpen = fs.opts.ReadOnly && !fs.passthrough
-		fs.noOpenDir = true
 	}
 	fs.logf("serving: readonly=%v cache=%v passthrough=%v no_open=%v no_opendir=%v",
 		fs.opts.ReadOnly, fs.opts.Cache, fs.passthrough, fs.noOpen, fs.noOpenDir)

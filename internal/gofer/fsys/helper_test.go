@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 		helperServe(mode)
 		return
 	}
+	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
+		os.Exit(reexecInMountNS())
+	}
 	syscall.Umask(0) // as in the gofer: the kernel already applied the caller's umask
 	if os.Geteuid() == 0 {
 		// fusectl lets a cleanup abort a connection whose server is stuck.
@@ -41,10 +44,38 @@ func TestMain(m *testing.M) {
 // helperLogEnv names a file the helper server writes its request log to.
 const helperLogEnv = "MOAT_FSYS_TEST_LOG"
 
+// nsEnv marks the test binary re-executed in its own mount namespace: a
+// mount namespace created elsewhere meanwhile (a container started by
+// another test suite on the same machine) would otherwise copy the test's
+// FUSE mounts and keep them alive after the test unmounts them.
+const nsEnv = "MOAT_FSYS_TEST_MOUNTNS"
+
+func reexecInMountNS() int {
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = append(os.Environ(), nsEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Go makes / recursively private in the new namespace.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "re-exec in a mount namespace:", err)
+		return 1
+	}
+	return 0
+}
+
 func helperServe(mode string) {
 	opts := Options{Cache: CacheShort}
 	if strings.HasPrefix(mode, "long") {
 		opts = Options{Cache: CacheLong, ReadOnly: true}
+	}
+	switch mode {
+	case "long-open":
+		opts.openMode = openAlways
+	case "long-passthrough":
+		opts.Passthrough, opts.openMode = true, openAlways
 	}
 	if path := os.Getenv(helperLogEnv); path != "" {
 		f, err := os.Create(path)
@@ -277,19 +308,20 @@ func readFile(t testing.TB, path string) string {
 
 // startHelper serves src from a child process (the test binary) on a new
 // mount; the caller may kill it. Returns the mount directory and the child.
-// mode: "short" (CacheShort), "long" (CacheLong, ReadOnly, MS_RDONLY), or
-// "long-nordonly" (the same without MS_RDONLY). With logPath set, the child
+// mode: "short" (CacheShort), "long" (CacheLong, ReadOnly, MS_RDONLY),
+// "long-nordonly" (the same without MS_RDONLY), "long-open" (always OPEN),
+// "long-passthrough". With logPath set, the child
 // logs every request there.
 //
 // Anything that blocks on the mount while holding a Go scheduler P (exec,
 // which vforks; page faults) must use a server in another process: in the
 // serving process a stop-the-world would wait for that P forever.
-func startHelper(t *testing.T, src, mode, logPath string) (string, *exec.Cmd) {
+func startHelper(t testing.TB, src, mode, logPath string) (string, *exec.Cmd) {
 	t.Helper()
 	requireRoot(t)
 	dir := t.TempDir()
 	var flags uintptr
-	if mode == "long" {
+	if strings.HasPrefix(mode, "long") && mode != "long-nordonly" {
 		flags = unix.MS_RDONLY // as init mounts a read-only tree
 	}
 	fd := openFuse(t, dir, flags)

@@ -41,8 +41,10 @@ func (fs *fileSystem) lookup(parent *node, name string) (*node, unix.Stat_t, err
 	if err != nil {
 		return nil, unix.Stat_t{}, err
 	}
+	defer fs.unpinFD(parent)
+	parent.dirMu.RLock()
+	defer parent.dirMu.RUnlock()
 	st, key, mntID, err := statxAt(pfd, name)
-	fs.unpinFD(parent)
 	if err != nil {
 		return nil, st, err
 	}

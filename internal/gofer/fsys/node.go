@@ -19,9 +19,10 @@ type inoKey struct {
 // node is one inode the kernel knows by a node id. It is found again on the
 // host by its last known (parent, name) and checked against key.
 //
-// Lock order: n.omu, then a directory's dirMu, then fileSystem.mu, then
-// fileSystem.fdmu. A request pins every descriptor it needs before it takes
-// a dirMu.
+// Lock order: n.omu, then a directory's dirMu (two of them: in node id
+// order), then fileSystem.mu, then fileSystem.fdmu; fileSystem.hmu before
+// fdmu. A request pins every descriptor it needs before it takes a dirMu
+// (pinning may reopen a directory, which takes its parent's dirMu).
 type node struct {
 	id   uint64
 	key  inoKey
@@ -46,10 +47,13 @@ type node struct {
 	inLRU      bool
 	prev, next *node
 
-	// dirMu serializes namespace changes inside this directory and the
-	// reopening of its children by name, so that no rename through the mount
-	// can swap an inode in while the server chowns or reopens one.
-	dirMu sync.Mutex
+	// dirMu orders what happens to the names in this directory: namespace
+	// changes (create, link, unlink, rename) take it for writing; lookups,
+	// reopening a child by name and by-name xattr calls take it for reading.
+	// So no rename through the mount can swap an inode in while the server
+	// chowns or reopens one, and a lookup never registers an inode that a
+	// concurrent unlink through the mount has already passed by.
+	dirMu sync.RWMutex
 
 	// Guarded by omu.
 	omu     sync.Mutex

@@ -258,7 +258,7 @@ func TestSymlinkStaysInside(t *testing.T) {
 		if name == "up" {
 			path = "up/etc/shadow"
 		}
-		fd, err := unix.Openat2(int(root.Fd()), path, &unix.OpenHow{Flags: unix.O_RDONLY, Resolve: unix.RESOLVE_IN_ROOT})
+		fd, err := openInRoot(int(root.Fd()), path, unix.O_RDONLY)
 		if err != nil {
 			t.Errorf("open %s in root: %v", path, err)
 			continue
@@ -393,5 +393,16 @@ func TestReadOnlyLongMmapWithoutRdonly(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(dir, "f")); !bytes.Equal([]byte(got), []byte("original")) {
 		t.Logf("NOTE: other readers of the mount see %q until the page is dropped", got)
+	}
+}
+
+// openInRoot resolves path as a process whose root is dirfd would. openat2
+// fails with EAGAIN when anything is renamed anywhere meanwhile: retry.
+func openInRoot(dirfd int, path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat2(dirfd, path, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT})
+		if err != unix.EAGAIN {
+			return fd, err
+		}
 	}
 }

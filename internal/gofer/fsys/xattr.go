@@ -55,8 +55,8 @@ func (fs *fileSystem) xattrByName(n *node, ops xattrOps) (int, error) {
 		return 0, err
 	}
 	defer fs.unpinFD(p)
-	p.dirMu.Lock()
-	defer p.dirMu.Unlock()
+	p.dirMu.RLock()
+	defer p.dirMu.RUnlock()
 	_, key, _, err := statxAt(pfd, name)
 	if err != nil {
 		return 0, staleIfGone(err)
