@@ -19,3 +19,13 @@ conformance:
 
 bench-run:
 	$(if $(N),N=$(N)) $(if $(RUNTIMES),RUNTIMES='$(RUNTIMES)') ./scripts/bench-run.sh $(BENCH_FLAGS)
+
+# File-system benchmark (issue 4): exec/python/compile/walk/small-file/seq-read workloads
+# inside native (chroot), runc, moat (gofer), moat --file-access=direct and runsc, warm and
+# cold, medians over interleaved rounds, plus the gofer's idle RSS. Needs root; builds the
+# image once in /var/tmp/moat-bench-image. Env: ROUNDS WORKLOADS RUNTIMES PASSES TIMEOUT.
+#   make bench-fs
+#   make bench-fs ROUNDS=1 WORKLOADS=walk,readall
+.PHONY: bench-fs
+bench-fs: build
+	$(if $(ROUNDS),ROUNDS=$(ROUNDS)) $(if $(WORKLOADS),WORKLOADS='$(WORKLOADS)') $(if $(RUNTIMES),RUNTIMES='$(RUNTIMES)') $(if $(PASSES),PASSES='$(PASSES)') ./scripts/bench-fs.sh

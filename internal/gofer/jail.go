@@ -232,20 +232,22 @@ func buildJail(trees []*tree) ([]*os.File, error) {
 }
 
 // cloneTree makes a detached copy of a tree's source mount (recursive),
-// read-only when the tree is: the server refuses writes to a read-only tree
-// itself, and so does the kernel.
+// nodev and nosuid (no device node swapped in on the host can ever be
+// opened through the gofer), and read-only when the tree is: the server
+// refuses writes to a read-only tree itself, and so does the kernel.
 func cloneTree(t *tree) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, t.source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return nil, fmt.Errorf("clone %s: %w", t.source, err)
 	}
 	f := os.NewFile(uintptr(fd), t.source)
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID}
 	if t.mount.ReadOnly {
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("make %s read-only: %w", t.source, err)
-		}
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("restrict %s: %w", t.source, err)
 	}
 	return f, nil
 }
