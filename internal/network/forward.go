@@ -1,0 +1,343 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// Port forwards: a host socket per Forward, in the supervisor. Each accepted
+// connection (or new UDP client) is dialed into the netstack to
+// ContainerIP:ContainerPort. The container sees the client's own address
+// when it is a non-loopback IPv4 address outside the sandbox subnet (the
+// netstack may bind any address: spoofing), and the gateway otherwise
+// (the container's kernel drops 127/8 sources arriving on tap0).
+
+const forwardDialTimeout = 10 * time.Second
+
+type forwardListener struct {
+	fwd  Forward // as requested
+	ln   net.Listener
+	pc   *net.UDPConn
+	once sync.Once
+
+	mu    sync.Mutex
+	flows map[netip.AddrPort]*fwdFlow // UDP only
+}
+
+func (f *forwardListener) close() {
+	f.once.Do(func() {
+		if f.ln != nil {
+			f.ln.Close()
+		}
+		if f.pc != nil {
+			f.pc.Close()
+		}
+	})
+}
+
+// bound is the forward with the port actually bound.
+func (f *forwardListener) bound() Forward {
+	b := f.fwd
+	var a net.Addr
+	if f.ln != nil {
+		a = f.ln.Addr()
+	} else {
+		a = f.pc.LocalAddr()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		b.HostAddr = netip.AddrPortFrom(f.fwd.HostAddr.Addr(), ap.Port())
+	}
+	return b
+}
+
+// AddForward starts listening on fwd.HostAddr and forwarding to the
+// container's fwd.ContainerPort. A HostAddr port of 0 binds a free port;
+// Forwards reports it. Ports below net.ipv4.ip_unprivileged_port_start need
+// CAP_NET_BIND_SERVICE.
+//
+// Precondition: supervisor, host network namespace (the listening socket is
+// created in the calling thread's namespace).
+func (sb *Sandbox) AddForward(fwd Forward) error {
+	if fwd.Proto == "" {
+		fwd.Proto = TCP
+	}
+	if fwd.ContainerPort == 0 || !fwd.HostAddr.Addr().IsValid() {
+		return fmt.Errorf("forward %v: host address and container port required", fwd)
+	}
+	fl := &forwardListener{fwd: fwd, flows: map[netip.AddrPort]*fwdFlow{}}
+	family := "4" // 0.0.0.0 means IPv4 only, [::] both
+	if fwd.HostAddr.Addr().Is6() {
+		family = ""
+	}
+	var err error
+	switch fwd.Proto {
+	case TCP:
+		fl.ln, err = net.Listen("tcp"+family, fwd.HostAddr.String())
+	case UDP:
+		fl.pc, err = net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(fwd.HostAddr))
+		if err == nil && fwd.HostAddr.Addr().IsUnspecified() {
+			if err = enablePktInfo(fl.pc, fwd.HostAddr.Addr().Is6()); err != nil {
+				fl.pc.Close()
+			}
+		}
+	default:
+		return fmt.Errorf("forward %v: unknown protocol %q", fwd, fwd.Proto)
+	}
+	if err != nil {
+		return fmt.Errorf("forward %v: %w", fwd, err)
+	}
+	bound := fl.bound()
+	sb.mu.Lock()
+	if sb.closed {
+		sb.mu.Unlock()
+		fl.close()
+		return fmt.Errorf("forward %v: sandbox network closed", fwd)
+	}
+	if _, dup := sb.forwards[bound]; dup {
+		sb.mu.Unlock()
+		fl.close()
+		return fmt.Errorf("forward %v: already published", bound)
+	}
+	sb.forwards[bound] = fl
+	sb.mu.Unlock()
+	serve := func() { sb.serveTCPForward(fl) }
+	if fwd.Proto == UDP {
+		serve = func() { sb.serveUDPForward(fl) }
+	}
+	if !sb.goTracked(serve) {
+		fl.close()
+	}
+	return nil
+}
+
+// RemoveForward stops a forward (as listed by Forwards; equal to the one
+// given to AddForward unless that asked for port 0).
+// Connections already established through it stay up; its UDP flows end.
+func (sb *Sandbox) RemoveForward(fwd Forward) error {
+	if fwd.Proto == "" {
+		fwd.Proto = TCP
+	}
+	sb.mu.Lock()
+	fl, ok := sb.forwards[fwd]
+	delete(sb.forwards, fwd)
+	sb.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("forward %v: not published", fwd)
+	}
+	fl.close()
+	return nil
+}
+
+// Forwards lists the active forwards, sorted by host address and protocol.
+func (sb *Sandbox) Forwards() []Forward {
+	sb.mu.Lock()
+	out := make([]Forward, 0, len(sb.forwards))
+	for f := range sb.forwards {
+		out = append(out, f)
+	}
+	sb.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].HostAddr.Compare(out[j].HostAddr); c != 0 {
+			return c < 0
+		}
+		return out[i].Proto < out[j].Proto
+	})
+	return out
+}
+
+// sourceFor picks the address the container sees for a host client.
+func (sb *Sandbox) sourceFor(client netip.AddrPort) tcpip.FullAddress {
+	a := client.Addr().Unmap()
+	if a.Is4() && !a.IsLoopback() && !a.IsUnspecified() && !sb.cfg.Subnet.Contains(a) {
+		return tcpip.FullAddress{NIC: nicID, Addr: tcpipAddr(a), Port: client.Port()}
+	}
+	return tcpip.FullAddress{NIC: nicID, Addr: tcpipAddr(sb.cfg.Gateway)}
+}
+
+func (sb *Sandbox) containerAddr(port uint16) tcpip.FullAddress {
+	return tcpip.FullAddress{NIC: nicID, Addr: tcpipAddr(sb.cfg.ContainerIP), Port: port}
+}
+
+func (sb *Sandbox) serveTCPForward(fl *forwardListener) {
+	for {
+		c, err := fl.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		if !sb.goTracked(func() { sb.forwardTCPConn(fl, c.(*net.TCPConn)) }) {
+			c.Close()
+			return
+		}
+	}
+}
+
+func (sb *Sandbox) forwardTCPConn(fl *forwardListener, c *net.TCPConn) {
+	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	ctx, cancel := context.WithTimeout(sb.ctx, forwardDialTimeout)
+	in, err := sb.dialStack(ctx, sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort))
+	cancel()
+	if err != nil {
+		c.SetLinger(0) // RST: the container refused
+		c.Close()
+		return
+	}
+	sb.proxy(c, in)
+}
+
+// dialStack connects a netstack TCP endpoint from local to remote. When the
+// exact local port cannot be bound (the previous connection from that client
+// port lingers in TIME_WAIT), it retries with an ephemeral port.
+func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddress) (*gonet.TCPConn, error) {
+	var wq waiter.Queue
+	ep, terr := sb.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("netstack endpoint: %s", terr)
+	}
+	if terr = ep.Bind(local); terr != nil && local.Port != 0 {
+		local.Port = 0
+		terr = ep.Bind(local)
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("bind %v: %s", local.Addr, terr)
+	}
+	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	terr = ep.Connect(remote)
+	if _, started := terr.(*tcpip.ErrConnectStarted); started {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, ctx.Err()
+		case <-notify:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
+	}
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// fwdFlow is one UDP client of a UDP forward.
+type fwdFlow struct {
+	conn *gonet.UDPConn
+	oob  []byte // selects the reply's source address (unspecified listeners)
+	last atomic.Int64
+}
+
+func (sb *Sandbox) serveUDPForward(fl *forwardListener) {
+	defer fl.closeFlows()
+	buf := make([]byte, udpBufSize)
+	oob := make([]byte, 128)
+	for {
+		n, oobn, _, client, err := fl.pc.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			return
+		}
+		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		f := fl.flow(client)
+		if f == nil {
+			if f = sb.newUDPForwardFlow(fl, client, replyOOB(oob[:oobn])); f == nil {
+				continue
+			}
+		}
+		f.last.Store(time.Now().UnixNano())
+		f.conn.Write(buf[:n])
+	}
+}
+
+func (fl *forwardListener) flow(client netip.AddrPort) *fwdFlow {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.flows[client]
+}
+
+func (fl *forwardListener) closeFlows() {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for _, f := range fl.flows {
+		f.conn.Close()
+	}
+}
+
+// newUDPForwardFlow connects a netstack UDP endpoint for a new client and
+// starts relaying the container's answers back to it.
+func (sb *Sandbox) newUDPForwardFlow(fl *forwardListener, client netip.AddrPort, oob []byte) *fwdFlow {
+	fl.mu.Lock()
+	full := len(fl.flows) >= maxUDPFlows
+	fl.mu.Unlock()
+	if full {
+		return nil
+	}
+	local, remote := sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort)
+	c, err := gonet.DialUDP(sb.s, &local, &remote, ipv4.ProtocolNumber)
+	if err != nil && local.Port != 0 {
+		local.Port = 0
+		c, err = gonet.DialUDP(sb.s, &local, &remote, ipv4.ProtocolNumber)
+	}
+	if err != nil {
+		sb.cfg.Log("network: forward %v: client %v: %v", fl.fwd, client, err)
+		return nil
+	}
+	f := &fwdFlow{conn: c, oob: oob}
+	f.last.Store(time.Now().UnixNano())
+	fl.mu.Lock()
+	fl.flows[client] = f
+	fl.mu.Unlock()
+	if !sb.goTracked(func() { sb.relayUDPForward(fl, client, f) }) {
+		c.Close()
+		return nil
+	}
+	return f
+}
+
+func (sb *Sandbox) relayUDPForward(fl *forwardListener, client netip.AddrPort, f *fwdFlow) {
+	defer func() {
+		fl.mu.Lock()
+		if fl.flows[client] == f {
+			delete(fl.flows, client)
+		}
+		fl.mu.Unlock()
+		f.conn.Close()
+	}()
+	if !sb.track(f.conn) {
+		return
+	}
+	defer sb.untrack(f.conn)
+	buf := make([]byte, udpBufSize)
+	idle := sb.cfg.UDPIdleTimeout
+	for {
+		f.conn.SetReadDeadline(time.Unix(0, f.last.Load()).Add(idle))
+		n, err := f.conn.Read(buf)
+		if err != nil {
+			if isTimeout(err) && time.Since(time.Unix(0, f.last.Load())) < idle {
+				continue
+			}
+			return
+		}
+		f.last.Store(time.Now().UnixNano())
+		if _, _, err := fl.pc.WriteMsgUDPAddrPort(buf[:n], f.oob, client); err != nil {
+			return
+		}
+	}
+}
