@@ -23,6 +23,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/network"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/spec"
@@ -67,6 +68,9 @@ type boot struct {
 	goferIO []*os.File
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
+	// netSettings and net are the sandbox network (nil without one).
+	netSettings *network.Settings
+	net         *network.Sandbox
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
 	// devices are bound, locked mount flags kept, cgroups best-effort.
 	userNS bool
@@ -115,6 +119,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	cfg, err := b.args.Config.WithAnnotations(s.Annotations)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
 	}
 	if err := b.takeExe(createConn); err != nil {
@@ -315,6 +322,7 @@ func (b *boot) teardown() {
 	// last reference (ours included) is gone, it is unmounted and the gofer
 	// ends by itself.
 	b.init.closeNamespaces()
+	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
@@ -335,6 +343,7 @@ func (b *boot) abort() {
 		}
 		b.init.closeNamespaces()
 	}
+	b.stopNetwork()
 	closeFiles(b.goferIO)
 	if b.gofer != nil {
 		_ = b.gofer.cmd.Process.Kill()

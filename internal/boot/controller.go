@@ -120,6 +120,12 @@ func (c *controller) handle(conn *ipc.Conn) {
 	case ipc.ClientPsRequested{}.Kind():
 		raw.CloseFiles()
 		reply, err = c.b.ps()
+	case ipc.ClientPortRequested{}.Kind():
+		raw.CloseFiles()
+		var req ipc.ClientPortRequested
+		if err = raw.Decode(&req); err == nil {
+			reply, err = c.b.ports(req)
+		}
 	case ipc.ClientExecRequested{}.Kind():
 		var req ipc.ClientExecRequested
 		if err = raw.Decode(&req); err != nil {

@@ -269,6 +269,9 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	if b.cg != nil {
 		cfg.CgroupPaths = b.cg.Saved().Paths
 	}
+	if err := b.startNetwork(); err != nil {
+		return nil, err
+	}
 	var fds []int
 	for _, f := range nsFiles {
 		fds = append(fds, int(f.Fd()))

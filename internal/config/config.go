@@ -22,6 +22,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/moat-sandbox/moat/internal/network"
 )
 
 // Config is the set of global flags.
@@ -35,12 +37,40 @@ type Config struct {
 	FileAccess    string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
 	Overlay       string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
 	OverlaySize   string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
+
+	// The network (see internal/network and README "Network").
+	Network           string `flag:"network" help:"the container's network: auto (as the spec says: a new namespace has loopback only), none (a new namespace with loopback only), host (the host's network: no network isolation) or sandbox (user-mode network through moat boot: NAT, DNS, port forwards, egress policy)"`
+	Publish           List   `flag:"publish" help:"sandbox network: publish a container port on the host, [hostIP:]hostPort:containerPort[/tcp|udp] (repeatable)"`
+	Egress            List   `flag:"egress" help:"sandbox network: egress rules allow=CIDR[:ports],deny=CIDR[:ports],... (repeatable; with an allow rule, everything else is denied)"`
+	EgressDomain      List   `flag:"egress-domain" help:"sandbox network: allow=NAME,*.NAME,... only addresses resolved for these names are reachable (repeatable)"`
+	AllowHostLoopback bool   `flag:"allow-host-loopback" help:"sandbox network: the gateway 10.0.2.2 reaches the host's 127.0.0.1 (off: host loopback services stay unreachable)"`
+	DNS               List   `flag:"dns" help:"sandbox network: upstream resolver IP[:port] the gateway forwards DNS to (repeatable; default: the host's /etc/resolv.conf nameservers)"`
+}
+
+// List is a repeatable flag; its values keep their order.
+type List []string
+
+// String implements flag.Value.
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set implements flag.Value.
+func (l *List) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 // Default returns the configuration used when no flag is given.
 func Default() Config {
-	return Config{LogFormat: "text", Rootless: "auto", FileAccess: FileAccessGofer, Overlay: OverlayMemory}
+	return Config{LogFormat: "text", Rootless: "auto", FileAccess: FileAccessGofer, Overlay: OverlayMemory, Network: NetworkAuto}
 }
+
+// Network modes.
+const (
+	NetworkAuto    = network.ModeAuto
+	NetworkNone    = network.ModeNone
+	NetworkHost    = network.ModeHost
+	NetworkSandbox = network.ModeSandbox
+)
 
 // File access modes.
 const (
@@ -56,9 +86,13 @@ const (
 
 // annotationOverrides are the settings a container may choose for itself
 // through annotations (config.json "annotations"); nothing else can be.
+// The egress policy and host loopback are the operator's alone: a bundle
+// must not loosen them.
 var annotationOverrides = map[string]string{
 	"moat.overlay":     "overlay",
 	"moat.file-access": "file-access",
+	"moat.network":     "network",
+	"moat.publish":     "publish",
 }
 
 // WithAnnotations returns the configuration a container with these
@@ -75,10 +109,18 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 			out.Overlay = v
 		case "file-access":
 			out.FileAccess = v
+		case "network":
+			out.Network = v
+		case "publish":
+			// Comma-separated, added to the --publish flags.
+			out.Publish = append(append(List{}, c.Publish...), splitList(v)...)
 		}
 	}
 	if err := out.Validate(); err != nil {
 		return nil, fmt.Errorf("annotations: %w", err)
+	}
+	if err := out.checkNetworkFlags(); err != nil {
+		return nil, err
 	}
 	return &out, nil
 }
@@ -97,6 +139,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 			fs.BoolVar(p, name, *p, help)
 		case *int:
 			fs.IntVar(p, name, *p, help)
+		case *List:
+			fs.Var(p, name, help)
 		default:
 			panic(fmt.Sprintf("config: field %s has an unsupported type %s", name, v.Type()))
 		}
@@ -121,6 +165,10 @@ func (c *Config) ToFlags() []string {
 			out = append(out, "--"+name+"="+strconv.FormatBool(x))
 		case int:
 			out = append(out, "--"+name+"="+strconv.Itoa(x))
+		case List:
+			for _, e := range x {
+				out = append(out, "--"+name+"="+e)
+			}
 		}
 	})
 	return out
@@ -165,6 +213,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--overlay-size: %w", err)
 		}
 	}
+	if err := c.validateNetwork(); err != nil {
+		return err
+	}
 	if c.Root != "" && !filepath.IsAbs(c.Root) {
 		abs, err := filepath.Abs(c.Root)
 		if err != nil {
@@ -173,6 +224,40 @@ func (c *Config) Validate() error {
 		c.Root = abs
 	}
 	return nil
+}
+
+func (c *Config) validateNetwork() error {
+	switch c.Network {
+	case NetworkAuto, NetworkNone, NetworkHost, NetworkSandbox:
+	default:
+		return fmt.Errorf("--network %q: want auto, none, host or sandbox", c.Network)
+	}
+	_, err := c.NetworkSettings()
+	return err
+}
+
+// NetworkSettings parses the sandbox network's flags.
+func (c *Config) NetworkSettings() (*network.Settings, error) {
+	return network.ParseSettings(c.Publish, c.Egress, c.EgressDomain, c.DNS, c.AllowHostLoopback)
+}
+
+// checkNetworkFlags refuses sandbox-only settings for a container whose
+// network is not the sandbox: they would silently do nothing.
+func (c *Config) checkNetworkFlags() error {
+	if c.Network != NetworkSandbox && (len(c.Publish) > 0 || len(c.Egress) > 0 || len(c.EgressDomain) > 0 || len(c.DNS) > 0 || c.AllowHostLoopback) {
+		return fmt.Errorf("--publish, --egress, --egress-domain, --dns and --allow-host-loopback need --network=sandbox (the container's network is %s)", c.Network)
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // ParseSize reads a byte count with an optional k, m or g suffix (powers of

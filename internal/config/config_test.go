@@ -11,6 +11,10 @@ func TestRoundTrip(t *testing.T) {
 	c.Debug = true
 	c.LogFormat = "json"
 	c.Rootless = "false"
+	c.Network = NetworkSandbox
+	c.Publish = List{"8080:80", "127.0.0.1:5353:53/udp"}
+	c.Egress = List{"allow=10.0.0.0/8:443", "deny=192.0.2.1"}
+	c.AllowHostLoopback = true
 	got, err := NewFromFlags(c.ToFlags())
 	if err != nil {
 		t.Fatal(err)
@@ -30,9 +34,41 @@ func TestValidate(t *testing.T) {
 		{"--rootless=maybe"},
 		{"--file-access=magic"},
 		{"--nope"},
+		{"--network=bridge"},
+		{"--network=sandbox", "--publish=80"},
+		{"--network=sandbox", "--publish=8080:80", "--publish=8080:81"},
+		{"--network=sandbox", "--egress=permit=10.0.0.0/8"},
+		{"--network=sandbox", "--egress-domain=exa mple.org"},
+		{"--network=sandbox", "--dns=resolver"},
 	} {
 		if _, err := NewFromFlags(args); err == nil {
 			t.Errorf("%q: expected an error", args)
 		}
+	}
+}
+
+func TestNetworkAnnotations(t *testing.T) {
+	c := Default()
+	got, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": "8080:80, 9090:90/udp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Network != NetworkSandbox || !reflect.DeepEqual(got.Publish, List{"8080:80", "9090:90/udp"}) {
+		t.Fatalf("got network %q publish %q", got.Network, got.Publish)
+	}
+	if len(c.Publish) != 0 {
+		t.Fatalf("WithAnnotations changed its receiver: %q", c.Publish)
+	}
+	// Sandbox-only settings on another network are refused, not ignored.
+	c.Publish = List{"8080:80"}
+	if _, err := c.WithAnnotations(nil); err == nil {
+		t.Fatal("--publish without the sandbox network: expected an error")
+	}
+	if _, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox"}); err != nil {
+		t.Fatalf("--publish with the sandbox network from an annotation: %v", err)
+	}
+	// The egress policy is not the bundle's to choose.
+	if got, err := Default().WithAnnotations(map[string]string{"moat.egress": "allow=0.0.0.0/0"}); err != nil || len(got.Egress) != 0 {
+		t.Fatalf("moat.egress annotation: got %q, %v", got.Egress, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/network"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/sandbox"
@@ -62,7 +64,12 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}
-	if _, err := r.Config.WithAnnotations(b.Spec.Annotations); err != nil {
+	cfg, err := r.Config.WithAnnotations(b.Spec.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)
+	}
+	sandboxNet, err := network.ApplyMode(b.Spec, cfg.Network)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)
 	}
 	userns, err := rootless.Decide(r.Config.Rootless, b.Spec)
@@ -84,7 +91,12 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	c, err = r.createLocked(st, b, o, exe, userns)
+	if sandboxNet {
+		err = addEtcMounts(cfg, b, st.Dir())
+	}
+	if err == nil {
+		c, err = r.createLocked(st, b, o, exe, userns)
+	}
 	if err != nil {
 		st.Remove()
 		return nil, err
@@ -102,6 +114,20 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 	}
 	return c, nil
+}
+
+// addEtcMounts gives a sandbox-network container its generated
+// resolv.conf, hosts and hostname, kept in its state directory.
+func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string) error {
+	settings, err := cfg.NetworkSettings()
+	if err != nil {
+		return err
+	}
+	hostResolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read the host's resolv.conf: %w", err)
+	}
+	return network.AddEtcMounts(b.Spec, dir, hostResolv, settings.Config)
 }
 
 // notifyForbidden are syscalls moat itself makes between installing the

@@ -376,6 +376,25 @@ type BootPs struct {
 // Kind implements Message.
 func (BootPs) Kind() string { return "BootPs" }
 
+// ClientPortRequested adds ("add") or removes ("rm") a port forward of the
+// sandbox network, or lists them ("ls"). Publish is in --publish syntax.
+type ClientPortRequested struct {
+	Op      string `json:"op"`
+	Publish string `json:"publish,omitempty"`
+}
+
+// Kind implements Message.
+func (ClientPortRequested) Kind() string { return "ClientPortRequested" }
+
+// BootPorts answers ClientPortRequested with the forwards in place after it,
+// as hostIP:hostPort:containerPort/proto (host port 0 resolved).
+type BootPorts struct {
+	Forwards []string `json:"forwards"`
+}
+
+// Kind implements Message.
+func (BootPorts) Kind() string { return "BootPorts" }
+
 // ClientExecRequested asks boot to run Process in the container. Its fds are
 // stdin, stdout, stderr, then PreserveFDs more (unless Terminal, in which case
 // stdio is not sent: the pty master comes back instead).

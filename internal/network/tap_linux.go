@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,6 +80,33 @@ func CreateTap(name string, mtu int, addr netip.Prefix, gw netip.Addr) (*os.File
 		return nil, fmt.Errorf("configure %s: %w", name, err)
 	}
 	return tap, nil
+}
+
+// CreateTapIn is CreateTap run in the network namespace netns, from a
+// thread of the caller that joins it and then dies with its goroutine: the
+// caller's other threads stay where they are.
+//
+// Precondition: the caller has CAP_SYS_ADMIN and CAP_NET_ADMIN over netns
+// (root in the user namespace that owns it).
+func CreateTapIn(netns *os.File, name string, mtu int, addr netip.Prefix, gw netip.Addr) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread is in another namespace now, so it
+		// exits with this goroutine instead of going back to the pool.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			res <- result{err: fmt.Errorf("create %s: join the network namespace: %w", name, err)}
+			return
+		}
+		f, err := CreateTap(name, mtu, addr, gw)
+		res <- result{f, err}
+	}()
+	r := <-res
+	return r.f, r.err
 }
 
 func openTap(name string) (*os.File, error) {

@@ -100,7 +100,15 @@ func init() {
 		"signals": {"[--ready FILE]", "print 'ready', then each received signal name (SIGPROF, 32-34 are not reported); exits 0 on SIGTERM or after 60s", 0, 2, cmdSignals},
 		"exitsig": {"SIG", "kill itself with SIG (name or number) after resetting it to default", 1, 1, cmdExitSig},
 		"spawn":   {"N CMD [ARGS...]", `start N copies of "probe CMD ARGS", print {"pids":[...]}, then {"pid","exit","signal"} per child`, 2, -1, cmdSpawn},
-		"run":     {"CMD [ARGS...]", `execve CMD (PATH lookup) with the current env; on failure {"ok":false,"errno","error"}, exit 126/127`, 1, -1, cmdRun},
+		// network (net.go)
+		"dial":  {"HOST:PORT [SECONDS]", `TCP connect, read to EOF: {"ok","errno","error","name","data","ms"}, always exit 0`, 1, 2, cmdDial},
+		"conns": {"HOST:PORT N", `N connections in a row (connect, read to EOF, close): {"ok":N,"failed":N,"error","ms"}`, 2, 2, cmdConns},
+		"http":  {"URL", `GET: {"ok","status","body","error"}, always exit 0`, 1, 1, cmdHTTP},
+		"udp":   {"HOST:PORT MSG", `send MSG, wait 3s for a reply: {"ok","errno","error","data","ms"}, always exit 0`, 2, 2, cmdUDP},
+		"dns":   {"SERVER NAME A|AAAA [tcp]", `one query: {"ok","rcode","answers":[{"type","ttl","data"}],"error"}`, 3, 4, cmdDNS},
+		"serve": {"PORT SECONDS", "print 'ready', answer TCP connections and UDP datagrams on PORT with 'hello PEER'", 2, 2, cmdServe},
+
+		"run": {"CMD [ARGS...]", `execve CMD (PATH lookup) with the current env; on failure {"ok":false,"errno","error"}, exit 126/127`, 1, -1, cmdRun},
 	}
 }
 

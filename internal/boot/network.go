@@ -1,0 +1,116 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/network"
+	"github.com/moat-sandbox/moat/internal/spec"
+)
+
+// planNetwork decides whether the container gets the sandbox network (its
+// own new network namespace and --network=sandbox: the CLI already made the
+// spec's namespaces match the mode) and parses its settings.
+func (b *boot) planNetwork(cfg *config.Config) error {
+	if cfg.Network != config.NetworkSandbox || !spec.NewNamespace(b.spec, specs.NetworkNamespace) {
+		return nil
+	}
+	st, err := cfg.NetworkSettings()
+	if err != nil {
+		return err
+	}
+	if len(st.Config.DNSServers) == 0 {
+		resolv, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read the host's resolv.conf: %w", err)
+		}
+		st.Config.DNSServers = network.HostDNSServers(resolv)
+	}
+	st.Config.Log = func(format string, args ...any) {
+		b.log.Warn("sandbox network: " + fmt.Sprintf(format, args...))
+	}
+	b.netSettings = st
+	return nil
+}
+
+// startNetwork creates the TAP device in the container's network namespace,
+// runs the user-mode network on it and publishes the configured ports. Boot
+// creates the device itself, from a thread that joined init's namespace: it
+// is outside the container's cgroup, whose device rules need not allow
+// /dev/net/tun, and the TAP fd is never in a container process.
+// Precondition: init is alive and unreaped, in its new network namespace.
+func (b *boot) startNetwork() error {
+	if b.netSettings == nil {
+		return nil
+	}
+	netns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", b.init.pid))
+	if err != nil {
+		return fmt.Errorf("sandbox network: open init's network namespace: %w", err)
+	}
+	defer netns.Close()
+	if b.init.exitedWithin(0) {
+		return fmt.Errorf("container init exited (status %d) before its network was set up", b.init.code)
+	}
+	mtu, addr, gw := b.netSettings.Config.TapAddressing()
+	tap, err := network.CreateTapIn(netns, network.DefaultTapName, mtu, addr, gw)
+	if err != nil {
+		return fmt.Errorf("sandbox network: %w", err)
+	}
+	sb, err := network.Start(tap, b.netSettings.Config)
+	if err != nil {
+		return err
+	}
+	b.net = sb
+	for _, f := range b.netSettings.Forwards {
+		if err := sb.AddForward(f); err != nil {
+			return fmt.Errorf("publish %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// stopNetwork closes the user-mode network and its published ports (Close
+// is idempotent; a late `moat port` request gets an error from it).
+func (b *boot) stopNetwork() {
+	if b.net == nil {
+		return
+	}
+	if err := b.net.Close(); err != nil {
+		b.log.Warn("close the sandbox network", "error", err)
+	}
+}
+
+// ports serves `moat port`: add or remove a forward, or list them.
+func (b *boot) ports(req ipc.ClientPortRequested) (ipc.Message, error) {
+	if b.net == nil {
+		return nil, errors.New("the container has no sandbox network (--network=sandbox)")
+	}
+	switch req.Op {
+	case "ls":
+	case "add", "rm":
+		f, err := network.ParsePublish(req.Publish)
+		if err != nil {
+			return nil, err
+		}
+		if req.Op == "add" {
+			err = b.net.AddForward(f)
+		} else {
+			err = b.net.RemoveForward(f)
+		}
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown port operation %q", req.Op)
+	}
+	var out []string
+	for _, f := range b.net.Forwards() {
+		out = append(out, f.String())
+	}
+	return ipc.BootPorts{Forwards: out}, nil
+}

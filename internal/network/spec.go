@@ -1,0 +1,110 @@
+package network
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Network modes (--network).
+const (
+	ModeAuto    = "auto"    // as the spec says
+	ModeNone    = "none"    // a new namespace with loopback only
+	ModeHost    = "host"    // the host's namespace: no network isolation
+	ModeSandbox = "sandbox" // a new namespace wired to the user-mode network
+)
+
+// ApplyMode makes the spec's network namespace match mode and reports
+// whether the container gets the sandbox network. A namespace the spec joins
+// by path (set up by Podman, CNI or netavark) is kept as it is whatever the
+// mode: the caller may want to say so.
+//
+// Precondition: s is a validated spec (s.Linux is set).
+func ApplyMode(s *specs.Spec, mode string) (sandbox bool, err error) {
+	idx := -1
+	for i, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			idx = i
+		}
+	}
+	if idx >= 0 && s.Linux.Namespaces[idx].Path != "" {
+		return false, nil
+	}
+	switch mode {
+	case ModeAuto:
+		return false, nil
+	case ModeNone, ModeSandbox:
+		if idx < 0 {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		}
+		return mode == ModeSandbox, nil
+	case ModeHost:
+		if idx >= 0 {
+			s.Linux.Namespaces = append(s.Linux.Namespaces[:idx:idx], s.Linux.Namespaces[idx+1:]...)
+		}
+		for k := range s.Linux.Sysctl {
+			if strings.HasPrefix(k, "net.") || strings.HasPrefix(k, "net/") {
+				return false, fmt.Errorf("linux.sysctl %q needs a network namespace of its own; with --network=host it would change the host", k)
+			}
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("network mode %q: want auto, none, host or sandbox", mode)
+}
+
+// etcFileMode: the files are the container's to change, as under Docker.
+const etcFileMode = 0o644
+
+// AddEtcMounts writes the sandbox container's /etc/resolv.conf, /etc/hosts
+// and (with a spec hostname) /etc/hostname into dir, and adds bind mounts of
+// them to the spec, except where the spec mounts something there already.
+// hostResolv is the host's resolv.conf (its search and options lines are
+// kept).
+//
+// Precondition: dir is the container's private state directory.
+func AddEtcMounts(s *specs.Spec, dir string, hostResolv []byte, cfg Config) error {
+	cfg.setDefaults()
+	files := []struct {
+		dst  string
+		data []byte
+	}{
+		{"/etc/resolv.conf", ResolvConf(hostResolv, cfg.Gateway)},
+		{"/etc/hosts", Hosts(s.Hostname, cfg.ContainerIP, cfg.Gateway, cfg.AllowHostLoopback)},
+	}
+	if s.Hostname != "" {
+		files = append(files, struct {
+			dst  string
+			data []byte
+		}{"/etc/hostname", []byte(s.Hostname + "\n")})
+	}
+	mounted := map[string]bool{}
+	for _, m := range s.Mounts {
+		mounted[path.Clean("/"+m.Destination)] = true
+	}
+	for _, f := range files {
+		if mounted[f.dst] {
+			continue
+		}
+		src := filepath.Join(dir, "etc-"+path.Base(f.dst))
+		if err := os.WriteFile(src, f.data, etcFileMode); err != nil {
+			return fmt.Errorf("write %s for the container: %w", f.dst, err)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: f.dst, Type: "bind", Source: src,
+			Options: []string{"bind", "nosuid", "nodev", "noexec"},
+		})
+	}
+	return nil
+}
+
+// TapAddressing returns the TAP device's MTU, address (with the subnet's
+// length) and gateway for cfg, defaults applied.
+func (c Config) TapAddressing() (mtu int, addr netip.Prefix, gw netip.Addr) {
+	c.setDefaults()
+	return c.MTU, netip.PrefixFrom(c.ContainerIP, c.Subnet.Bits()), c.Gateway
+}
