@@ -5,6 +5,7 @@
 #   make conformance CONFORMANCE_RUNTIMES='runc "bin/moat --overlay=none"'
 #   make bench-run                       run-latency + idle-memory benchmark (env N, RUNTIMES)
 #   make bench-run N=20 RUNTIMES=runc,moat=bin/moat
+#   make bench-net                       sandbox network vs slirp4netns (iperf3, connections/s)
 
 # moat runs twice: with the gofer (--overlay=none, so that writes reach the
 # bundle as the suite expects: it reads files the container wrote) and with
@@ -29,3 +30,13 @@ bench-run:
 .PHONY: bench-fs
 bench-fs: build
 	$(if $(ROUNDS),ROUNDS=$(ROUNDS)) $(if $(WORKLOADS),WORKLOADS='$(WORKLOADS)') $(if $(RUNTIMES),RUNTIMES='$(RUNTIMES)') $(if $(PASSES),PASSES='$(PASSES)') ./scripts/bench-fs.sh
+
+# Network benchmark (issue 6): TCP throughput container->host (out_send),
+# host->container (out_recv), host->container through a port forward
+# (in_fwd) and short connections per second, moat's sandbox network vs
+# slirp4netns, MTU 65520, iperf3 over loopback in namespaces the test creates.
+# Needs root, iperf3 and slirp4netns (apt-get install iperf3 slirp4netns).
+.PHONY: bench-net
+bench-net:
+	@out=$$(mktemp); MOAT_NET_IPERF3=1 $(GO) test -count=1 -run '^TestIperf3$$' -v ./internal/network/ >$$out 2>&1; rc=$$?; \
+	grep -E 'moat:|slirp4netns:|^(ok|FAIL|---)|_test.go' $$out; rm -f $$out; exit $$rc

@@ -16,9 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestIperf3 measures throughput with iperf3 (separate processes, as in the
-// research notes) through the sandbox network, and through slirp4netns in the
-// same namespaces when it is installed. Opt-in, it takes ~30 s:
+// TestIperf3 is the network benchmark (`make bench-net`): TCP throughput
+// measured with iperf3 (separate processes, as in the research notes) and the
+// short-connection rate, through the sandbox network and through slirp4netns
+// in the same namespaces when it is installed. Opt-in, it takes ~40 s:
 //
 //	MOAT_NET_IPERF3=1 go test -run TestIperf3 -v ./internal/network/
 func TestIperf3(t *testing.T) {
@@ -30,6 +31,7 @@ func TestIperf3(t *testing.T) {
 		t.Skip("iperf3 not installed")
 	}
 	startProc(t, nil, "iperf3", "-s", "-B", hostA.String(), "-p", "15201")
+	greetServer(t, addrPort(hostA, connRatePort))
 	if err := waitListen(addrPort(hostA, 15201)); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,61 @@ func iperfSet(t *testing.T, c *ctr, hostPort int) string {
 		t.Fatal(err)
 	}
 	in := iperfClient(t, nil, "-c", "127.0.0.1", "-p", fmt.Sprint(hostPort))
-	return fmt.Sprintf("out_send %.2f Gbps, out_recv %.2f Gbps, in_fwd %.2f Gbps", send, recv, in)
+	rate := connRate(t, c, addrPort(hostA, connRatePort), 3*time.Second)
+	return fmt.Sprintf("out_send %.2f Gbps, out_recv %.2f Gbps, in_fwd %.2f Gbps, short connections %.0f/s", send, recv, in, rate)
+}
+
+// connRatePort is the host's greeting server for connRate.
+const connRatePort = 15202
+
+// greetServer answers each connection on addr with one byte and closes it.
+func greetServer(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte{1})
+			c.Close()
+		}
+	}()
+}
+
+// connRate makes connections in a row from c's namespace for d (connect,
+// read the greeting, close) and returns connections per second; a failure
+// fails the test.
+func connRate(t *testing.T, c *ctr, addr string, d time.Duration) float64 {
+	t.Helper()
+	n := 0
+	err := c.in(func() error {
+		buf := make([]byte, 1)
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", n+1, err)
+			}
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(buf)
+			conn.Close()
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", n+1, err)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(n) / d.Seconds()
 }
 
 // startProc starts a command, in c's network namespace when c is not nil.
