@@ -57,7 +57,9 @@ func ApplyMode(s *specs.Spec, mode string) (sandbox bool, err error) {
 	return false, fmt.Errorf("network mode %q: want auto, none, host or sandbox", mode)
 }
 
-// etcFileMode: the files are the container's to change, as under Docker.
+// etcFileMode: readable by every container user. The mounts are read-only:
+// the files live on the host (the state directory, often a small tmpfs that
+// host services need), so a container must not be able to grow them.
 const etcFileMode = 0o644
 
 // AddEtcMounts writes the sandbox container's /etc/resolv.conf, /etc/hosts
@@ -96,7 +98,7 @@ func AddEtcMounts(s *specs.Spec, dir string, hostResolv []byte, cfg Config) erro
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
 			Destination: f.dst, Type: "bind", Source: src,
-			Options: []string{"bind", "nosuid", "nodev", "noexec"},
+			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}
 	return nil

@@ -113,6 +113,15 @@ func TestSandboxNetworkSetup(t *testing.T) {
 	if strings.Contains(out, "host.containers.internal") {
 		t.Errorf("/etc/hosts names the host without --allow-host-loopback:\n%s", out)
 	}
+	// The generated files live on the host: the container cannot grow them.
+	var w struct {
+		OK   bool   `json:"ok"`
+		Name string `json:"name"`
+	}
+	e.runJSON(&w, []string{"open", "/etc/hosts", "wronly|append"})
+	if w.OK || w.Name != "EROFS" {
+		t.Errorf("/etc/hosts opened for writing: %+v; want EROFS", w)
+	}
 	// The TAP fd belongs to boot alone.
 	if fds := e.runProbe([]string{"fds"}); strings.Contains(fds, "tun") {
 		t.Errorf("the container holds the TAP device: %s", fds)
