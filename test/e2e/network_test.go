@@ -325,6 +325,20 @@ func TestSandboxPortForward(t *testing.T) {
 		t.Errorf("source address not preserved: %q", buf[:n])
 	}
 	e.fails("no sandbox network", "port", "ls", e.holdContainerIn(t))
+	// The container's end releases its host ports.
+	e.moat("delete", "--force", id)
+	ln, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", ha, p3))
+	if err != nil {
+		t.Errorf("host port still taken after delete: %v", err)
+	} else {
+		ln.Close()
+	}
+	pc, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p2))
+	if err != nil {
+		t.Errorf("UDP host port still taken after delete: %v", err)
+	} else {
+		pc.Close()
+	}
 }
 
 // holdContainerIn runs a hold container without the sandbox network.
