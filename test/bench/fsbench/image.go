@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -27,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moat-sandbox/moat/test/bench/benchrt"
 )
 
 const imageVersion = 1
@@ -257,14 +258,14 @@ func refreshBench(rootfs string) error {
 	if err != nil {
 		return err
 	}
-	if !isStaticELF(self) {
+	if !benchrt.IsStaticELF(self) {
 		return fmt.Errorf("%s is not statically linked (build it with CGO_ENABLED=0)", self)
 	}
 	bench := filepath.Join(rootfs, "bench")
 	if err := os.MkdirAll(filepath.Join(bench, "src"), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(self, filepath.Join(bench, "fsbench"), 0o755); err != nil {
+	if err := benchrt.CopyFile(self, filepath.Join(bench, "fsbench"), 0o755); err != nil {
 		return err
 	}
 	for _, name := range sourceNames() {
@@ -277,25 +278,4 @@ func refreshBench(rootfs string) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }

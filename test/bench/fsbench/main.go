@@ -43,19 +43,16 @@
 // workload (error, timeout) has its error printed once and is shown as n/a for it.
 // Every container is removed on exit, also on error, SIGINT and SIGTERM.
 //
-// Stdlib only: this file lives in the moat module but must not pull in dependencies.
+// Stdlib only (its shared runtime plumbing, test/bench/benchrt, too): this command lives in
+// the moat module but must not pull in dependencies.
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"debug/elf"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -63,6 +60,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/moat-sandbox/moat/test/bench/benchrt"
 )
 
 func main() {
@@ -70,8 +69,8 @@ func main() {
 		os.Exit(inside(os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "sweep" {
-		rts := parseRuntimes(envStr("RUNTIMES", defaultRuntimes))
-		privateRoots(rts, envStr("ROOT_BASE", "/run/fsbench"))
+		rts := benchrt.ParseRuntimes(benchrt.EnvNonEmpty("RUNTIMES", defaultRuntimes), true)
+		privateRoots(rts, benchrt.EnvNonEmpty("ROOT_BASE", "/run/fsbench"))
 		sweep(rts)
 		return
 	}
@@ -93,93 +92,21 @@ func logf(format string, a ...any) {
 // ---------------------------------------------------------------------------
 // Runtimes and the cleanup registry.
 
-type runtimeSpec struct {
-	Label  string
-	Argv   []string // command and its global flags; nil for native
-	Native bool
-	Err    error // set when the runtime cannot run at all
+// isMoat reports whether rt is moat (by its label or its command).
+func isMoat(rt *benchrt.Runtime) bool {
+	return !rt.Native && (strings.HasPrefix(rt.Label, "moat") || strings.Contains(filepath.Base(rt.Argv[0]), "moat"))
 }
 
-func (r *runtimeSpec) cmd(args ...string) *exec.Cmd {
-	argv := append(append([]string{}, r.Argv[1:]...), args...)
-	return exec.Command(r.Argv[0], argv...)
-}
-
-func (r *runtimeSpec) isMoat() bool {
-	return !r.Native && (strings.HasPrefix(r.Label, "moat") || strings.Contains(filepath.Base(r.Argv[0]), "moat"))
-}
-
-type live struct {
-	rt *runtimeSpec
-	id string
-}
-
-var (
-	liveMu  sync.Mutex
-	liveSet = map[string]live{}
-	tmpDirs []string
-)
-
-func track(rt *runtimeSpec, id string) {
-	liveMu.Lock()
-	liveSet[rt.Label+"/"+id] = live{rt, id}
-	liveMu.Unlock()
-}
-
-func untrack(rt *runtimeSpec, id string) {
-	liveMu.Lock()
-	delete(liveSet, rt.Label+"/"+id)
-	liveMu.Unlock()
-}
-
-// quiet runs c with a deadline, discarding its output.
-func quiet(c *exec.Cmd, d time.Duration) {
-	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
-	if err := c.Start(); err != nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		_ = c.Process.Kill()
-		<-done
-	}
-}
-
-func destroy(rt *runtimeSpec, id string) {
-	if rt.Native {
-		return
-	}
-	quiet(rt.cmd("kill", id, "KILL"), 15*time.Second)
-	quiet(rt.cmd("delete", "--force", id), 30*time.Second)
-	quiet(rt.cmd("delete", id), 15*time.Second) // for runtimes without --force
-	untrack(rt, id)
-}
-
-func cleanupAll() {
-	liveMu.Lock()
-	l := make([]live, 0, len(liveSet))
-	for _, v := range liveSet {
-		l = append(l, v)
-	}
-	liveMu.Unlock()
-	for _, v := range l {
-		logf("cleaning up %s container %s", v.rt.Label, v.id)
-		destroy(v.rt, v.id)
-	}
-	for _, d := range tmpDirs {
-		_ = os.RemoveAll(d)
-	}
-}
+// reg removes every container created, and the work directory, on exit, on error and on
+// SIGINT/SIGTERM.
+var reg = &benchrt.Registry{Name: "fsbench", DeleteTimeout: 30 * time.Second}
 
 // privateRoots gives every runtime its own state directory (--root=ROOT_BASE/<label>)
 // unless its command already names one: other tools that clean up "every container the
 // runtime lists" in the default roots (conformance harnesses, test suites running on the
 // same machine) then cannot kill the benchmark's containers, and the sweep below touches
 // nothing but ours.
-func privateRoots(rts []*runtimeSpec, base string) {
+func privateRoots(rts []*benchrt.Runtime, base string) {
 	for _, rt := range rts {
 		if rt.Native {
 			continue
@@ -205,7 +132,7 @@ func privateRoots(rts []*runtimeSpec, base string) {
 
 // sweep removes every fsbench-* container the runtimes list (leftovers of a run that was
 // killed hard). Only meaningful with the private roots above.
-func sweep(rts []*runtimeSpec) {
+func sweep(rts []*benchrt.Runtime) {
 	for _, rt := range rts {
 		if rt.Native {
 			continue
@@ -213,57 +140,20 @@ func sweep(rts []*runtimeSpec) {
 		if _, err := exec.LookPath(rt.Argv[0]); err != nil {
 			continue
 		}
-		c := rt.cmd("list", "-q")
+		c := rt.Cmd("list", "-q")
 		var out bytes.Buffer
 		c.Stdout = &out
 		if err := c.Start(); err != nil {
 			continue
 		}
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-		}
+		_ = benchrt.WaitFor(c, 30*time.Second)
 		for _, id := range strings.Fields(out.String()) {
 			if strings.HasPrefix(id, "fsbench-") {
 				logf("removing leftover %s container %s", rt.Label, id)
-				destroy(rt, id)
+				reg.Destroy(rt, id)
 			}
 		}
 	}
-}
-
-func parseRuntimes(s string) []*runtimeSpec {
-	var out []*runtimeSpec
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		label := ""
-		if i := strings.IndexByte(item, '='); i > 0 && !strings.ContainsAny(item[:i], " /") {
-			label, item = item[:i], item[i+1:]
-		}
-		if item == "native" {
-			if label == "" {
-				label = "native"
-			}
-			out = append(out, &runtimeSpec{Label: label, Native: true})
-			continue
-		}
-		argv := strings.Fields(item)
-		if label == "" {
-			label = filepath.Base(argv[0])
-			if len(argv) > 1 {
-				label += " " + strings.Join(argv[1:], " ")
-			}
-		}
-		out = append(out, &runtimeSpec{Label: label, Argv: argv})
-	}
-	return out
 }
 
 // ---------------------------------------------------------------------------
@@ -281,39 +171,6 @@ type bench struct {
 	devNull *os.File
 }
 
-// baseSpec returns `runc spec` output (or the first runtime's `spec` that works).
-func baseSpec(rts []*runtimeSpec, work string) (map[string]any, error) {
-	cands := []*runtimeSpec{{Label: "runc", Argv: []string{"runc"}}}
-	for _, rt := range rts {
-		if !rt.Native {
-			cands = append(cands, rt)
-		}
-	}
-	var errs []string
-	for _, rt := range cands {
-		d, err := os.MkdirTemp(work, "spec")
-		if err != nil {
-			return nil, err
-		}
-		if out, err := rt.cmd("spec", "--bundle", d).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Sprintf("%s spec: %v %s", rt.Label, err, bytes.TrimSpace(out)))
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(d, "config.json"))
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		return m, nil
-	}
-	return nil, fmt.Errorf("no runtime produced a spec: %s", strings.Join(errs, "; "))
-}
-
 // bundle returns a bundle whose process runs args: the `runc spec` config with
 // terminal=false, a writable root (so that moat gets its default memory overlay; nothing
 // writes to the image: the workloads write only to /tmp), and a tmpfs on /tmp.
@@ -321,20 +178,11 @@ func (b *bench) bundle(key string, args []string) (string, error) {
 	if d, ok := b.bundles[key]; ok {
 		return d, nil
 	}
-	data, _ := json.Marshal(b.base)
-	var m map[string]any
-	_ = json.Unmarshal(data, &m)
-	proc, _ := m["process"].(map[string]any)
-	if proc == nil {
-		return "", errors.New("spec has no process")
+	m, err := benchrt.WithArgs(b.base, args)
+	if err != nil {
+		return "", err
 	}
-	proc["terminal"] = false
-	a := make([]any, len(args))
-	for i, s := range args {
-		a[i] = s
-	}
-	proc["args"] = a
-	proc["env"] = []any{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=xterm"}
+	m["process"].(map[string]any)["env"] = []any{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=xterm"}
 	m["root"] = map[string]any{"path": b.rootfs, "readonly": false}
 	mounts, _ := m["mounts"].([]any)
 	mounts = append(mounts, map[string]any{
@@ -343,11 +191,7 @@ func (b *bench) bundle(key string, args []string) (string, error) {
 	})
 	m["mounts"] = mounts
 	dir := filepath.Join(b.work, "bundle-"+key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	out, _ := json.MarshalIndent(m, "", "\t")
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644); err != nil {
+	if err := benchrt.WriteConfig(dir, m); err != nil {
 		return "", err
 	}
 	b.bundles[key] = dir
@@ -367,7 +211,7 @@ type runResult struct {
 
 // runOnce runs `fsbench in TIMES WORKLOAD ARG` in a fresh container of rt (or chrooted,
 // for native) and returns the in-container timings.
-func (b *bench) runOnce(rt *runtimeSpec, wl string, times int) runResult {
+func (b *bench) runOnce(rt *benchrt.Runtime, wl string, times int) runResult {
 	args := []string{"/bench/fsbench", "in", strconv.Itoa(times), wl, b.args[wl]}
 	outf, err := os.CreateTemp(b.work, "out")
 	if err != nil {
@@ -401,13 +245,13 @@ exec chroot "$R" "$@"`
 			return runResult{err: err}
 		}
 		id = b.nextID()
-		c = rt.cmd("run", "--bundle", bundle, id)
-		track(rt, id)
+		c = rt.Cmd("run", "--bundle", bundle, id)
+		reg.Track(rt, id)
 	}
 	c.Stdin, c.Stdout, c.Stderr = b.devNull, outf, errf
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.Start(); err != nil {
-		untrack(rt, id)
+		reg.Untrack(rt, id)
 		return runResult{err: err}
 	}
 	var timedOut bool
@@ -418,18 +262,18 @@ exec chroot "$R" "$@"`
 		tmu.Unlock()
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 		if id != "" {
-			quiet(rt.cmd("kill", id, "KILL"), 15*time.Second)
+			benchrt.Quiet(rt.Cmd("kill", id, "KILL"), 15*time.Second)
 		}
 	})
 	werr := c.Wait()
 	timer.Stop()
 	if id != "" {
 		if werr != nil {
-			destroy(rt, id)
+			reg.Destroy(rt, id)
 		} else {
 			// `run` removes its container; make sure (quietly) in case one does not.
-			quiet(rt.cmd("delete", "--force", id), 30*time.Second)
-			untrack(rt, id)
+			benchrt.Quiet(rt.Cmd("delete", "--force", id), 30*time.Second)
+			reg.Untrack(rt, id)
 		}
 	}
 	out, _ := os.ReadFile(outf.Name())
@@ -486,20 +330,6 @@ func dropCaches() error {
 
 type key struct{ table, wl, rt string }
 
-func envStr(k, def string) string {
-	if v, ok := os.LookupEnv(k); ok && v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -510,33 +340,19 @@ func splitList(s string) []string {
 	return out
 }
 
-func isStaticELF(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
-}
-
 func driver() int {
 	if os.Geteuid() != 0 {
 		logf("must run as root")
 		return 1
 	}
-	rounds := envInt("ROUNDS", 3)
-	timeout := time.Duration(envInt("TIMEOUT", 600)) * time.Second
-	imageDir := envStr("IMAGE_DIR", "/var/tmp/moat-bench-image")
-	bigMiB := envInt("BIG_MIB", 1024)
-	rts := parseRuntimes(envStr("RUNTIMES", defaultRuntimes))
-	privateRoots(rts, envStr("ROOT_BASE", "/run/fsbench"))
+	rounds := benchrt.EnvInt("ROUNDS", 3)
+	timeout := time.Duration(benchrt.EnvInt("TIMEOUT", 600)) * time.Second
+	imageDir := benchrt.EnvNonEmpty("IMAGE_DIR", "/var/tmp/moat-bench-image")
+	bigMiB := benchrt.EnvInt("BIG_MIB", 1024)
+	rts := benchrt.ParseRuntimes(benchrt.EnvNonEmpty("RUNTIMES", defaultRuntimes), true)
+	privateRoots(rts, benchrt.EnvNonEmpty("ROOT_BASE", "/run/fsbench"))
 	var wls []string
-	for _, w := range splitList(envStr("WORKLOADS", "exec,python,compile,walk,readall,seqread")) {
+	for _, w := range splitList(benchrt.EnvNonEmpty("WORKLOADS", "exec,python,compile,walk,readall,seqread")) {
 		if findWorkload(w) == nil {
 			logf("unknown workload %q (have exec,python,compile,walk,readall,seqread)", w)
 			return 2
@@ -544,7 +360,7 @@ func driver() int {
 		wls = append(wls, w)
 	}
 	passes := map[string]bool{}
-	for _, p := range splitList(envStr("PASSES", "warm,cold")) {
+	for _, p := range splitList(benchrt.EnvNonEmpty("PASSES", "warm,cold")) {
 		if p != "warm" && p != "cold" {
 			logf("unknown pass %q (have warm,cold)", p)
 			return 2
@@ -561,15 +377,11 @@ func driver() int {
 		logf("%v", err)
 		return 1
 	}
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sigc
+	benchrt.ExitOnSignal(func(s os.Signal) {
 		logf("%v: cleaning up", s)
-		cleanupAll()
-		os.Exit(130)
-	}()
-	defer cleanupAll()
+		reg.CleanupAll()
+	})
+	defer reg.CleanupAll()
 
 	for _, rt := range rts {
 		if rt.Native {
@@ -580,11 +392,7 @@ func driver() int {
 			}
 			continue
 		}
-		if p, err := exec.LookPath(rt.Argv[0]); err != nil {
-			rt.Err = err
-		} else if abs, err := filepath.Abs(p); err == nil {
-			rt.Argv[0] = abs
-		}
+		rt.Resolve()
 	}
 
 	sweep(rts)
@@ -593,14 +401,12 @@ func driver() int {
 		logf("%v", err)
 		return 1
 	}
-	work, err := os.MkdirTemp("", "fsbench")
+	work, err := reg.TempDir("fsbench")
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
-	tmpDirs = append(tmpDirs, work)
-	_ = os.Chmod(work, 0o755)
-	base, err := baseSpec(rts, work)
+	base, err := benchrt.BaseSpec(rts, work)
 	if err != nil {
 		logf("%v", err)
 		return 1
@@ -608,7 +414,7 @@ func driver() int {
 	b := &bench{
 		rootfs: rootfs, work: work, base: base, timeout: timeout,
 		args: map[string]string{
-			"walk": envStr("WALK_DIR", "/usr/lib"), "readall": envStr("READ_DIR", "/usr/include"),
+			"walk": benchrt.EnvNonEmpty("WALK_DIR", "/usr/lib"), "readall": benchrt.EnvNonEmpty("READ_DIR", "/usr/include"),
 			"seqread": "/data/big", "exec": "1000", "python": "50", "compile": "/bench/src",
 		},
 		bundles: map[string]string{},
@@ -616,7 +422,7 @@ func driver() int {
 		devNull: devNull,
 	}
 
-	resultsPath := envStr("RESULTS", filepath.Join(imageDir, "results", "fsbench-"+time.Now().Format("20060102-150405")+".tsv"))
+	resultsPath := benchrt.EnvNonEmpty("RESULTS", filepath.Join(imageDir, "results", "fsbench-"+time.Now().Format("20060102-150405")+".tsv"))
 	_ = os.MkdirAll(filepath.Dir(resultsPath), 0o755)
 	raw, err := os.Create(resultsPath)
 	if err != nil {
@@ -631,7 +437,7 @@ func driver() int {
 	samples := map[key][]float64{}
 	failed := map[[2]string]error{} // {wl, rt} -> first error
 	infos := map[string]string{}    // wl -> info line of a native (else any) run
-	record := func(pass string, round int, wl string, rt *runtimeSpec, r runResult) {
+	record := func(pass string, round int, wl string, rt *benchrt.Runtime, r runResult) {
 		if r.err != nil {
 			fk := [2]string{wl, rt.Label}
 			if failed[fk] == nil {
@@ -655,7 +461,7 @@ func driver() int {
 		}
 	}
 
-	var active []*runtimeSpec
+	var active []*benchrt.Runtime
 	for _, rt := range rts {
 		if rt.Err != nil {
 			fmt.Printf("!! %s unavailable, n/a everywhere: %v\n", rt.Label, rt.Err)
@@ -707,7 +513,7 @@ func driver() int {
 		printTable(t.name, t.title, rounds, wls, rts, samples, failed, infos)
 	}
 
-	if envStr("RSS", "1") != "0" {
+	if benchrt.EnvNonEmpty("RSS", "1") != "0" {
 		measureGoferRSS(b, rts)
 	}
 	if len(failed) > 0 {
@@ -742,7 +548,7 @@ func cmdOut(name string, args ...string) string {
 	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 }
 
-func printHeader(rts []*runtimeSpec, rootfs string, info *imageInfo, b *bench, rounds int, passes map[string]bool) {
+func printHeader(rts []*benchrt.Runtime, rootfs string, info *imageInfo, b *bench, rounds int, passes map[string]bool) {
 	var u syscall.Utsname
 	_ = syscall.Uname(&u)
 	rel := ""
@@ -792,7 +598,7 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-func printTable(table, title string, rounds int, wls []string, rts []*runtimeSpec,
+func printTable(table, title string, rounds int, wls []string, rts []*benchrt.Runtime,
 	samples map[key][]float64, failed map[[2]string]error, infos map[string]string) {
 	fmt.Printf("\n%s; median of %d rounds, seconds (xN = ratio to runc)\n", title, rounds)
 	haveRunc, haveMoat, haveRunsc := false, false, false

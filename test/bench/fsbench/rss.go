@@ -10,75 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moat-sandbox/moat/test/bench/benchrt"
 )
-
-type procEntry struct {
-	pid, ppid int
-	args      []string
-}
-
-func listProcs() map[int]procEntry {
-	ents, _ := os.ReadDir("/proc")
-	m := map[int]procEntry{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		r := strings.LastIndexByte(s, ')')
-		if r < 0 {
-			continue
-		}
-		f := strings.Fields(s[r+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		args := strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")
-		m[pid] = procEntry{pid: pid, ppid: ppid, args: args}
-	}
-	return m
-}
-
-func descendantsOf(procs map[int]procEntry, root int) []int {
-	kids := map[int][]int{}
-	for _, p := range procs {
-		kids[p.ppid] = append(kids[p.ppid], p.pid)
-	}
-	var out []int
-	stack := []int{root}
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, k := range kids[p] {
-			out = append(out, k)
-			stack = append(stack, k)
-		}
-	}
-	sort.Ints(out)
-	return out
-}
-
-// subcommand returns the first argument that is not a flag (nor a flag's value given as
-// --flag=value), e.g. "gofer" for `moat --root=/x gofer --spec-fd=3`.
-func subcommand(args []string) string {
-	for _, a := range args[1:] {
-		if a != "" && !strings.HasPrefix(a, "-") {
-			return a
-		}
-	}
-	return ""
-}
 
 func statusKB(pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -103,14 +40,14 @@ type goferMem struct {
 }
 
 func goferSnapshot(bootPid int) (goferMem, []string) {
-	procs := listProcs()
+	procs := benchrt.Procs()
 	var gm goferMem
 	var all []string
-	for _, p := range descendantsOf(procs, bootPid) {
+	for _, p := range benchrt.Descendants(procs, bootPid) {
 		pe := procs[p]
-		sub := subcommand(pe.args)
+		sub := benchrt.Subcommand(pe.Args)
 		rss, hwm := statusKB(p, "VmRSS"), statusKB(p, "VmHWM")
-		all = append(all, fmt.Sprintf("%s[%d] %.1f MiB", filepath.Base(pe.args[0])+" "+sub, p, float64(rss)/1024))
+		all = append(all, fmt.Sprintf("%s[%d] %.1f MiB", filepath.Base(pe.Args[0])+" "+sub, p, float64(rss)/1024))
 		if sub == "gofer" {
 			gm.rss += rss
 			gm.desc += fmt.Sprintf(" pid %d VmRSS %.1f MiB (VmHWM %.1f MiB);", p, float64(rss)/1024, float64(hwm)/1024)
@@ -134,29 +71,20 @@ func runQuiet(b *bench, c *exec.Cmd, d time.Duration) error {
 	if err := c.Start(); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(d):
-		_ = c.Process.Kill()
-		<-done
-		err = fmt.Errorf("timed out after %v", d)
-	}
-	if err != nil {
+	if err := benchrt.WaitFor(c, d); err != nil {
 		msg, _ := os.ReadFile(errf.Name())
 		return fmt.Errorf("%s: %v: %s", strings.Join(c.Args, " "), err, oneLine(string(msg)))
 	}
 	return nil
 }
 
-func measureGoferRSS(b *bench, rts []*runtimeSpec) {
+func measureGoferRSS(b *bench, rts []*benchrt.Runtime) {
 	settle := 2 * time.Second
 	fmt.Printf("\nGofer memory (target: idle gofer VmRSS <= 10 MiB): `create`+`start` of /bin/sleep, %v settle,\n", settle)
 	fmt.Printf("then `exec` of one lstat walk of %s in the container\n", b.args["walk"])
 	any := false
 	for _, rt := range rts {
-		if rt.Err != nil || !rt.isMoat() {
+		if rt.Err != nil || !isMoat(rt) {
 			continue
 		}
 		any = true
@@ -167,14 +95,14 @@ func measureGoferRSS(b *bench, rts []*runtimeSpec) {
 		}
 		id := b.nextID()
 		pidFile := filepath.Join(b.work, id+".pid")
-		track(rt, id)
+		reg.Track(rt, id)
 		func() {
-			defer destroy(rt, id)
-			if err := runQuiet(b, rt.cmd("create", "--bundle", bundle, "--pid-file", pidFile, id), b.timeout); err != nil {
+			defer reg.Destroy(rt, id)
+			if err := runQuiet(b, rt.Cmd("create", "--bundle", bundle, "--pid-file", pidFile, id), b.timeout); err != nil {
 				fmt.Printf("  %-12s error: %v\n", rt.Label, err)
 				return
 			}
-			if err := runQuiet(b, rt.cmd("start", id), b.timeout); err != nil {
+			if err := runQuiet(b, rt.Cmd("start", id), b.timeout); err != nil {
 				fmt.Printf("  %-12s error: %v\n", rt.Label, err)
 				return
 			}
@@ -197,7 +125,7 @@ func measureGoferRSS(b *bench, rts []*runtimeSpec) {
 			fmt.Printf("  %-12s idle:       %s  -> %.1f MiB, target <=10 MiB %s\n", rt.Label, idle.desc, float64(idle.rss)/1024, verdict)
 			fmt.Printf("  %-12s             all processes: %s\n", "", strings.Join(all, ", "))
 			t0 := time.Now()
-			if err := runQuiet(b, rt.cmd("exec", id, "/bench/fsbench", "in", "1", "walk", b.args["walk"]), b.timeout); err != nil {
+			if err := runQuiet(b, rt.Cmd("exec", id, "/bench/fsbench", "in", "1", "walk", b.args["walk"]), b.timeout); err != nil {
 				fmt.Printf("  %-12s after walk: error: %v\n", rt.Label, err)
 				return
 			}

@@ -22,107 +22,34 @@
 // plus the --pid-file process and its descendants. For runc/crun that is nothing; for
 // runsc it is the sandbox and gofer; for moat, `moat boot` and its helpers.
 //
-// Stdlib only: this file lives in the moat module but must not pull in dependencies.
+// Stdlib only (its shared runtime plumbing, test/bench/benchrt, too): this command lives in
+// the moat module but must not pull in dependencies.
 package main
 
 import (
 	"bytes"
-	"debug/elf"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/moat-sandbox/moat/test/bench/benchrt"
 )
 
-type runtimeSpec struct {
-	Label string
-	Argv  []string // command and its global flags
-	Err   error    // set when the runtime is skipped
-}
-
-func (r *runtimeSpec) cmd(args ...string) *exec.Cmd {
-	argv := append(append([]string{}, r.Argv[1:]...), args...)
-	return exec.Command(r.Argv[0], argv...)
-}
-
-// ---------------------------------------------------------------------------
-// Cleanup registry: every container created is recorded and removed on exit,
+// reg removes every container created, and the work directory (unless -keep), on exit,
 // on error and on SIGINT/SIGTERM.
-
-type live struct {
-	rt *runtimeSpec
-	id string
-}
-
-var (
-	liveMu     sync.Mutex
-	liveSet    = map[string]live{}
-	tmpDirs    []string
-	keepBundle bool
-)
-
-func track(rt *runtimeSpec, id string) {
-	liveMu.Lock()
-	liveSet[rt.Label+"/"+id] = live{rt, id}
-	liveMu.Unlock()
-}
-
-func untrack(rt *runtimeSpec, id string) {
-	liveMu.Lock()
-	delete(liveSet, rt.Label+"/"+id)
-	liveMu.Unlock()
-}
-
-func destroy(rt *runtimeSpec, id string) {
-	quiet := func(c *exec.Cmd) {
-		c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
-		done := make(chan struct{})
-		if err := c.Start(); err != nil {
-			return
-		}
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-		}
-	}
-	quiet(rt.cmd("kill", id, "KILL"))
-	quiet(rt.cmd("delete", "--force", id))
-	// Not every runtime knows --force; a plain delete after KILL is harmless.
-	quiet(rt.cmd("delete", id))
-	untrack(rt, id)
-}
+var reg = &benchrt.Registry{Name: "runbench", DeleteTimeout: 15 * time.Second}
 
 func cleanupAll() {
-	liveMu.Lock()
-	l := make([]live, 0, len(liveSet))
-	for _, v := range liveSet {
-		l = append(l, v)
-	}
-	liveMu.Unlock()
-	for _, v := range l {
-		fmt.Fprintf(os.Stderr, "runbench: cleaning up %s container %s\n", v.rt.Label, v.id)
-		destroy(v.rt, v.id)
-	}
+	reg.CleanupAll()
 	reapOrphans()
-	if !keepBundle {
-		for _, d := range tmpDirs {
-			_ = os.RemoveAll(d)
-		}
-	}
 }
 
 func fatalf(format string, a ...any) {
@@ -134,37 +61,6 @@ func fatalf(format string, a ...any) {
 // ---------------------------------------------------------------------------
 // Bundle preparation.
 
-func isStatic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 // makeRootfs fills dir/bin with busybox (+ applet symlinks) and/or trueBin as /bin/true.
 // It reports whether /bin/sleep exists (needed for the idle-memory measurement).
 func makeRootfs(dir, busybox, trueBin string) (haveSleep bool, err error) {
@@ -173,10 +69,10 @@ func makeRootfs(dir, busybox, trueBin string) (haveSleep bool, err error) {
 		return false, err
 	}
 	if busybox != "" {
-		if !isStatic(busybox) {
+		if !benchrt.IsStaticELF(busybox) {
 			return false, fmt.Errorf("%s is not a static binary (install busybox-static or pass -true)", busybox)
 		}
-		if err := copyFile(busybox, filepath.Join(bin, "busybox"), 0o755); err != nil {
+		if err := benchrt.CopyFile(busybox, filepath.Join(bin, "busybox"), 0o755); err != nil {
 			return false, err
 		}
 		out, err := exec.Command(busybox, "--list").Output()
@@ -194,11 +90,11 @@ func makeRootfs(dir, busybox, trueBin string) (haveSleep bool, err error) {
 		haveSleep = true
 	}
 	if trueBin != "" {
-		if !isStatic(trueBin) {
+		if !benchrt.IsStaticELF(trueBin) {
 			return false, fmt.Errorf("%s is not a static binary", trueBin)
 		}
 		_ = os.Remove(filepath.Join(bin, "true"))
-		if err := copyFile(trueBin, filepath.Join(bin, "true"), 0o755); err != nil {
+		if err := benchrt.CopyFile(trueBin, filepath.Join(bin, "true"), 0o755); err != nil {
 			return false, err
 		}
 	}
@@ -208,65 +104,19 @@ func makeRootfs(dir, busybox, trueBin string) (haveSleep bool, err error) {
 	return haveSleep, nil
 }
 
-// baseSpec returns `spec` output of the first runtime that can produce one.
-func baseSpec(rts []*runtimeSpec, work string) (map[string]any, error) {
-	cands := []*runtimeSpec{{Label: "runc", Argv: []string{"runc"}}}
-	cands = append(cands, rts...)
-	var errs []string
-	for _, rt := range cands {
-		d, err := os.MkdirTemp(work, "spec")
-		if err != nil {
-			return nil, err
-		}
-		c := rt.cmd("spec", "--bundle", d)
-		if out, err := c.CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Sprintf("%s spec: %v %s", rt.Label, err, bytes.TrimSpace(out)))
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(d, "config.json"))
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		return m, nil
-	}
-	return nil, fmt.Errorf("no runtime produced a spec: %s", strings.Join(errs, "; "))
-}
-
+// writeBundle writes dir/config.json: base running args without a terminal, root rootfs.
 func writeBundle(dir, rootfs string, base map[string]any, args []string) error {
-	// Deep copy through JSON so that the two bundles do not share maps.
-	data, _ := json.Marshal(base)
-	var m map[string]any
-	_ = json.Unmarshal(data, &m)
-	proc, _ := m["process"].(map[string]any)
-	if proc == nil {
-		return errors.New("spec has no process")
+	m, err := benchrt.WithArgs(base, args)
+	if err != nil {
+		return err
 	}
-	proc["terminal"] = false
-	a := make([]any, len(args))
-	for i, s := range args {
-		a[i] = s
-	}
-	proc["args"] = a
 	root, _ := m["root"].(map[string]any)
 	if root == nil {
 		root = map[string]any{}
 		m["root"] = root
 	}
 	root["path"] = rootfs
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	out, err := json.MarshalIndent(m, "", "\t")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644)
+	return benchrt.WriteConfig(dir, m)
 }
 
 // ---------------------------------------------------------------------------
@@ -275,25 +125,25 @@ func writeBundle(dir, rootfs string, base map[string]any, args []string) error {
 var devNull *os.File
 
 // runOnce runs `RUNTIME run --bundle B id` and returns its wall time.
-func runOnce(rt *runtimeSpec, bundle, id string) (time.Duration, error) {
+func runOnce(rt *benchrt.Runtime, bundle, id string) (time.Duration, error) {
 	errf, err := os.CreateTemp("", "runbench-stderr")
 	if err != nil {
 		return 0, err
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
-	c := rt.cmd("run", "--bundle", bundle, id)
+	c := rt.Cmd("run", "--bundle", bundle, id)
 	c.Stdin, c.Stdout, c.Stderr = devNull, devNull, errf
-	track(rt, id)
+	reg.Track(rt, id)
 	t0 := time.Now()
 	err = c.Run()
 	d := time.Since(t0)
 	if err != nil {
 		msg, _ := os.ReadFile(errf.Name())
-		destroy(rt, id)
+		reg.Destroy(rt, id)
 		return d, fmt.Errorf("%v: %s", err, bytes.TrimSpace(msg))
 	}
-	untrack(rt, id)
+	reg.Untrack(rt, id)
 	return d, nil
 }
 
@@ -337,58 +187,6 @@ func reapOrphans() {
 	}
 }
 
-type procInfo struct {
-	pid, ppid int
-	comm      string
-}
-
-func listProcs() map[int]procInfo {
-	ents, _ := os.ReadDir("/proc")
-	m := map[int]procInfo{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if l < 0 || r < l {
-			continue
-		}
-		f := strings.Fields(s[r+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		m[pid] = procInfo{pid: pid, ppid: ppid, comm: s[l+1 : r]}
-	}
-	return m
-}
-
-func descendants(procs map[int]procInfo, root int) map[int]bool {
-	kids := map[int][]int{}
-	for _, p := range procs {
-		kids[p.ppid] = append(kids[p.ppid], p.pid)
-	}
-	out := map[int]bool{}
-	stack := []int{root}
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, k := range kids[p] {
-			if !out[k] {
-				out[k] = true
-				stack = append(stack, k)
-			}
-		}
-	}
-	return out
-}
-
 // memKB returns Rss and Pss in kB from smaps_rollup (falling back to VmRSS).
 func memKB(pid int) (rss, pss int64, ok bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
@@ -426,18 +224,13 @@ func memKB(pid int) (rss, pss int64, ok bool) {
 
 // procName describes a process as "argv0-basename subcommand" (e.g. "runsc-sandbox boot",
 // "moat boot"), falling back to its comm.
-func procName(pid int, comm string) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(data) == 0 {
-		return comm
+func procName(p benchrt.Proc) string {
+	if p.Args[0] == "" {
+		return p.Comm
 	}
-	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-	name := filepath.Base(args[0])
-	for _, a := range args[1:] {
-		if a != "" && !strings.HasPrefix(a, "-") {
-			name += " " + a
-			break
-		}
+	name := filepath.Base(p.Args[0])
+	if sub := benchrt.Subcommand(p.Args); sub != "" {
+		name += " " + sub
 	}
 	return name
 }
@@ -464,28 +257,31 @@ func runCmdErr(c *exec.Cmd) error {
 	return nil
 }
 
-func measureIdle(rt *runtimeSpec, bundle, id, work string, settle time.Duration) (res memResult) {
+func measureIdle(rt *benchrt.Runtime, bundle, id, work string, settle time.Duration) (res memResult) {
 	pidFile := filepath.Join(work, id+".pid")
-	track(rt, id)
+	reg.Track(rt, id)
 	defer func() {
-		destroy(rt, id)
+		reg.Destroy(rt, id)
 		reapOrphans()
 	}()
-	if res.err = runCmdErr(rt.cmd("create", "--bundle", bundle, "--pid-file", pidFile, id)); res.err != nil {
+	if res.err = runCmdErr(rt.Cmd("create", "--bundle", bundle, "--pid-file", pidFile, id)); res.err != nil {
 		return
 	}
-	if res.err = runCmdErr(rt.cmd("start", id)); res.err != nil {
+	if res.err = runCmdErr(rt.Cmd("start", id)); res.err != nil {
 		return
 	}
 	time.Sleep(settle)
 	reapOrphans()
 
-	procs := listProcs()
-	set := descendants(procs, os.Getpid())
+	procs := benchrt.Procs()
+	set := map[int]bool{}
+	for _, k := range benchrt.Descendants(procs, os.Getpid()) {
+		set[k] = true
+	}
 	if data, err := os.ReadFile(pidFile); err == nil {
-		if p, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && procs[p].pid == p {
+		if p, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && procs[p].PID == p {
 			set[p] = true
-			for k := range descendants(procs, p) {
+			for _, k := range benchrt.Descendants(procs, p) {
 				set[k] = true
 			}
 		}
@@ -500,14 +296,14 @@ func measureIdle(rt *runtimeSpec, bundle, id, work string, settle time.Duration)
 		if !ok {
 			continue
 		}
-		if procs[p].comm == "sleep" {
+		if procs[p].Comm == "sleep" {
 			res.ctrRSS += rss
 			res.ctrPSS += pss
 			continue
 		}
 		res.rtRSS += rss
 		res.rtPSS += pss
-		res.rtProcs = append(res.rtProcs, fmt.Sprintf("%s[%d] %.1fM", procName(p, procs[p].comm), p, float64(rss)/1024))
+		res.rtProcs = append(res.rtProcs, fmt.Sprintf("%s[%d] %.1fM", procName(procs[p]), p, float64(rss)/1024))
 	}
 	if res.ctrRSS == 0 {
 		// For runsc the workload runs inside the sandbox; there is no host "sleep".
@@ -518,29 +314,6 @@ func measureIdle(rt *runtimeSpec, bundle, id, work string, settle time.Duration)
 
 // ---------------------------------------------------------------------------
 
-func parseRuntimes(s string) []*runtimeSpec {
-	var out []*runtimeSpec
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		label := ""
-		if i := strings.IndexByte(item, '='); i > 0 && !strings.ContainsAny(item[:i], " /") {
-			label, item = item[:i], item[i+1:]
-		}
-		argv := strings.Fields(item)
-		if label == "" {
-			label = filepath.Base(argv[0])
-			if len(argv) > 1 {
-				label += " " + strings.Join(argv[1:], " ")
-			}
-		}
-		out = append(out, &runtimeSpec{Label: label, Argv: argv})
-	}
-	return out
-}
-
 func defaultRuntimes() string {
 	var l []string
 	if _, err := os.Stat("bin/moat"); err == nil {
@@ -550,47 +323,35 @@ func defaultRuntimes() string {
 }
 
 func main() {
-	n := flag.Int("n", envInt("N", 50), "measured runs per runtime (env N)")
-	warm := flag.Int("warmup", envInt("WARMUP", 3), "warm-up runs per runtime (env WARMUP)")
-	rtList := flag.String("runtimes", envStr("RUNTIMES", defaultRuntimes()), "comma-separated [label=]command [flags] (env RUNTIMES)")
-	busybox := flag.String("busybox", envStr("BUSYBOX", "/bin/busybox"), "static busybox for the rootfs, \"\" for none (env BUSYBOX)")
-	trueBin := flag.String("true", envStr("TRUE_BIN", ""), "static binary to use as /bin/true (env TRUE_BIN)")
-	doRSS := flag.Bool("rss", envStr("RSS", "1") != "0", "measure idle memory of a started container (env RSS=0 to skip)")
+	n := flag.Int("n", benchrt.EnvInt("N", 50), "measured runs per runtime (env N)")
+	warm := flag.Int("warmup", benchrt.EnvInt("WARMUP", 3), "warm-up runs per runtime (env WARMUP)")
+	rtList := flag.String("runtimes", benchrt.EnvStr("RUNTIMES", defaultRuntimes()), "comma-separated [label=]command [flags] (env RUNTIMES)")
+	busybox := flag.String("busybox", benchrt.EnvStr("BUSYBOX", "/bin/busybox"), "static busybox for the rootfs, \"\" for none (env BUSYBOX)")
+	trueBin := flag.String("true", benchrt.EnvStr("TRUE_BIN", ""), "static binary to use as /bin/true (env TRUE_BIN)")
+	doRSS := flag.Bool("rss", benchrt.EnvStr("RSS", "1") != "0", "measure idle memory of a started container (env RSS=0 to skip)")
 	settle := flag.Duration("settle", time.Second, "wait after start before reading memory")
-	flag.BoolVar(&keepBundle, "keep", false, "keep the temporary bundle directory")
+	flag.BoolVar(&reg.KeepTmp, "keep", false, "keep the temporary bundle directory")
 	flag.Parse()
 
 	var err error
 	if devNull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 		fatalf("%v", err)
 	}
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sigc
+	benchrt.ExitOnSignal(func(s os.Signal) {
 		fmt.Fprintf(os.Stderr, "runbench: %v\n", s)
 		cleanupAll()
-		os.Exit(130)
-	}()
+	})
 
-	rts := parseRuntimes(*rtList)
+	rts := benchrt.ParseRuntimes(*rtList, false)
 	if len(rts) == 0 {
 		fatalf("no runtimes")
 	}
 	for _, rt := range rts {
-		if p, err := exec.LookPath(rt.Argv[0]); err != nil {
-			rt.Err = err
-		} else if abs, err := filepath.Abs(p); err == nil {
-			rt.Argv[0] = abs
-		}
+		rt.Resolve()
 	}
 
-	work, err := os.MkdirTemp("", "runbench")
+	work, err := reg.TempDir("runbench")
 	if err != nil {
-		fatalf("%v", err)
-	}
-	tmpDirs = append(tmpDirs, work)
-	if err := os.Chmod(work, 0o755); err != nil {
 		fatalf("%v", err)
 	}
 	rootfs := filepath.Join(work, "rootfs")
@@ -598,7 +359,7 @@ func main() {
 	if err != nil {
 		fatalf("rootfs: %v", err)
 	}
-	base, err := baseSpec(rts, work)
+	base, err := benchrt.BaseSpec(rts, work)
 	if err != nil {
 		fatalf("%v", err)
 	}
@@ -610,19 +371,19 @@ func main() {
 	if err := writeBundle(sleepBundle, rootfs, base, []string{"/bin/sleep", "30"}); err != nil {
 		fatalf("%v", err)
 	}
-	if keepBundle {
+	if reg.KeepTmp {
 		fmt.Fprintf(os.Stderr, "runbench: bundles in %s\n", work)
 	}
 
 	prefix := fmt.Sprintf("runbench-%d", os.Getpid())
 	seq := 0
-	nextID := func(*runtimeSpec) string {
+	nextID := func(*benchrt.Runtime) string {
 		seq++
 		return fmt.Sprintf("%s-%d", prefix, seq)
 	}
 
 	// Warm-up: also decides which runtimes work here.
-	var active []*runtimeSpec
+	var active []*benchrt.Runtime
 	for _, rt := range rts {
 		if rt.Err == nil {
 			for i := 0; i < *warm || i == 0; i++ {
@@ -642,9 +403,9 @@ func main() {
 		fatalf("no runtime works")
 	}
 
-	samples := map[*runtimeSpec][]time.Duration{}
-	fails := map[*runtimeSpec]int{}
-	firstErr := map[*runtimeSpec]error{}
+	samples := map[*benchrt.Runtime][]time.Duration{}
+	fails := map[*benchrt.Runtime]int{}
+	firstErr := map[*benchrt.Runtime]error{}
 	for i := 0; i < *n; i++ {
 		for j := range active {
 			rt := active[(i+j)%len(active)]
@@ -715,18 +476,4 @@ func main() {
 		}
 	}
 	cleanupAll()
-}
-
-func envStr(k, def string) string {
-	if v, ok := os.LookupEnv(k); ok {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
 }
