@@ -92,7 +92,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	}
 	defer lk.Unlock()
 	if sandboxNet {
-		err = addEtcMounts(cfg, b, st.Dir())
+		err = addEtcMounts(cfg, b, st.Dir(), userns)
 	}
 	if err == nil {
 		c, err = r.createLocked(st, b, o, exe, userns)
@@ -118,7 +118,12 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 
 // addEtcMounts gives a sandbox-network container its generated
 // resolv.conf, hosts and hostname, kept in its state directory.
-func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string) error {
+//
+// As root with the spec's own user namespace, init runs as the container's
+// root, a host id with no access to root's 0700 state directories: they
+// become 0711 (searchable, not listable; what they hold stays 0600), as
+// Docker does for its remapped root.
+func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string, userns *rootless.Mode) error {
 	settings, err := cfg.NetworkSettings()
 	if err != nil {
 		return err
@@ -126,6 +131,13 @@ func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string) error {
 	hostResolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read the host's resolv.conf: %w", err)
+	}
+	if !userns.Rootless && userns.NewUserNS {
+		for _, d := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				return fmt.Errorf("let the container's root reach its /etc files: %w", err)
+			}
+		}
 	}
 	return network.AddEtcMounts(b.Spec, dir, hostResolv, settings.Config)
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -569,4 +570,32 @@ func withoutCgroupMount(s *specsSpec) {
 		}
 	}
 	s.Mounts = keep
+}
+
+// TestSandboxSpecUserNamespace: as root, with the spec's own user namespace,
+// the container's root (a host id with no rights on root's state
+// directories) still gets its generated /etc files and the TAP device.
+func TestSandboxSpecUserNamespace(t *testing.T) {
+	needRoot(t, "the spec's own user namespace as root")
+	e := netEnv(t)
+	must(t, os.Chmod(e.dir, 0o755)) // container root is host uid 200000: traverse to the bundle
+	b := e.newBundle([]string{"cat", "/etc/resolv.conf", "/sys/class/net/tap0/mtu"}, func(s *specsSpec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	})
+	must(t, os.Chmod(b.dir, 0o755))
+	// The mount points exist: the image is root's, not the mapped root's.
+	for _, f := range []string{"etc/resolv.conf", "etc/hosts", "etc/hostname"} {
+		must(t, os.WriteFile(filepath.Join(b.rootfs(), f), nil, 0o644))
+	}
+	out := e.moat("run", "--bundle", b.dir, e.id())
+	if !strings.Contains(out, "nameserver 10.0.2.2\n") || !strings.HasSuffix(out, "65520\n") {
+		t.Errorf("container output %q", out)
+	}
+	st, err := os.Stat(e.root)
+	must(t, err)
+	if st.Mode().Perm()&0o066 != 0 {
+		t.Errorf("state root mode %o: readable or writable by others", st.Mode().Perm())
+	}
 }
