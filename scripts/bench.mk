@@ -6,6 +6,7 @@
 #   make bench-run                       run-latency + idle-memory benchmark (env N, RUNTIMES)
 #   make bench-run N=20 RUNTIMES=runc,moat=bin/moat
 #   make bench-net                       sandbox network vs slirp4netns (iperf3, connections/s)
+#   make bench-rootless                  rootless start-up: moat as root vs as a user vs rootlesskit runc
 
 # moat runs twice: with the gofer (--overlay=none, so that writes reach the
 # bundle as the suite expects: it reads files the container wrote) and with
@@ -40,3 +41,15 @@ bench-fs: build
 bench-net:
 	@out=$$(mktemp); MOAT_NET_IPERF3=1 $(GO) test -count=1 -run '^TestIperf3$$' -v ./internal/network/ >$$out 2>&1; rc=$$?; \
 	grep -E 'moat:|slirp4netns:|^(ok|FAIL|---)|_test.go' $$out; rm -f $$out; exit $$rc
+
+# Rootless start-up cost (issue 5): `run` of /bin/true by moat as root, moat
+# as an unprivileged user (BENCH_USER, default moatci from .ci/run: with an
+# /etc/subuid range) and `rootlesskit runc` as that user, interleaved. Every
+# runtime goes through runuser, so that its cost cancels out. Needs root,
+# the user, and rootlesskit for the comparison (apt-get install rootlesskit).
+BENCH_USER ?= moatci
+BENCH_RL_DIR := /tmp/moat-bench-rootless
+.PHONY: bench-rootless
+bench-rootless: build
+	rm -rf $(BENCH_RL_DIR) && mkdir -p $(BENCH_RL_DIR) && cp $(BIN)/moat $(BENCH_RL_DIR)/ && chmod -R a+rX $(BENCH_RL_DIR)
+	RSS=0 $(if $(N),N=$(N)) RUNTIMES='moat-root=runuser -u root -- $(BENCH_RL_DIR)/moat,moat-rootless=runuser -u $(BENCH_USER) -- $(BENCH_RL_DIR)/moat,rootlesskit-runc=runuser -u $(BENCH_USER) -- rootlesskit runc --root /tmp/runc-$(BENCH_USER)' ./scripts/bench-run.sh
