@@ -329,9 +329,7 @@ func (b *boot) teardown() {
 			b.log.Warn("remove cgroup", "error", err)
 		}
 	}
-	if b.exe != nil {
-		b.exe.Close()
-	}
+	b.dropExe()
 }
 
 // abort undoes a failed create: kill init, wait for it, remove the cgroup.

@@ -171,6 +171,7 @@ func (b *boot) start() (ipc.Message, error) {
 		return nil, b.recvErr("starting", err)
 	}
 	// EOF: the socket closed on execve, the container process runs.
+	b.dropExe()
 	var warnings []string
 	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.spec)
 	for _, herr := range hooks.RunAll(b.spec, hooks.Poststart, st) {

@@ -143,6 +143,12 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 		closeFiles(files)
 		return nil, nil, errors.New("exec into a container with its own time namespace is not supported")
 	}
+	exe, err := b.execExe()
+	if err != nil {
+		closeFiles(files)
+		return nil, nil, err
+	}
+	defer exe.Close()
 	helperEnd, bootEnd, err := ipc.SocketPair("exec-sync")
 	if err != nil {
 		closeFiles(files)
@@ -150,7 +156,7 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 	}
 	var d procutil.Donations
 	d.Donate("init-sync-fd", helperEnd)
-	cmd := b.helperCmd(stdio, extra, &d, "init", "--exec")
+	cmd := b.helperCmd(exe, stdio, extra, &d, "init", "--exec")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	startErr := b.spawnInContainerPidNS(cmd)
 	helperEnd.Close()
@@ -261,4 +267,41 @@ func (p *initProc) openInitNamespaces() error {
 	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", p.pid))
 	p.ownTimeNS = err1 == nil && err2 == nil && mine != theirs
 	return nil
+}
+
+// execExe returns a descriptor of a sealed copy of moat for an exec helper:
+// the creation copy until the container has started, then a fresh one. Boot
+// keeps no copy while the container runs (it would cost the binary's size in
+// memory per container); a copy costs a few milliseconds per exec, as runc's
+// does.
+func (b *boot) execExe() (*os.File, error) {
+	b.mu.Lock()
+	if b.exe != nil {
+		fd, err := unix.FcntlInt(b.exe.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		b.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("dup the sealed executable: %w", err)
+		}
+		return os.NewFile(uintptr(fd), "moat-sealed-exe"), nil
+	}
+	b.mu.Unlock()
+	c, err := procutil.StartExeCopy()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Wait(); err != nil {
+		c.File.Close()
+		return nil, err
+	}
+	return c.File, nil
+}
+
+// dropExe closes the creation copy of moat once the container runs.
+func (b *boot) dropExe() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.exe != nil {
+		b.exe.Close()
+		b.exe = nil
+	}
 }

@@ -70,7 +70,9 @@ func (b *boot) startGofer(cfg *config.Config) error {
 	d.DonateMany("io-fds", goferEnds)
 	// A crash of the gofer (a Go panic) lands in boot's log.
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
-	cmd := b.helperCmd(stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay,
+	// The gofer runs boot's own executable, not the sealed copy: it never
+	// enters the container, and the copy can go once the container runs.
+	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay,
 		"--mounts="+strings.Join(served, ","))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,

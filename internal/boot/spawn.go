@@ -109,10 +109,12 @@ func joinedNamespaces(s *specs.Spec) (forkNS, initNS []*os.File, initTypes []spe
 	return forkNS, initNS, initTypes, nil
 }
 
-// helperCmd builds the command line of an init helper run from the sealed
-// executable. extra are the descriptors the container process will see at
+// helperCmd builds the command line of a helper. exe is the sealed copy
+// of moat that a helper entering the container (init, exec) runs from; nil
+// runs boot's own executable, for the gofer, which never enters the
+// container. extra are the descriptors the container process will see at
 // 3.. (they must be the first ExtraFiles); the donations follow them.
-func (b *boot) helperCmd(stdio [3]*os.File, extra []*os.File, d *procutil.Donations, helperArgs ...string) *exec.Cmd {
+func (b *boot) helperCmd(exe *os.File, stdio [3]*os.File, extra []*os.File, d *procutil.Donations, helperArgs ...string) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Args:       append([]string{"moat"}, b.args.Config.ToFlags()...),
 		Env:        procutil.TraceEnv(),
@@ -122,14 +124,19 @@ func (b *boot) helperCmd(stdio [3]*os.File, extra []*os.File, d *procutil.Donati
 		ExtraFiles: append([]*os.File{}, extra...),
 	}
 	cmd.Args = append(cmd.Args, helperArgs...)
-	d.Donate("exe-fd", b.exe)
+	if exe != nil {
+		d.Donate("exe-fd", exe)
+	}
 	if b.args.LogFile != nil {
 		d.Donate("log-fd", b.args.LogFile)
 	}
 	fds := d.Transfer(cmd)
-	// The helper executes the sealed copy through its own fd table: the
-	// host's moat binary is never executed inside the container.
-	cmd.Path = "/proc/self/fd/" + strconv.Itoa(fds["exe-fd"][0])
+	cmd.Path = "/proc/self/exe"
+	if exe != nil {
+		// The helper executes the sealed copy through its own fd table:
+		// the host's moat binary is never executed inside the container.
+		cmd.Path = "/proc/self/fd/" + strconv.Itoa(fds["exe-fd"][0])
+	}
 	return cmd
 }
 
@@ -150,7 +157,7 @@ func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
 	stdio, extra := b.containerFiles()
 	var d procutil.Donations
 	d.Donate("init-sync-fd", initEnd)
-	cmd := b.helperCmd(stdio, extra, &d, "init")
+	cmd := b.helperCmd(b.exe, stdio, extra, &d, "init")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: cloneFlags(b.spec),
 		Setsid:     true,

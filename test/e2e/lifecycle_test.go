@@ -328,3 +328,42 @@ func (e *env) runDetachedOutput(b *bundle, id string) (out func() string, wait f
 		}
 	}
 }
+
+// TestNoExecutableCopyWhileRunning: once the container runs, boot holds no
+// sealed copy of moat (it would cost the binary's size per container), the
+// gofer runs boot's own executable, and exec still works (with a fresh copy).
+func TestNoExecutableCopyWhileRunning(t *testing.T) {
+	needRoot(t, "reads the fds of non-dumpable moat processes")
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	pidFile := filepath.Join(e.dir, "pid")
+	e.moat("run", "--detach", "--pid-file", pidFile, "--bundle", b.dir, id)
+	boot := readPid(t, pidFile)
+	memfds := func(pid int) []string {
+		var out []string
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, en := range ents {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, en.Name())); err == nil && strings.HasPrefix(l, "/memfd:moat") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if m := memfds(boot); len(m) > 0 {
+		t.Errorf("boot holds a copy of moat while the container runs: %v", m)
+	}
+	if fileAccess == "gofer" {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", findGofer(t, b.dir)))
+		must(t, err)
+		if strings.HasPrefix(exe, "/memfd:") {
+			t.Errorf("the gofer runs from %s, want boot's executable", exe)
+		}
+	}
+	if out := e.moat("exec", id, "probe", "echo", "still"); out != "still\n" {
+		t.Errorf("exec after start printed %q", out)
+	}
+	if m := memfds(boot); len(m) > 0 {
+		t.Errorf("boot kept the exec copy of moat: %v", m)
+	}
+}
