@@ -13,6 +13,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // controller serves the unix socket in the state directory. One request per
@@ -172,6 +173,7 @@ func (b *boot) start() (ipc.Message, error) {
 	}
 	// EOF: the socket closed on execve, the container process runs.
 	b.dropExe()
+	defer procutil.FindStartupPages().Drop() // boot is mostly idle from here
 	var warnings []string
 	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.spec)
 	for _, herr := range hooks.RunAll(b.spec, hooks.Poststart, st) {

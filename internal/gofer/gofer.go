@@ -55,6 +55,7 @@ const fdTimeout = 2 * time.Minute
 // serves until every FUSE connection has ended.
 func Main(a Args, log *slog.Logger) error {
 	procutil.Trace("gofer", "main")
+	startup := procutil.FindStartupPages() // while /proc is there
 	mounts := ipc.NewConn(os.NewFile(uintptr(a.MountsFD), "mounts"))
 	trees, dirs, err := setUp(a, mounts)
 	if err != nil {
@@ -64,7 +65,7 @@ func Main(a Args, log *slog.Logger) error {
 		mounts.Close()
 		return err
 	}
-	return serveAll(trees, dirs, a.IoFDs, log)
+	return serveAll(trees, dirs, a.IoFDs, startup, log)
 }
 
 // setUp builds the jail, confines the gofer and reports the resolved mounts.
@@ -133,9 +134,12 @@ func passthroughWanted() bool {
 }
 
 // serveAll waits for each tree's FUSE descriptor and serves it; it returns
-// when every connection has ended, or at once if init went away first.
-func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, log *slog.Logger) error {
-	var wg sync.WaitGroup
+// when every connection has ended, or at once if init went away first. Once
+// every tree is served, the pages start-up touched are let go.
+func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, startup procutil.StartupPages, log *slog.Logger) error {
+	var wg, received sync.WaitGroup
+	received.Add(len(trees))
+	go func() { received.Wait(); startup.Drop() }()
 	errs := make(chan error, len(trees))
 	for i, t := range trees {
 		conn, err := ipc.FromFD(ioFDs[i], "gofer-io")
@@ -145,7 +149,7 @@ func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, log *slog.Logger) err
 		wg.Add(1)
 		go func(t *tree, dir *os.File, conn *ipc.Conn) {
 			defer wg.Done()
-			errs <- serveOne(t, dir, conn, log)
+			errs <- serveOne(t, dir, conn, received.Done, log)
 		}(t, dirs[i], conn)
 	}
 	go func() { wg.Wait(); close(errs) }()
@@ -160,10 +164,12 @@ func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, log *slog.Logger) err
 }
 
 // serveOne receives the FUSE descriptor for one tree and serves it.
-func serveOne(t *tree, dir *os.File, conn *ipc.Conn, log *slog.Logger) error {
+// received is called once the wait for the descriptor is over.
+func serveOne(t *tree, dir *os.File, conn *ipc.Conn, received func(), log *slog.Logger) error {
 	conn.SetDeadline(time.Now().Add(fdTimeout))
 	var ready ipc.InitFuseMounted
 	files, err := conn.WaitFor(&ready)
+	received()
 	procutil.Trace("gofer", "fuse fd received")
 	conn.Close()
 	if err != nil {
