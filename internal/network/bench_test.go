@@ -67,7 +67,7 @@ func reportGbps(b *testing.B) {
 
 func BenchmarkTCPContainerToHost(b *testing.B) {
 	ln := hostListen(b, addrPort(hostA, 0))
-	serveNoDeadline(ln, sink)
+	serveFor(ln, 0, sink)
 	c := newCtr(b, Config{})
 	conn, err := c.dial("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {
@@ -79,7 +79,7 @@ func BenchmarkTCPContainerToHost(b *testing.B) {
 
 func BenchmarkTCPHostToContainer(b *testing.B) {
 	ln := hostListen(b, addrPort(hostA, 0))
-	serveNoDeadline(ln, source)
+	serveFor(ln, 0, source)
 	c := newCtr(b, Config{})
 	conn, err := c.dial("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {
@@ -100,7 +100,7 @@ func BenchmarkTCPHostToContainer(b *testing.B) {
 
 func BenchmarkTCPForwardInbound(b *testing.B) {
 	c := newCtr(b, Config{})
-	serveNoDeadline(c.listen(b, "0.0.0.0:7001"), sink)
+	serveFor(c.listen(b, "0.0.0.0:7001"), 0, sink)
 	if err := c.sb.AddForward(Forward{Proto: TCP, HostAddr: netip.MustParseAddrPort("127.0.0.1:0"), ContainerPort: 7001}); err != nil {
 		b.Fatal(err)
 	}
@@ -148,21 +148,4 @@ func BenchmarkShortConnForward(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conn/s")
-}
-
-// serveNoDeadline is serve without the per-connection deadline (long
-// benchmark transfers).
-func serveNoDeadline(ln net.Listener, handle func(net.Conn)) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
 }

@@ -352,8 +352,13 @@ func hostListen(t testing.TB, addr string) net.Listener {
 	return ln
 }
 
-// serve runs handle for every connection of ln until ln closes.
-func serve(ln net.Listener, handle func(net.Conn)) {
+// serve runs handle for every connection of ln until ln closes, each
+// connection bounded to 30 s.
+func serve(ln net.Listener, handle func(net.Conn)) { serveFor(ln, 30*time.Second, handle) }
+
+// serveFor is serve with another bound on each connection (0: none, for
+// long benchmark transfers).
+func serveFor(ln net.Listener, limit time.Duration, handle func(net.Conn)) {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -362,7 +367,9 @@ func serve(ln net.Listener, handle func(net.Conn)) {
 			}
 			go func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if limit > 0 {
+					c.SetDeadline(time.Now().Add(limit))
+				}
 				handle(c)
 			}()
 		}
