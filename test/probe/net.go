@@ -19,15 +19,19 @@ import (
 
 const netTimeout = 10 * time.Second
 
-// netResult is what the network clients print.
+// netResult is what the network clients print: resultOf's report (errno
+// found through the net package's wrapping) plus the time taken.
 type netResult struct {
 	errnoResult
-	Data string `json:"data,omitempty"`
-	MS   int64  `json:"ms"`
+	MS int64 `json:"ms"`
 }
 
 func netResultOf(start time.Time, data string, err error) netResult {
-	return netResult{errnoResult: resultOf(err), Data: data, MS: time.Since(start).Milliseconds()}
+	r := netResult{errnoResult: resultOf(err), MS: time.Since(start).Milliseconds()}
+	if data != "" {
+		r.Data = &data
+	}
+	return r
 }
 
 // cmdDial connects over TCP and reads until EOF.
@@ -48,28 +52,12 @@ func cmdDial(args []string) error {
 func dialRead(addr string, timeout time.Duration) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return "", unwrapSyscall(err)
+		return "", err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
 	b, err := io.ReadAll(c)
-	return string(b), unwrapSyscall(err)
-}
-
-// unwrapSyscall keeps the errno of a net error, for resultOf.
-func unwrapSyscall(err error) error {
-	var se interface{ Unwrap() error }
-	for err != nil && errors.As(err, &se) {
-		inner := se.Unwrap()
-		if inner == nil {
-			break
-		}
-		if _, ok := inner.(interface{ Unwrap() error }); !ok {
-			return inner
-		}
-		err = inner
-	}
-	return err
+	return string(b), err
 }
 
 // cmdConns makes N connections in a row (dial, read to EOF, close).
@@ -132,16 +120,16 @@ func cmdUDP(args []string) error {
 func udpExchange(addr, msg string) (string, error) {
 	c, err := net.Dial("udp", addr)
 	if err != nil {
-		return "", unwrapSyscall(err)
+		return "", err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := c.Write([]byte(msg)); err != nil {
-		return "", unwrapSyscall(err)
+		return "", err
 	}
 	buf := make([]byte, 64<<10)
 	n, err := c.Read(buf)
-	return string(buf[:n]), unwrapSyscall(err)
+	return string(buf[:n]), err
 }
 
 // cmdServe answers every TCP connection and UDP datagram on PORT with
