@@ -352,9 +352,7 @@ func (b *boot) abort() {
 			b.log.Warn("remove cgroup", "error", err)
 		}
 	}
-	if b.exe != nil {
-		b.exe.Close()
-	}
+	b.dropExe()
 }
 
 // runHooks runs a hook list in boot (the runtime namespace).

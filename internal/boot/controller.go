@@ -173,7 +173,7 @@ func (b *boot) start() (ipc.Message, error) {
 	}
 	// EOF: the socket closed on execve, the container process runs.
 	b.dropExe()
-	defer procutil.FindStartupPages().Drop() // boot is mostly idle from here
+	procutil.FindStartupPages().DropAfter(procutil.IdleAfter) // boot is mostly idle from here
 	var warnings []string
 	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.spec)
 	for _, herr := range hooks.RunAll(b.spec, hooks.Poststart, st) {

@@ -43,21 +43,14 @@ func (b *boot) planNetwork(cfg *config.Config) error {
 // creates the device itself, from a thread that joined init's namespace: it
 // is outside the container's cgroup, whose device rules need not allow
 // /dev/net/tun, and the TAP fd is never in a container process.
-// Precondition: init is alive and unreaped, in its new network namespace.
+// Precondition: init is in its new network namespace (its pidfd pins it: a
+// dead init makes setns fail, never lands in another process's namespace).
 func (b *boot) startNetwork() error {
 	if b.netSettings == nil {
 		return nil
 	}
-	netns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", b.init.pid))
-	if err != nil {
-		return fmt.Errorf("sandbox network: open init's network namespace: %w", err)
-	}
-	defer netns.Close()
-	if b.init.exitedWithin(0) {
-		return fmt.Errorf("container init exited (status %d) before its network was set up", b.init.code)
-	}
 	mtu, addr, gw := b.netSettings.Config.TapAddressing()
-	tap, err := network.CreateTapIn(netns, network.DefaultTapName, mtu, addr, gw)
+	tap, err := network.CreateTapIn(b.init.pidfd, network.DefaultTapName, mtu, addr, gw)
 	if err != nil {
 		return fmt.Errorf("sandbox network: %w", err)
 	}

@@ -134,12 +134,12 @@ func passthroughWanted() bool {
 }
 
 // serveAll waits for each tree's FUSE descriptor and serves it; it returns
-// when every connection has ended, or at once if init went away first. Once
-// every tree is served, the pages start-up touched are let go.
+// when every connection has ended, or at once if init went away first. A
+// while after every tree is served, the pages start-up touched are let go.
 func serveAll(trees []*tree, dirs []*os.File, ioFDs []int, startup procutil.StartupPages, log *slog.Logger) error {
 	var wg, received sync.WaitGroup
 	received.Add(len(trees))
-	go func() { received.Wait(); startup.Drop() }()
+	go func() { received.Wait(); startup.DropAfter(procutil.IdleAfter) }()
 	errs := make(chan error, len(trees))
 	for i, t := range trees {
 		conn, err := ipc.FromFD(ioFDs[i], "gofer-io")

@@ -6,9 +6,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // Network modes (--network).
@@ -47,10 +48,8 @@ func ApplyMode(s *specs.Spec, mode string) (sandbox bool, err error) {
 		if idx >= 0 {
 			s.Linux.Namespaces = append(s.Linux.Namespaces[:idx:idx], s.Linux.Namespaces[idx+1:]...)
 		}
-		for k := range s.Linux.Sysctl {
-			if strings.HasPrefix(k, "net.") || strings.HasPrefix(k, "net/") {
-				return false, fmt.Errorf("linux.sysctl %q needs a network namespace of its own; with --network=host it would change the host", k)
-			}
+		if err := spec.ValidateSysctl(s); err != nil {
+			return false, fmt.Errorf("--network=host: %w", err)
 		}
 		return false, nil
 	}
@@ -71,33 +70,27 @@ const etcFileMode = 0o644
 // Precondition: dir is the container's private state directory.
 func AddEtcMounts(s *specs.Spec, dir string, hostResolv []byte, cfg Config) error {
 	cfg.setDefaults()
-	files := []struct {
-		dst  string
-		data []byte
-	}{
-		{"/etc/resolv.conf", ResolvConf(hostResolv, cfg.Gateway)},
-		{"/etc/hosts", Hosts(s.Hostname, cfg.ContainerIP, cfg.Gateway, cfg.AllowHostLoopback)},
+	files := map[string][]byte{
+		"/etc/resolv.conf": ResolvConf(hostResolv, cfg.Gateway),
+		"/etc/hosts":       Hosts(s.Hostname, cfg.ContainerIP, cfg.Gateway, cfg.AllowHostLoopback),
 	}
 	if s.Hostname != "" {
-		files = append(files, struct {
-			dst  string
-			data []byte
-		}{"/etc/hostname", []byte(s.Hostname + "\n")})
+		files["/etc/hostname"] = []byte(s.Hostname + "\n")
 	}
-	mounted := map[string]bool{}
 	for _, m := range s.Mounts {
-		mounted[path.Clean("/"+m.Destination)] = true
+		delete(files, path.Clean("/"+m.Destination))
 	}
-	for _, f := range files {
-		if mounted[f.dst] {
+	for _, dst := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"} {
+		data, ok := files[dst]
+		if !ok {
 			continue
 		}
-		src := filepath.Join(dir, "etc-"+path.Base(f.dst))
-		if err := os.WriteFile(src, f.data, etcFileMode); err != nil {
-			return fmt.Errorf("write %s for the container: %w", f.dst, err)
+		src := filepath.Join(dir, "etc-"+path.Base(dst))
+		if err := os.WriteFile(src, data, etcFileMode); err != nil {
+			return fmt.Errorf("write %s for the container: %w", dst, err)
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: f.dst, Type: "bind", Source: src,
+			Destination: dst, Type: "bind", Source: src,
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}

@@ -82,13 +82,14 @@ func CreateTap(name string, mtu int, addr netip.Prefix, gw netip.Addr) (*os.File
 	return tap, nil
 }
 
-// CreateTapIn is CreateTap run in the network namespace netns, from a
-// thread of the caller that joins it and then dies with its goroutine: the
-// caller's other threads stay where they are.
+// CreateTapIn is CreateTap run in another network namespace, from a thread
+// of the caller that joins it and then dies with its goroutine: the caller's
+// other threads stay where they are. nsFD is the namespace's fd, or a pidfd
+// of a process in it (no /proc lookup, no pid reuse).
 //
-// Precondition: the caller has CAP_SYS_ADMIN and CAP_NET_ADMIN over netns
-// (root in the user namespace that owns it).
-func CreateTapIn(netns *os.File, name string, mtu int, addr netip.Prefix, gw netip.Addr) (*os.File, error) {
+// Precondition: the caller has CAP_SYS_ADMIN and CAP_NET_ADMIN over the
+// namespace (root in the user namespace that owns it).
+func CreateTapIn(nsFD int, name string, mtu int, addr netip.Prefix, gw netip.Addr) (*os.File, error) {
 	type result struct {
 		f   *os.File
 		err error
@@ -98,7 +99,7 @@ func CreateTapIn(netns *os.File, name string, mtu int, addr netip.Prefix, gw net
 		// Never unlocked: the thread is in another namespace now, so it
 		// exits with this goroutine instead of going back to the pool.
 		runtime.LockOSThread()
-		if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
 			res <- result{err: fmt.Errorf("create %s: join the network namespace: %w", name, err)}
 			return
 		}

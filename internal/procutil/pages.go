@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,6 +50,18 @@ func FindStartupPages() StartupPages {
 		}
 	}
 	return out
+}
+
+// IdleAfter is how long a process serves before it lets its start-up pages
+// go: a short-lived container ends first, so its start and teardown never
+// fault them back in.
+const IdleAfter = time.Second
+
+// DropAfter drops the pages after d, in the background.
+func (p StartupPages) DropAfter(d time.Duration) {
+	if len(p) > 0 {
+		time.AfterFunc(d, p.Drop)
+	}
 }
 
 // Drop unmaps the pages (MADV_DONTNEED): they are clean, read-only

@@ -191,7 +191,7 @@ func (b *Bundle) validateLinux() error {
 			return invalid(f+".type", "unknown device type %q (want c, b, u or p)", d.Type)
 		}
 	}
-	if err := validateSysctl(b.Spec); err != nil {
+	if err := ValidateSysctl(b.Spec); err != nil {
 		return err
 	}
 	switch l.RootfsPropagation {
@@ -259,9 +259,10 @@ func SELinuxEnabled() bool {
 	return err == nil
 }
 
-// validateSysctl allows only namespaced sysctls, and only when the namespace
-// they belong to is the container's own (as runc does).
-func validateSysctl(s *specs.Spec) error {
+// ValidateSysctl allows only namespaced sysctls, and only when the namespace
+// they belong to is the container's own (as runc does). Callers that change
+// a validated spec's namespaces check again with it.
+func ValidateSysctl(s *specs.Spec) error {
 	for key := range s.Linux.Sysctl {
 		f := "linux.sysctl." + key
 		if strings.Contains(key, "/") || strings.Contains(key, "..") {
