@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -33,22 +32,11 @@ func netEnv(t *testing.T, flags ...string) *env {
 	return e
 }
 
-// holdContainer runs `probe hold 120` detached and returns its id.
-func (e *env) holdContainer() string {
+// hold runs a container that holds for ten minutes, detached.
+func hold(e *env) string {
 	e.t.Helper()
-	b := e.newBundle([]string{"hold", "120"})
-	id := e.id()
-	e.moat("run", "--detach", "--bundle", b.dir, id)
+	id, _ := holding(e)
 	return id
-}
-
-// execJSON runs probe ARGS in a running container and decodes its output.
-func (e *env) execJSON(v any, id string, args ...string) {
-	e.t.Helper()
-	out := e.moat(append([]string{"exec", id, "probe"}, args...)...)
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), v); err != nil {
-		e.t.Fatalf("probe %v printed %q: %v", args, out, err)
-	}
 }
 
 // dialResult is what probe dial/udp print.
@@ -264,7 +252,7 @@ type dnsResult struct {
 func TestSandboxDNS(t *testing.T) {
 	port := dnsServer(t, map[string]string{"svc.moat.test": "192.0.2.77"})
 	e := netEnv(t, fmt.Sprintf("--dns=127.0.0.1:%d", port))
-	id := e.holdContainer()
+	id := hold(e)
 	for _, tc := range []struct {
 		typ, proto, data string
 		ttl              uint32
@@ -274,13 +262,13 @@ func TestSandboxDNS(t *testing.T) {
 		{"A", "tcp", "192.0.2.77", 1234},
 	} {
 		var r dnsResult
-		e.execJSON(&r, id, "dns", gateway, "svc.moat.test", tc.typ, tc.proto)
+		execJSON(e, &r, []string{id}, "dns", gateway, "svc.moat.test", tc.typ, tc.proto)
 		if !r.OK || r.Rcode != 0 || len(r.Answers) != 1 || r.Answers[0].Data != tc.data || r.Answers[0].TTL != tc.ttl {
 			t.Errorf("%s over %s: %+v; want %s with TTL %d", tc.typ, tc.proto, r, tc.data, tc.ttl)
 		}
 	}
 	var r dnsResult
-	e.execJSON(&r, id, "dns", gateway, "nope.moat.test", "A")
+	execJSON(e, &r, []string{id}, "dns", gateway, "nope.moat.test", "A")
 	if !r.OK || r.Rcode != 3 {
 		t.Errorf("unknown name: %+v; want NXDOMAIN passed through", r)
 	}
@@ -325,7 +313,8 @@ func TestSandboxPortForward(t *testing.T) {
 	if !strings.HasPrefix(string(buf[:n]), "hello "+ha+":") {
 		t.Errorf("source address not preserved: %q", buf[:n])
 	}
-	e.fails("no sandbox network", "port", "ls", e.holdContainerIn(t))
+	plain := newEnv(t)
+	plain.fails("no sandbox network", "port", "ls", hold(plain))
 	// The container's end releases its host ports.
 	e.moat("delete", "--force", id)
 	ln, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", ha, p3))
@@ -340,13 +329,6 @@ func TestSandboxPortForward(t *testing.T) {
 	} else {
 		pc.Close()
 	}
-}
-
-// holdContainerIn runs a hold container without the sandbox network.
-func (e *env) holdContainerIn(t *testing.T) string {
-	c := *e
-	c.globals = []string{"--file-access=" + fileAccess}
-	return c.holdContainer()
 }
 
 // dialHost connects from the host until the container's server answers
@@ -395,13 +377,13 @@ func TestSandboxEgress(t *testing.T) {
 	lo := greeter(t, "127.0.0.1:0", "lo")
 	dial := func(e *env, id string, addr string) dialResult {
 		var r dialResult
-		e.execJSON(&r, id, "dial", addr, "5")
+		execJSON(e, &r, []string{id}, "dial", addr, "5")
 		return r
 	}
 	refused := func(r dialResult) bool { return !r.OK && r.Name == "ECONNREFUSED" && r.MS < 3000 }
 	t.Run("cidr-and-port", func(t *testing.T) {
 		e := netEnv(t, "--allow-host-loopback", fmt.Sprintf("--egress=allow=%s/32:%d", ha, open), fmt.Sprintf("--egress=deny=%s:%d", gateway, lo)).in(t)
-		id := e.holdContainer()
+		id := hold(e)
 		if r := dial(e, id, fmt.Sprintf("%s:%d", ha, open)); !r.OK || r.Data != "hi open\n" {
 			t.Errorf("allowed destination: %+v", r)
 		}
@@ -415,14 +397,14 @@ func TestSandboxEgress(t *testing.T) {
 			t.Errorf("link-local metadata address: %+v", r)
 		}
 		var u dialResult
-		e.execJSON(&u, id, "udp", fmt.Sprintf("%s:%d", ha, closed), "x")
+		execJSON(e, &u, []string{id}, "udp", fmt.Sprintf("%s:%d", ha, closed), "x")
 		if u.OK {
 			t.Errorf("UDP to a denied destination answered: %+v", u)
 		}
 	})
 	t.Run("deny-only", func(t *testing.T) {
 		e := netEnv(t, fmt.Sprintf("--egress=deny=%s/32:%d", ha, closed)).in(t)
-		id := e.holdContainer()
+		id := hold(e)
 		if r := dial(e, id, fmt.Sprintf("%s:%d", ha, open)); !r.OK {
 			t.Errorf("destination no rule denies: %+v", r)
 		}
@@ -433,20 +415,20 @@ func TestSandboxEgress(t *testing.T) {
 	t.Run("domain", func(t *testing.T) {
 		dns := dnsServer(t, map[string]string{"allowed.moat.test": ha, "other.moat.test": ha})
 		e := netEnv(t, fmt.Sprintf("--dns=127.0.0.1:%d", dns), "--egress-domain=allow=allowed.moat.test").in(t)
-		id := e.holdContainer()
+		id := hold(e)
 		target := fmt.Sprintf("%s:%d", ha, open)
 		if r := dial(e, id, target); !refused(r) {
 			t.Errorf("address reached before any allowed name resolved to it: %+v", r)
 		}
 		var d dnsResult
-		e.execJSON(&d, id, "dns", gateway, "other.moat.test", "A")
+		execJSON(e, &d, []string{id}, "dns", gateway, "other.moat.test", "A")
 		if d.Rcode != 5 || len(d.Answers) != 0 {
 			t.Errorf("name outside the allowlist: %+v; want REFUSED", d)
 		}
 		if r := dial(e, id, target); !refused(r) {
 			t.Errorf("address reachable after resolving a name outside the allowlist: %+v", r)
 		}
-		e.execJSON(&d, id, "dns", gateway, "allowed.moat.test", "A")
+		execJSON(e, &d, []string{id}, "dns", gateway, "allowed.moat.test", "A")
 		if d.Rcode != 0 || len(d.Answers) != 1 || d.Answers[0].Data != ha {
 			t.Fatalf("allowed name: %+v", d)
 		}
@@ -459,13 +441,13 @@ func TestSandboxEgress(t *testing.T) {
 func TestSandboxShortConnections(t *testing.T) {
 	port := greeter(t, "127.0.0.1:0", "x")
 	e := netEnv(t, "--allow-host-loopback")
-	id := e.holdContainer()
+	id := hold(e)
 	var r struct {
 		OK, Failed int
 		Error      string
 		MS         int64
 	}
-	e.execJSON(&r, id, "conns", fmt.Sprintf("%s:%d", gateway, port), "2000")
+	execJSON(e, &r, []string{id}, "conns", fmt.Sprintf("%s:%d", gateway, port), "2000")
 	if r.OK != 2000 || r.Failed != 0 {
 		t.Errorf("2000 short connections: %+v", r)
 	}
@@ -521,8 +503,8 @@ func TestNetworkJoined(t *testing.T) {
 	link := []string{"readlink", "/proc/self/ns/net"}
 	none := *e
 	none.globals = append(append([]string{}, e.globals...), "--network=none")
-	id := none.holdContainer()
-	pid := int(none.state(id)["pid"].(float64))
+	id := hold(&none)
+	pid := initPidOf(&none, id)
 	sb := *e
 	sb.globals = append(append([]string{}, e.globals...), "--network=sandbox")
 	join := func(s *specsSpec) {

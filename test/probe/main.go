@@ -103,7 +103,6 @@ func init() {
 		// network (net.go)
 		"dial":  {"HOST:PORT [SECONDS]", `TCP connect, read to EOF: {"ok","errno","error","name","data","ms"}, always exit 0`, 1, 2, cmdDial},
 		"conns": {"HOST:PORT N", `N connections in a row (connect, read to EOF, close): {"ok":N,"failed":N,"error","ms"}`, 2, 2, cmdConns},
-		"http":  {"URL", `GET: {"ok","status","body","error"}, always exit 0`, 1, 1, cmdHTTP},
 		"udp":   {"HOST:PORT MSG", `send MSG, wait 3s for a reply: {"ok","errno","error","data","ms"}, always exit 0`, 2, 2, cmdUDP},
 		"dns":   {"SERVER NAME A|AAAA [tcp]", `one query: {"ok","rcode","answers":[{"type","ttl","data"}],"error"}`, 3, 4, cmdDNS},
 		"serve": {"PORT SECONDS", "print 'ready', answer TCP connections and UDP datagrams on PORT with 'hello PEER'", 2, 2, cmdServe},

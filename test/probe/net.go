@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -84,29 +83,6 @@ func cmdConns(args []string) error {
 		res.OK++
 	}
 	res.MS = time.Since(start).Milliseconds()
-	return emit(res)
-}
-
-// cmdHTTP makes a GET request.
-func cmdHTTP(args []string) error {
-	var res struct {
-		OK     bool   `json:"ok"`
-		Status int    `json:"status,omitempty"`
-		Body   string `json:"body,omitempty"`
-		Error  string `json:"error,omitempty"`
-	}
-	cl := &http.Client{Timeout: netTimeout}
-	resp, err := cl.Get(args[0])
-	if err != nil {
-		res.Error = err.Error()
-		return emit(res)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	res.OK, res.Status, res.Body = err == nil, resp.StatusCode, string(b)
-	if err != nil {
-		res.Error = err.Error()
-	}
 	return emit(res)
 }
 
