@@ -311,22 +311,11 @@ func (e *env) pids(id string) []int {
 }
 
 // runDetachedOutput runs a container in the foreground in the background,
-// collecting its stdout; wait blocks until moat run returns.
+// collecting its stdout (in a file: no racing reader); wait blocks until moat
+// run returns.
 func (e *env) runDetachedOutput(b *bundle, id string) (out func() string, wait func()) {
-	cmd := exec.Command(moatBin, append(append([]string{"--root", e.root}, e.globals...), "run", "--bundle", b.dir, id)...)
-	var buf strings.Builder
-	cmd.Stdout = &buf
-	must(e.t, cmd.Start())
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	return func() string { return buf.String() }, func() {
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			e.t.Fatal("moat run did not return")
-		}
-	}
+	bg := startMoat(e, nil, "run", "--bundle", b.dir, id)
+	return bg.out, func() { bg.wait() }
 }
 
 // TestNoExecutableCopyWhileRunning: once the container runs, boot holds no
