@@ -35,7 +35,7 @@ e2e: build probe
 	for fa in $(FILE_ACCESS); do \
 		echo "== e2e as root, --file-access=$$fa"; \
 		MOAT_E2E_FILE_ACCESS=$$fa MOAT_BIN=$(CURDIR)/$(BIN)/moat PROBE_BIN=$(CURDIR)/$(BIN)/probe \
-			$(GO) test -count=1 -timeout 40m ./test/e2e/... || exit 1; \
+			$(GO) test -count=1 -timeout 12m ./test/e2e/... || exit 1; \
 	done
 
 # test: everything CI runs (as root).
@@ -57,6 +57,6 @@ e2e-rootless: build probe
 		echo "== e2e as $$u, --file-access=$$fa"; \
 		runuser -u $$u -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp \
 			MOAT_E2E_FILE_ACCESS=$$fa MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
-			$(E2E_TMP)/e2e.test -test.count=1 -test.timeout=30m $(E2E_FLAGS) || exit 1; \
+			$(E2E_TMP)/e2e.test -test.count=1 -test.timeout=12m $(E2E_FLAGS) || exit 1; \
 	done; done
 ROOTLESS_USERS ?= moatci moatci1

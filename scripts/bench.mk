@@ -16,10 +16,10 @@ BENCH_FLAGS ?=
 
 .PHONY: conformance bench-run
 
-conformance:
+conformance: build
 	./scripts/conformance.sh $(CONFORMANCE_RUNTIMES)
 
-bench-run:
+bench-run: build
 	$(if $(N),N=$(N)) $(if $(RUNTIMES),RUNTIMES='$(RUNTIMES)') ./scripts/bench-run.sh $(BENCH_FLAGS)
 
 # File-system benchmark (issue 4): exec/python/compile/walk/small-file/seq-read workloads
