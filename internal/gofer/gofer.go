@@ -29,6 +29,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/gofer/fsys"
 	"github.com/moat-sandbox/moat/internal/ipc"
@@ -55,6 +56,12 @@ const fdTimeout = 2 * time.Minute
 // serves until every FUSE connection has ended.
 func Main(a Args, log *slog.Logger) error {
 	procutil.Trace("gofer", "main")
+	// No process of the container may ptrace the gofer or open its /proc
+	// files: its descriptors are the host's files (containers without a
+	// pid namespace of their own can see it).
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("set non-dumpable: %w", err)
+	}
 	startup := procutil.FindStartupPages() // while /proc is there
 	mounts := ipc.NewConn(os.NewFile(uintptr(a.MountsFD), "mounts"))
 	trees, dirs, err := setUp(a, mounts)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -177,7 +178,7 @@ func (l *launch) execute() error {
 			return err
 		}
 	}
-	if err := switchUser(p); err != nil {
+	if err := l.switchUserKeepDeathSignal(p); err != nil {
 		return err
 	}
 	if l.filter != nil && p.NoNewPrivileges {
@@ -312,6 +313,30 @@ func closeExtraFDs(preserve int) error {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 			return fmt.Errorf("preserved descriptor %d: %w", fd, err)
 		}
+	}
+	return nil
+}
+
+// switchUserKeepDeathSignal switches to the process's user. Changing ids
+// clears the parent-death signal, and init's (boot dies => the container
+// dies) must outlive the switch: it is set again, unless a seccomp filter
+// is already in place (it may not allow prctl), and a boot that died in
+// between is noticed through the parent pid.
+func (l *launch) switchUserKeepDeathSignal(p *specs.Process) error {
+	var sig int
+	_ = unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0)
+	ppid := unix.Getppid()
+	if err := switchUser(p); err != nil {
+		return err
+	}
+	if sig == 0 || (l.filter != nil && !p.NoNewPrivileges) {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+		return fmt.Errorf("set parent death signal again: %w", err)
+	}
+	if unix.Getppid() != ppid {
+		return errors.New("moat boot exited while the container started")
 	}
 	return nil
 }

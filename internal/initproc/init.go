@@ -221,7 +221,7 @@ func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView, g *goferRoot) (*rootfs, 
 		}
 		r, err = openRoot(cfg.Rootfs, cfg.UserNS)
 	} else {
-		if err := isolateMounts(s); err != nil {
+		if err := isolateMounts(cfg.Rootfs, s); err != nil {
 			return nil, err
 		}
 		r, err = g.build(s)

@@ -23,14 +23,7 @@ var propagationFlags = map[string]uintptr{
 // init's mount namespace, with nothing propagating back to the host.
 // Precondition: init runs in a new mount namespace.
 func prepareRoot(path string, s *specs.Spec) error {
-	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if p, ok := propagationFlags[s.Linux.RootfsPropagation]; ok {
-		flag = p
-	}
-	if err := unix.Mount("", "/", "", flag, ""); err != nil {
-		return fmt.Errorf("set / propagation: %w", err)
-	}
-	if err := makeParentPrivate(path); err != nil {
+	if err := isolateMounts(path, s); err != nil {
 		return err
 	}
 	if err := unix.Mount(path, path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -39,10 +32,12 @@ func prepareRoot(path string, s *specs.Spec) error {
 	return nil
 }
 
-// isolateMounts sets the propagation of init's mount namespace so that
-// nothing it mounts reaches the host (for a gofer root, whose sandbox tmpfs
-// needs no bind of the host's rootfs).
-func isolateMounts(s *specs.Spec) error {
+// isolateMounts sets the propagation of init's mount namespace and makes the
+// mount holding path private, so that nothing init mounts at path (the
+// root's bind, or a gofer root's sandbox tmpfs) reaches the host, whatever
+// rootfsPropagation says.
+// Precondition: init runs in a new mount namespace.
+func isolateMounts(path string, s *specs.Spec) error {
 	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if p, ok := propagationFlags[s.Linux.RootfsPropagation]; ok {
 		flag = p
@@ -50,7 +45,7 @@ func isolateMounts(s *specs.Spec) error {
 	if err := unix.Mount("", "/", "", flag, ""); err != nil {
 		return fmt.Errorf("set / propagation: %w", err)
 	}
-	return nil
+	return makeParentPrivate(path)
 }
 
 // makeParentPrivate makes the mount holding path private: pivot_root refuses

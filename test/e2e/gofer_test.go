@@ -185,6 +185,41 @@ func TestGoferInvisible(t *testing.T) {
 	}
 }
 
+// TestGoferProcUnreachable: a container in the host's pid namespace, with
+// the file-server capabilities Docker grants by default, cannot open the
+// gofer's /proc files: its descriptors are the host's files.
+func TestGoferProcUnreachable(t *testing.T) {
+	needGofer(t)
+	needRoot(t, "a container in the host's pid namespace")
+	e := newEnv(t)
+	_, b := holding(e)
+	gofer := findGofer(t, b.dir)
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"}
+	// (Listing /proc/PID/fd is allowed to root; following its links is what
+	// ptrace access guards.)
+	paths := []string{"root", "cwd"}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", gofer))
+	must(t, err)
+	for _, fd := range fds {
+		paths = append(paths, "fd/"+fd.Name())
+	}
+	for _, p := range paths {
+		var r struct {
+			OK   bool   `json:"ok"`
+			Name string `json:"name"`
+		}
+		e.runJSON(&r, []string{"open", fmt.Sprintf("/proc/%d/%s", gofer, p), "rdonly|nonblock"}, func(s *specsSpec) {
+			s.Linux.Namespaces = s.Linux.Namespaces[1:] // no pid namespace: the host's /proc
+			s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, caps...)
+			s.Process.Capabilities.Effective = append(s.Process.Capabilities.Effective, caps...)
+			s.Process.Capabilities.Permitted = append(s.Process.Capabilities.Permitted, caps...)
+		})
+		if r.OK {
+			t.Errorf("the container opened the gofer's /proc/%d/%s", gofer, p)
+		}
+	}
+}
+
 // TestGoferKilledFailsClosed: kill -9 of the gofer under a read-heavy
 // container: boot kills the container and exits non-zero within 2 s with
 // "gofer exited" in the log, and nothing is left mounted or running (the

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/moat-sandbox/moat/internal/boot"
 	"github.com/moat-sandbox/moat/internal/container"
 	"github.com/moat-sandbox/moat/internal/gofer"
@@ -54,6 +56,13 @@ func Boot() *Command {
 			}
 			if a.ID == "" || a.Bundle == "" || a.SpecFD < 0 || a.ExeFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
 				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --exe-fd, --create-sync-fd and --controller-fd")
+			}
+			// What boot was handed reaches its children (hooks, the gofer,
+			// helpers) only when donated explicitly.
+			for _, fd := range append([]int{a.SpecFD, a.ExeFD, a.ControllerFD, logFD}, append(a.StdioFDs, a.ExtraFDs...)...) {
+				if fd >= 0 {
+					unix.CloseOnExec(fd)
+				}
 			}
 			a.Config = env.Config
 			var w io.Writer = env.Stderr
