@@ -168,8 +168,8 @@ func (fs *fileSystem) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, 
 	defer fs.unpinFD(p)
 	mode := in.Mode &^ (unix.S_IFMT | unix.S_ISUID | unix.S_ISGID)
 	p.dirMu.Lock()
-	fd, created, err := createFile(pfd, name, hostFlags(in.Flags), mode, in.Flags&unix.O_EXCL != 0)
-	if err == nil && created {
+	fd, err := createFile(pfd, name, hostFlags(in.Flags), mode, in.Flags&unix.O_EXCL != 0)
+	if err == nil {
 		if err = chownNew(pfd, fd, "", in.Caller.Owner); err != nil {
 			unix.Close(fd)
 			unix.Unlinkat(pfd, name, 0)
@@ -216,7 +216,12 @@ func (fs *fileSystem) Tmpfile(_ <-chan struct{}, in *fuse.CreateIn, out *fuse.Cr
 	}
 	defer fs.unpinFD(p)
 	mode := in.Mode &^ (unix.S_IFMT | unix.S_ISUID | unix.S_ISGID)
-	fd, err := unix.Openat(pfd, ".", hostFlags(in.Flags)|unix.O_TMPFILE|unix.O_CLOEXEC, mode)
+	// Read-write on the host whatever the caller asked: the node keeps a
+	// duplicate as its only way to the inode, and reads through the name
+	// linkat gives it need a readable one. The kernel refuses reads on the
+	// caller's write-only file itself.
+	flags := hostFlags(in.Flags)&^unix.O_ACCMODE | unix.O_RDWR
+	fd, err := unix.Openat(pfd, ".", flags|unix.O_TMPFILE|unix.O_CLOEXEC, mode)
 	if err != nil {
 		return status(err)
 	}
@@ -243,27 +248,19 @@ func (fs *fileSystem) Tmpfile(_ <-chan struct{}, in *fuse.CreateIn, out *fuse.Cr
 	return fuse.OK
 }
 
-// createFile opens name in the directory dirfd with O_CREAT, and reports
-// whether this call created it (O_EXCL first, so that only a file made here
-// is chowned). Precondition: the directory's dirMu is held.
-func createFile(dirfd int, name string, flags int, mode uint32, excl bool) (int, bool, error) {
+// createFile creates name in the directory dirfd (always O_EXCL: only a file
+// made here is chowned to the caller). The kernel sends CREATE after a
+// negative lookup and then skips its own permission check on the open; if
+// the name appeared in between (a link or rename from outside this
+// connection), opening it here would use the gofer's rights. ESTALE instead
+// makes the kernel look the name up again and open it the checked way.
+// Precondition: the directory's dirMu is held.
+func createFile(dirfd int, name string, flags int, mode uint32, excl bool) (int, error) {
 	fd, err := openChild(dirfd, name, flags|unix.O_CREAT|unix.O_EXCL, mode)
-	if err == nil {
-		return fd, true, nil
+	if err == unix.EEXIST && !excl {
+		return -1, unix.ESTALE
 	}
-	if err != unix.EEXIST || excl {
-		return -1, false, err
-	}
-	fd, err = openChild(dirfd, name, flags|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if err != nil {
-		return -1, false, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return -1, false, unix.EISDIR
-	}
-	return fd, false, nil
+	return fd, err
 }
 
 // Read reads from the handle, or (fh 0, when the kernel sends no OPEN) from

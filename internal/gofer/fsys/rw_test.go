@@ -430,3 +430,57 @@ func TestPassthrough(t *testing.T) {
 		t.Errorf("with passthrough the server still saw READ/WRITE (%d reads)", reads)
 	}
 }
+
+// TestCreateNeverOpensExisting: CREATE only ever opens a file it made. A
+// name that appeared after the kernel's negative lookup gets ESTALE (the
+// kernel then looks it up again and opens it with its own permission
+// check), never an open with the gofer's rights.
+func TestCreateNeverOpensExisting(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "secret"), []byte("x"), 0o600))
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	must(err)
+	defer unix.Close(dfd)
+	if fd, err := createFile(dfd, "secret", unix.O_RDWR, 0o644, false); err != unix.ESTALE {
+		unix.Close(fd)
+		t.Errorf("create over an existing name: %v, want ESTALE", err)
+	}
+	if fd, err := createFile(dfd, "secret", unix.O_RDWR, 0o644, true); err != unix.EEXIST {
+		unix.Close(fd)
+		t.Errorf("exclusive create over an existing name: %v, want EEXIST", err)
+	}
+	fd, err := createFile(dfd, "new", unix.O_RDWR, 0o644, false)
+	must(err)
+	unix.Close(fd)
+}
+
+// TestTmpfileWriteOnlyThenRead: an O_TMPFILE opened write-only, then named
+// with linkat, reads back through its name (the node's cached descriptor
+// must not be the write-only one).
+func TestTmpfileWriteOnlyThenRead(t *testing.T) {
+	m := rwMount(t)
+	fd, err := unix.Open(m.dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err == unix.EOPNOTSUPP || err == unix.EISDIR {
+		t.Skipf("O_TMPFILE through FUSE not supported by this kernel: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(fd, []byte("tmp")); err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Linkat(fd, "", unix.AT_FDCWD, m.path("named"), unix.AT_EMPTY_PATH)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, m.path("named")); got != "tmp" {
+		t.Errorf("read back %q", got)
+	}
+}
