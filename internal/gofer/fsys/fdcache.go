@@ -10,6 +10,12 @@ import (
 // a rootless server); it is reopened by name when used.
 const fdCacheMax = 1024
 
+// victimsMax bounds the descriptors kept for inodes whose name went away
+// (keepVictim): a container unlinking names of linked files could otherwise
+// make the gofer hold one per file. Past it, such an inode reopens by name
+// (or gets ESTALE), as over a network file system.
+const victimsMax = 4096
+
 // The descriptor cache: a node's cached descriptor is O_RDONLY for a regular
 // file the server may read, else O_PATH. Fields guarded by fileSystem.fdmu:
 // node.fd, node.readable, node.pins, node.prev, node.next. The list runs from
@@ -130,6 +136,10 @@ func (fs *fileSystem) dropFD(n *node) {
 	if n.permanent {
 		n.permanent = false
 		n.pins--
+		if n.victim {
+			n.victim = false
+			fs.victims--
+		}
 	}
 	if n.pins == 0 {
 		fs.closeFDLocked(n)
@@ -138,13 +148,18 @@ func (fs *fileSystem) dropFD(n *node) {
 
 // keepFD makes n keep a descriptor until the kernel forgets it: for an
 // inode that has, or is about to have, no name to be reopened by. fd is
-// used unless n has one cached already.
-func (fs *fileSystem) keepFD(n *node, fd int, readable bool) {
+// used unless n has one cached already. A victim (keepVictim) is kept only
+// while fewer than victimsMax are.
+func (fs *fileSystem) keepFD(n *node, fd int, readable, victim bool) {
 	fs.fdmu.Lock()
 	defer fs.fdmu.Unlock()
-	if n.dead || n.permanent {
+	if n.dead || n.permanent || (victim && fs.victims >= victimsMax) {
 		unix.Close(fd)
 		return
+	}
+	if victim {
+		n.victim = true
+		fs.victims++
 	}
 	if n.fd >= 0 {
 		unix.Close(fd)

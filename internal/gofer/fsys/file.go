@@ -241,7 +241,7 @@ func (fs *fileSystem) Tmpfile(_ <-chan struct{}, in *fuse.CreateIn, out *fuse.Cr
 		return status(err)
 	}
 	n := fs.addNode(nil, "", key, &st, nil)
-	fs.keepFD(n, nodeFD, true)
+	fs.keepFD(n, nodeFD, true, false)
 	fs.fillEntry(&out.EntryOut, n, &st)
 	out.Fh = fs.addHandle(&handle{fd: fd, own: true, n: n, write: in.Flags&unix.O_ACCMODE != unix.O_RDONLY})
 	fs.openFlags(n, fd, &out.OpenOut)

@@ -223,6 +223,7 @@ type fileSystem struct {
 
 	fdmu             sync.Mutex // the descriptor cache, see fdcache.go
 	cached           int
+	victims          int // permanent descriptors kept by keepVictim (guarded by fdmu)
 	lruHead, lruTail *node
 
 	hmu     sync.Mutex

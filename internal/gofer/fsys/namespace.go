@@ -266,7 +266,7 @@ func (fs *fileSystem) keepVictim(dirfd int, name string) {
 		unix.Close(fd)
 		return
 	}
-	fs.keepFD(n, fd, readable)
+	fs.keepFD(n, fd, readable, true)
 }
 
 // Rename renames, with RENAME_NOREPLACE and RENAME_EXCHANGE;

@@ -43,7 +43,8 @@ type node struct {
 	readable   bool
 	pins       int
 	dead       bool
-	permanent  bool // pinned until forgotten (O_TMPFILE inodes)
+	permanent  bool // pinned until forgotten (O_TMPFILE inodes, victims)
+	victim     bool // permanent through keepVictim (counted in fs.victims)
 	inLRU      bool
 	prev, next *node
 

@@ -484,3 +484,33 @@ func TestTmpfileWriteOnlyThenRead(t *testing.T) {
 		t.Errorf("read back %q", got)
 	}
 }
+
+// TestVictimsBounded: descriptors kept for inodes that lost their name are
+// bounded, so a container cannot make the gofer hold one per file.
+func TestVictimsBounded(t *testing.T) {
+	fs := &fileSystem{victims: victimsMax - 1}
+	open := func() int {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	kept := &node{fd: -1}
+	fs.keepFD(kept, open(), true, true)
+	if !kept.permanent || fs.victims != victimsMax {
+		t.Fatalf("below the bound: permanent %v, victims %d", kept.permanent, fs.victims)
+	}
+	over, fd := &node{fd: -1}, open()
+	fs.keepFD(over, fd, true, true)
+	if over.permanent || over.fd >= 0 || fs.victims != victimsMax {
+		t.Errorf("past the bound: permanent %v fd %d victims %d", over.permanent, over.fd, fs.victims)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("the refused descriptor is still open (%v)", err)
+	}
+	fs.dropFD(kept)
+	if fs.victims != victimsMax-1 || kept.fd >= 0 {
+		t.Errorf("after forget: victims %d fd %d", fs.victims, kept.fd)
+	}
+}
