@@ -82,6 +82,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return fail(stderr, nil, "moat", fmt.Errorf("unknown command %q (see moat --help)", global.Arg(0)))
 	}
+	if c.Name != "init" && c.Name != "boot" {
+		// Descriptors this process inherited (from a shim, a shell) reach
+		// its children only when handed on explicitly. Init passes the
+		// container's on; boot does this itself after its user namespace
+		// re-exec.
+		if err := procutil.CloseOnExecFrom(3); err != nil {
+			return fail(stderr, nil, "moat", err)
+		}
+	}
 	return runCommand(c, &cfg, global.Args()[1:], stdout, stderr)
 }
 

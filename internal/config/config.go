@@ -110,6 +110,11 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 		case "file-access":
 			out.FileAccess = v
 		case "network":
+			// A bundle may isolate itself more, never join the host's
+			// network against the operator's choice.
+			if v == NetworkHost && c.Network != NetworkHost {
+				return nil, fmt.Errorf("annotations: moat.network=host: only the operator can give a container the host's network (--network=host)")
+			}
 			out.Network = v
 		case "publish":
 			// Comma-separated, added to the --publish flags.

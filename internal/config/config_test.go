@@ -67,6 +67,10 @@ func TestNetworkAnnotations(t *testing.T) {
 	if _, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox"}); err != nil {
 		t.Fatalf("--publish with the sandbox network from an annotation: %v", err)
 	}
+	// Nor may a bundle take the host's network.
+	if _, err := Default().WithAnnotations(map[string]string{"moat.network": "host"}); err == nil {
+		t.Fatal("moat.network=host annotation: expected an error")
+	}
 	// The egress policy is not the bundle's to choose.
 	if got, err := Default().WithAnnotations(map[string]string{"moat.egress": "allow=0.0.0.0/0"}); err != nil || len(got.Egress) != 0 {
 		t.Fatalf("moat.egress annotation: got %q, %v", got.Egress, err)

@@ -279,11 +279,24 @@ func writePidFile(path string, pid int) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".moat-tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	// A fresh name (O_EXCL): a fixed one could be a symlink planted in a
+	// shared directory, and we may be root.
+	f, err := os.CreateTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".*")
+	if err != nil {
 		return fmt.Errorf("pid file: %w", err)
 	}
-	if err := os.Rename(tmp, abs); err != nil {
+	tmp := f.Name()
+	_, err = f.WriteString(strconv.Itoa(pid))
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, abs)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("pid file: %w", err)
 	}

@@ -283,31 +283,12 @@ func setExecLabel(p *specs.Process) error {
 	return nil
 }
 
-// cloexecEach marks every descriptor from first on close-on-exec, up to the
-// soft RLIMIT_NOFILE.
-func cloexecEach(first int) error {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return err
-	}
-	limit := int(min(rl.Cur, 1<<20))
-	for fd := first; fd < limit; fd++ {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
-			return err
-		}
-	}
-	return nil
-}
-
 // closeExtraFDs keeps 0..2+preserve open across execve and marks every other
 // descriptor close-on-exec.
 func closeExtraFDs(preserve int) error {
 	first := 3 + preserve
-	if err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		// Kernels before 5.11: mark each open descriptor.
-		if err := cloexecEach(first); err != nil {
-			return fmt.Errorf("close extra descriptors: %w", err)
-		}
+	if err := procutil.CloseOnExecFrom(first); err != nil {
+		return fmt.Errorf("close extra descriptors: %w", err)
 	}
 	for fd := 3; fd < first; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {

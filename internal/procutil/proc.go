@@ -101,7 +101,12 @@ type ExeCopy struct {
 
 // StartExeCopy creates the memfd and starts filling and sealing it.
 func StartExeCopy() (*ExeCopy, error) {
-	fd, err := unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	// MFD_EXEC: with vm.memfd_noexec=1 (Linux 6.3+) a memfd is otherwise
+	// sealed non-executable; older kernels reject the flag.
+	fd, err := unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	if err == unix.EINVAL {
+		fd, err = unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}

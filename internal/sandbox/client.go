@@ -41,6 +41,11 @@ func Listen(path string) (*os.File, error) {
 		}
 	}
 	if err == nil {
+		// Only our own user (the directory is 0700, or 0711 with a spec
+		// user namespace): the umask must not decide who may connect.
+		err = unix.Fchmodat(unix.AT_FDCWD, path, 0o600, 0)
+	}
+	if err == nil {
 		err = unix.Listen(fd, 16)
 	}
 	if err != nil {

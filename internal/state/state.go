@@ -98,9 +98,14 @@ func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("state root %s: %w", root, err)
 	}
+	// Lstat: a symlink planted by someone else (say /tmp/moat-UID, made
+	// before us) would let its owner retarget the root after this check.
 	var st unix.Stat_t
-	if err := unix.Stat(root, &st); err != nil {
+	if err := unix.Lstat(root, &st); err != nil {
 		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("%w: %s is not a directory (a symlink?): use --root", ErrUnsafeRoot, root)
 	}
 	if int(st.Uid) != os.Geteuid() {
 		return nil, fmt.Errorf("%w: %s is owned by uid %d, not by you (uid %d): use --root", ErrUnsafeRoot, root, st.Uid, os.Geteuid())

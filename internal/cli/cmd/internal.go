@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/moat-sandbox/moat/internal/boot"
 	"github.com/moat-sandbox/moat/internal/container"
 	"github.com/moat-sandbox/moat/internal/gofer"
@@ -58,11 +56,10 @@ func Boot() *Command {
 				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --exe-fd, --create-sync-fd and --controller-fd")
 			}
 			// What boot was handed reaches its children (hooks, the gofer,
-			// helpers) only when donated explicitly.
-			for _, fd := range append([]int{a.SpecFD, a.ExeFD, a.ControllerFD, logFD}, append(a.StdioFDs, a.ExtraFDs...)...) {
-				if fd >= 0 {
-					unix.CloseOnExec(fd)
-				}
+			// helpers) only when donated explicitly. (Not before the
+			// re-exec above: it keeps every descriptor.)
+			if err := procutil.CloseOnExecFrom(3); err != nil {
+				return 1, err
 			}
 			a.Config = env.Config
 			var w io.Writer = env.Stderr
