@@ -280,6 +280,13 @@ func (b *boot) supervise() int {
 			procutil.Trace("boot", "init exited")
 			code = b.init.code
 			done = true
+			// A container that failed because the gofer died (its file
+			// operations fail at once) often ends before boot has reaped
+			// the gofer: say which one went first.
+			if code != 0 && b.gofer != nil && b.gofer.exitedWithin(goferExitGrace) {
+				b.log.Error("gofer exited: " + b.gofer.status + "; the container ended with it")
+				code = goferDiedCode
+			}
 		}
 	}
 	signal.Stop(sigs)
@@ -290,6 +297,11 @@ func (b *boot) supervise() int {
 	procutil.Trace("boot", "teardown done")
 	return code
 }
+
+// goferExitGrace covers the instant between a dying gofer closing its FUSE
+// descriptors (the container's file operations fail) and its exit showing
+// on its pidfd; only a container that failed waits it.
+const goferExitGrace = 20 * time.Millisecond
 
 // goferDiedCode is boot's exit status when the gofer died under a running
 // container: not a status the container's process could have produced.

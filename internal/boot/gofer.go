@@ -27,6 +27,7 @@ type goferProc struct {
 	io     []*os.File // init's ends of the io sockets, one per served tree
 	done   chan struct{}
 	status string // how it ended, valid after done
+	pidfd  int    // readable once the gofer has exited, reaped or not (-1: none)
 }
 
 // goferMountsTimeout bounds the gofer's start-up until its jail is ready.
@@ -84,7 +85,11 @@ func (b *boot) startGofer(cfg *config.Config) error {
 		mountsBoot.Close()
 		return fmt.Errorf("start gofer: %w", err)
 	}
-	g := &goferProc{cmd: cmd, mounts: ipc.NewConn(mountsBoot), io: b.goferIO, done: make(chan struct{})}
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		pidfd = -1
+	}
+	g := &goferProc{cmd: cmd, mounts: ipc.NewConn(mountsBoot), io: b.goferIO, done: make(chan struct{}), pidfd: pidfd}
 	b.gofer = g
 	go g.wait()
 	return nil
@@ -129,11 +134,31 @@ func (g *goferProc) stop(timeout time.Duration) {
 	}
 	select {
 	case <-g.done:
-		return
 	case <-time.After(timeout):
+		_ = g.cmd.Process.Kill()
+		<-g.done
 	}
-	_ = g.cmd.Process.Kill()
-	<-g.done
+	if g.pidfd >= 0 {
+		unix.Close(g.pidfd)
+		g.pidfd = -1
+	}
+}
+
+// exitedWithin reports whether the gofer has exited, or does within d:
+// through its pidfd, which is readable as soon as it has exited, before
+// boot reaps it.
+func (g *goferProc) exitedWithin(d time.Duration) bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+	}
+	if g.pidfd < 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(g.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, int(d.Milliseconds()))
+	return err == nil && n > 0
 }
 
 // goferPlan builds init's part of the gofer setup.
