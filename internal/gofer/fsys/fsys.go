@@ -38,9 +38,12 @@
 //     nothing), and trusted.* / security.* xattrs cannot be set or removed
 //     unless Options.AllowPrivilegedXattrs.
 //   - new files belong to the caller of the request (FUSE header uid/gid):
-//     the server creates them, then chowns the very inode it created, while it
-//     holds the parent directory's namespace lock so that no rename through
-//     the mount can swap another inode in between. The group follows the
+//     the server creates them, then chowns the very inode it created, through
+//     a descriptor, while it holds the parent directory's namespace lock (no
+//     rename through the mount can swap another inode in between). An inode
+//     swapped in from outside the mount is recognised (not owned by the
+//     server, linked elsewhere, or born before the request) and never
+//     chowned: the request fails with EEXIST. The group follows the
 //     kernel's rule: the parent's group when the parent is setgid, else the
 //     caller's.
 //   - permission checks are the kernel's (the mount must use

@@ -1,6 +1,9 @@
 package fsys
 
 import (
+	"os"
+	"time"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -72,16 +75,56 @@ func (fs *fileSystem) makeEntry(p *node, name string, caller fuse.Owner, out *fu
 	return fuse.OK
 }
 
+// makeLocked creates name in pfd with mk, then hands the inode it made to
+// the caller through a descriptor, never by name: a process outside the
+// mount (the host, or another container sharing the tree) may rename or
+// link another inode over the new name between the two calls, and a chown
+// by name would give that inode to the caller. The descriptor must name a
+// fresh inode of the server's own making (adoptable); anything else fails
+// with EEXIST and is left alone.
 func makeLocked(pfd int, name string, caller fuse.Owner, rmFlags int, mk func(int) error) (unix.Stat_t, inoKey, error) {
+	// Inode times come from the kernel's coarse clock, up to a tick behind.
+	notBefore := time.Now().Add(-birthSlack).UnixNano()
 	if err := mk(pfd); err != nil {
 		return unix.Stat_t{}, inoKey{}, err
 	}
-	if err := chownNew(pfd, -1, name, caller); err != nil {
-		unix.Unlinkat(pfd, name, rmFlags)
+	fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return unix.Stat_t{}, inoKey{}, err
 	}
-	st, key, _, err := statxAt(pfd, name)
+	defer unix.Close(fd)
+	st, key, _, err := statxAt(fd, "")
+	if err != nil {
+		return st, key, err
+	}
+	if !adoptable(&st, key, notBefore) {
+		return unix.Stat_t{}, inoKey{}, unix.EEXIST
+	}
+	if err := chownNew(pfd, fd, "", caller); err != nil {
+		if _, now, _, serr := statxAt(pfd, name); serr == nil && now == key {
+			unix.Unlinkat(pfd, name, rmFlags)
+		}
+		return unix.Stat_t{}, inoKey{}, err
+	}
+	st, key, _, err = statxAt(fd, "")
 	return st, key, err
+}
+
+// birthSlack allows for the coarse clock inode times are taken from.
+const birthSlack = 100 * time.Millisecond
+
+// adoptable reports whether st can be the inode the server just made: owned
+// by the server, a single link unless a directory (a link to a host file
+// fails), and, where the file system records births, born during the
+// request (a renamed-in older inode fails).
+func adoptable(st *unix.Stat_t, key inoKey, notBefore int64) bool {
+	if st.Uid != uint32(os.Geteuid()) {
+		return false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink != 1 {
+		return false
+	}
+	return key.btime == 0 || key.btime >= notBefore
 }
 
 // Mkdir makes a directory owned by the caller.

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -404,5 +406,96 @@ func openInRoot(dirfd int, path string, flags int) (int, error) {
 		if err != unix.EAGAIN {
 			return fd, err
 		}
+	}
+}
+
+// An inode swapped in under a new name between its creation and the chown
+// (by a process outside the mount: the host, or another container on the
+// same tree) is never handed to the caller. mk simulates the outside
+// process: it makes the entry, then renames a foreign inode over it.
+func TestMakeNeverChownsASwappedInode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown to another user)")
+	}
+	caller := fuse.Owner{Uid: 4321, Gid: 4321}
+	dir := t.TempDir()
+	pfd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pfd)
+	// Foreign inodes: a host file linked in (two links), a file of
+	// another user, and (where the file system records births) an old
+	// directory of the server's own user.
+	writeFile(t, filepath.Join(dir, "shadow"), "secret")
+	writeFile(t, filepath.Join(dir, "theirs"), "x")
+	os.Chown(filepath.Join(dir, "theirs"), 1111, 1111)
+	os.Mkdir(filepath.Join(dir, "olddir"), 0o755)
+	_, key, _, err := statxAt(pfd, "olddir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, foreign string
+		swap          func(t *testing.T, newName string)
+	}{
+		{"link", "shadow", func(t *testing.T, n string) {
+			if err := unix.Linkat(pfd, "shadow", pfd, "shadow-link", 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Renameat2(pfd, "shadow-link", pfd, n, unix.RENAME_EXCHANGE); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"other owner", "theirs", func(t *testing.T, n string) {
+			if err := unix.Renameat2(pfd, "theirs", pfd, n, unix.RENAME_EXCHANGE); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	if key.btime != 0 {
+		time.Sleep(2 * birthSlack) // make olddir older than any request
+		cases = append(cases, struct {
+			name, foreign string
+			swap          func(t *testing.T, newName string)
+		}{"old directory", "olddir", func(t *testing.T, n string) {
+			if err := unix.Renameat2(pfd, "olddir", pfd, n, unix.RENAME_EXCHANGE); err != nil {
+				t.Fatal(err)
+			}
+		}})
+	} else {
+		t.Log("old directory case not run: the temporary directory's file system records no birth times")
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := "new" + strconv.Itoa(i)
+			var before unix.Stat_t
+			unix.Fstatat(pfd, c.foreign, &before, unix.AT_SYMLINK_NOFOLLOW)
+			_, _, err := makeLocked(pfd, n, caller, 0, func(dirfd int) error {
+				if err := unix.Mkdirat(dirfd, n, 0o755); err != nil {
+					return err
+				}
+				c.swap(t, n)
+				return nil
+			})
+			if errnoOf(err) != unix.EEXIST {
+				t.Fatalf("makeLocked over a swapped-in inode: %v, want EEXIST", err)
+			}
+			var st unix.Stat_t
+			if err := unix.Fstatat(pfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				t.Fatal(err)
+			}
+			if st.Ino != before.Ino || st.Uid != before.Uid || st.Gid != before.Gid {
+				t.Fatalf("foreign inode changed: ino %d→%d owner %d:%d→%d:%d",
+					before.Ino, st.Ino, before.Uid, before.Gid, st.Uid, st.Gid)
+			}
+		})
+	}
+	// Without a swap the new inode is the caller's.
+	st, _, err := makeLocked(pfd, "mine", caller, unix.AT_REMOVEDIR, func(dirfd int) error {
+		return unix.Mkdirat(dirfd, "mine", 0o755)
+	})
+	if err != nil || st.Uid != caller.Uid || st.Gid != caller.Gid {
+		t.Fatalf("plain mkdir: %v, owner %d:%d", err, st.Uid, st.Gid)
 	}
 }
