@@ -3,19 +3,19 @@ package boot
 import (
 	"os"
 	"strconv"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // containerPids lists the container's processes when there is no cgroup to
 // ask (rootless without delegation): with its own pid namespace, every
 // process in it; without one, init's descendants and the exec'd processes,
 // never anything else of the host.
-func (b *boot) containerPids() []int {
+func (b *boot) containerPids() []procutil.Proc {
 	if b.newPidNS() {
 		return pidsInNamespace(b.init.ns[specs.PIDNamespace])
 	}
@@ -29,7 +29,7 @@ func (b *boot) containerPids() []int {
 }
 
 // pidsInNamespace scans /proc for processes whose pid namespace is ns's.
-func pidsInNamespace(ns *os.File) []int {
+func pidsInNamespace(ns *os.File) []procutil.Proc {
 	if ns == nil {
 		return nil
 	}
@@ -37,28 +37,28 @@ func pidsInNamespace(ns *os.File) []int {
 	if unix.Fstat(int(ns.Fd()), &want) != nil {
 		return nil
 	}
-	var out []int
+	var out []procutil.Proc
 	for _, pid := range allPids() {
 		var st unix.Stat_t
-		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/pid", &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
-			out = append(out, pid)
+		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/pid", &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		// Taken after the namespace check: a later process with this pid
+		// has a later start time.
+		if start, err := procutil.StartTime(pid); err == nil {
+			out = append(out, procutil.Proc{Pid: pid, Start: start})
 		}
 	}
 	return out
 }
 
 // descendants returns roots and every process below them.
-func descendants(roots map[int]bool) []int {
+func descendants(roots map[int]bool) []procutil.Proc {
 	parent := map[int]int{}
+	started := map[int]uint64{}
 	for _, pid := range allPids() {
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 1 {
-			parent[pid], _ = strconv.Atoi(f[1])
+		if ppid, start, err := procutil.ParentAndStart(pid); err == nil {
+			parent[pid], started[pid] = ppid, start
 		}
 	}
 	in := map[int]bool{}
@@ -72,11 +72,11 @@ func descendants(roots map[int]bool) []int {
 		}
 		return false
 	}
-	var out []int
+	var out []procutil.Proc
 	for pid := range parent {
 		if walk(pid) {
 			in[pid] = true
-			out = append(out, pid)
+			out = append(out, procutil.Proc{Pid: pid, Start: started[pid]})
 		}
 	}
 	return out
@@ -105,14 +105,21 @@ func (b *boot) ps() (ipc.Message, error) {
 		}
 		return ipc.BootPs{Pids: pids}, nil
 	}
-	return ipc.BootPs{Pids: b.containerPids()}, nil
+	var pids []int
+	for _, p := range b.containerPids() {
+		pids = append(pids, p.Pid)
+	}
+	return ipc.BootPs{Pids: pids}, nil
 }
 
-// signalAll signals every container process without a cgroup.
+// signalAll signals every container process without a cgroup. Each is
+// signalled only if it is still the process that was listed: a process of
+// the container that exits between the scan and the signal may have its
+// pid taken by a process of the host.
 func (b *boot) signalAll(sig unix.Signal) error {
 	var firstErr error
-	for _, pid := range b.containerPids() {
-		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH && firstErr == nil {
+	for _, p := range b.containerPids() {
+		if err := procutil.SignalIf(p.Pid, p.Start, sig); err != nil && err != unix.ESRCH && firstErr == nil {
 			firstErr = err
 		}
 	}

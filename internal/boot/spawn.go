@@ -245,6 +245,8 @@ func (b *boot) trackInit(cmd *exec.Cmd, conn *os.File) error {
 		return fmt.Errorf("pidfd_open init: %w", err)
 	}
 	p.pidfd = pidfd
+	// Zero (init already gone) makes the CLI take init for stopped: a
+	// pid without its start time could be a later process's.
 	p.start, _ = procutil.StartTime(p.pid)
 	go func() {
 		err := cmd.Wait()

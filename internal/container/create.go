@@ -212,7 +212,12 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions,
 	st.Bundle, st.Rootfs, st.Spec = b.Dir, b.Rootfs, b.Spec
 	st.Created = time.Now().UTC()
 	st.BootPid = sb.Cmd.Process.Pid
-	st.BootStart, _ = procutil.StartTime(st.BootPid)
+	if st.BootStart, err = procutil.StartTime(st.BootPid); err != nil {
+		// Without its start time boot could not be told from a process
+		// that reuses its pid.
+		sb.Abort()
+		return nil, fmt.Errorf("moat boot: %w", err)
+	}
 	st.InitPid, st.InitStart = sb.Created.InitPid, sb.Created.InitStart
 	st.Cgroup = sb.Created.Cgroup
 	st.Rootless = userns.Rootless

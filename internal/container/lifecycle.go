@@ -62,10 +62,8 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 		return nil
 	}
 	// Boot unreachable but init alive: signal init directly.
-	if procutil.Alive(s.InitPid, s.InitStart) {
-		if kerr := unix.Kill(s.InitPid, sig); kerr == nil {
-			return nil
-		}
+	if procutil.SignalIf(s.InitPid, s.InitStart, sig) == nil {
+		return nil
 	}
 	return fmt.Errorf("kill %s: %w", id, err)
 }
@@ -113,12 +111,12 @@ func (r *Runtime) stop(s *state.State, st specs.ContainerState) {
 			_ = cg.Resume()
 		}
 	}
-	if st != specs.StateStopped && procutil.Alive(s.InitPid, s.InitStart) {
-		_ = unix.Kill(s.InitPid, unix.SIGKILL)
+	if st != specs.StateStopped {
+		_ = procutil.SignalIf(s.InitPid, s.InitStart, unix.SIGKILL)
 	}
 	if s.BootPid != 0 && !procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout) {
 		r.Log.Warn("moat boot did not exit, killing it", "pid", s.BootPid)
-		_ = unix.Kill(s.BootPid, unix.SIGKILL)
+		_ = procutil.SignalIf(s.BootPid, s.BootStart, unix.SIGKILL)
 		procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout)
 	}
 	// Boot removes the cgroup when the container ends; only a boot that

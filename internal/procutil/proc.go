@@ -18,15 +18,31 @@ import (
 // (/proc/<pid>/stat field 22); with the pid it identifies a process across
 // pid reuse.
 func StartTime(pid int) (uint64, error) {
+	_, start, err := ParentAndStart(pid)
+	return start, err
+}
+
+// Proc is a process known by its pid and start time.
+type Proc struct {
+	Pid   int
+	Start uint64
+}
+
+// ParentAndStart returns a process's parent pid and start time.
+func ParentAndStart(pid int) (ppid int, start uint64, err error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	f, _, err := statFields(data)
 	if err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return ppid, start, err
 }
 
 // statFields splits /proc/<pid>/stat after the command name (which may hold
@@ -59,6 +75,24 @@ func Alive(pid int, start uint64) bool {
 	}
 	st, err := strconv.ParseUint(f[19], 10, 64)
 	return err == nil && (start == 0 || st == start)
+}
+
+// SignalIf sends sig to pid only if it is still the process that started at
+// start (ESRCH otherwise). It holds a pidfd while it checks, so the signal
+// cannot reach a process that took over the pid in between.
+func SignalIf(pid int, start uint64, sig unix.Signal) error {
+	if pid <= 0 || start == 0 {
+		return unix.ESRCH // not a process this can tell from another
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if !Alive(pid, start) {
+		return unix.ESRCH
+	}
+	return unix.PidfdSendSignal(fd, sig, nil, 0)
 }
 
 // WaitGone waits until pid is gone or the timeout passes.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +49,37 @@ func TestStartTimeAndAlive(t *testing.T) {
 		t.Fatal("killed process still alive")
 	}
 	cmd.Wait()
+}
+
+// SignalIf reaches a process only under its own start time: a pid taken
+// over by another process (simulated by a wrong start time) is left alone.
+func TestSignalIf(t *testing.T) {
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	ppid, st, err := ParentAndStart(pid)
+	if err != nil || ppid != os.Getpid() {
+		t.Fatalf("ParentAndStart = %d, %d, %v; want parent %d", ppid, st, err, os.Getpid())
+	}
+	for _, wrong := range []uint64{st + 1, 0} {
+		if err := SignalIf(pid, wrong, unix.SIGKILL); err != unix.ESRCH {
+			t.Fatalf("SignalIf with start %d (not the process's %d) = %v, want ESRCH", wrong, st, err)
+		}
+	}
+	if !Alive(pid, st) {
+		t.Fatal("SignalIf with a wrong start time killed the process")
+	}
+	if err := SignalIf(pid, st, unix.SIGKILL); err != nil {
+		t.Fatalf("SignalIf: %v", err)
+	}
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != unix.SIGKILL {
+		t.Fatalf("process ended with %v, want SIGKILL", err)
+	}
 }
 
 func TestSealedExe(t *testing.T) {
