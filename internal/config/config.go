@@ -86,8 +86,9 @@ const (
 
 // annotationOverrides are the settings a container may choose for itself
 // through annotations (config.json "annotations"); nothing else can be.
-// The egress policy and host loopback are the operator's alone: a bundle
-// must not loosen them.
+// The egress policy and host loopback are the operator's alone, and a
+// bundle may not choose the host network or direct file access: a bundle
+// must not loosen the sandbox.
 var annotationOverrides = map[string]string{
 	"moat.overlay":     "overlay",
 	"moat.file-access": "file-access",
@@ -108,6 +109,11 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 		case "overlay":
 			out.Overlay = v
 		case "file-access":
+			// The gofer keeps host mounts out of the container; a bundle
+			// must not opt out of it against the operator's choice.
+			if v == FileAccessDirect && c.FileAccess != FileAccessDirect {
+				return nil, fmt.Errorf("annotations: moat.file-access=direct: only the operator can give a container direct access to host files (--file-access=direct)")
+			}
 			out.FileAccess = v
 		case "network":
 			// A bundle may isolate itself more, never join the host's

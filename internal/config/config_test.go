@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +75,23 @@ func TestNetworkAnnotations(t *testing.T) {
 	// The egress policy is not the bundle's to choose.
 	if got, err := Default().WithAnnotations(map[string]string{"moat.egress": "allow=0.0.0.0/0"}); err != nil || len(got.Egress) != 0 {
 		t.Fatalf("moat.egress annotation: got %q, %v", got.Egress, err)
+	}
+}
+
+// A bundle may choose its overlay and tighten file access, never take
+// direct access to host files against the operator's choice.
+func TestFileAccessAnnotations(t *testing.T) {
+	if _, err := Default().WithAnnotations(map[string]string{"moat.file-access": FileAccessDirect}); err == nil ||
+		!strings.Contains(err.Error(), "--file-access=direct") {
+		t.Fatalf("moat.file-access=direct annotation under the gofer: %v, want an error naming the flag", err)
+	}
+	direct := Default()
+	direct.FileAccess = FileAccessDirect
+	got, err := direct.WithAnnotations(map[string]string{"moat.file-access": FileAccessGofer, "moat.overlay": OverlayNone})
+	if err != nil || got.FileAccess != FileAccessGofer || got.Overlay != OverlayNone {
+		t.Fatalf("tightening to the gofer: %+v, %v", got, err)
+	}
+	if got, err := direct.WithAnnotations(map[string]string{"moat.file-access": FileAccessDirect}); err != nil || got.FileAccess != FileAccessDirect {
+		t.Fatalf("direct under an operator's direct: %v", err)
 	}
 }
