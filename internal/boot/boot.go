@@ -55,7 +55,9 @@ type boot struct {
 	rootfs string
 	cg     *cgroup.Manager // nil without cgroups
 	init   *initProc
-	exe    *os.File // sealed copy of moat, for init and exec helpers
+	exe    *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
+	// exeCopied: exe is a memfd copy, dropped once the container runs.
+	exeCopied bool
 
 	mu       sync.Mutex
 	started  bool
@@ -167,11 +169,12 @@ func (b *boot) takeExe(conn *ipc.Conn) error {
 		exe.Close()
 		return fmt.Errorf("waiting for the sealed executable: %w", err)
 	}
-	if err := procutil.CheckSealed(exe); err != nil {
+	copied, err := procutil.CheckProtected(exe)
+	if err != nil {
 		exe.Close()
 		return err
 	}
-	b.exe = exe
+	b.exe, b.exeCopied = exe, copied
 	return nil
 }
 

@@ -269,11 +269,11 @@ func (p *initProc) openInitNamespaces() error {
 	return nil
 }
 
-// execExe returns a descriptor of a sealed copy of moat for an exec helper:
-// the creation copy until the container has started, then a fresh one. Boot
-// keeps no copy while the container runs (it would cost the binary's size in
-// memory per container); a copy costs a few milliseconds per exec, as runc's
-// does.
+// execExe returns a descriptor of the protected moat for an exec helper:
+// boot's own while it has one (always, for a read-only mount), else a fresh
+// copy. Boot keeps no memfd copy while the container runs (it would cost
+// the binary's size in memory per container); a copy costs a few
+// milliseconds per exec, as runc's does.
 func (b *boot) execExe() (*os.File, error) {
 	b.mu.Lock()
 	if b.exe != nil {
@@ -296,11 +296,12 @@ func (b *boot) execExe() (*os.File, error) {
 	return c.File, nil
 }
 
-// dropExe closes the creation copy of moat once the container runs.
+// dropExe closes the creation copy of moat once the container runs (a
+// read-only mount costs nothing and stays).
 func (b *boot) dropExe() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.exe != nil {
+	if b.exe != nil && b.exeCopied {
 		b.exe.Close()
 		b.exe = nil
 	}

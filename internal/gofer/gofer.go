@@ -89,7 +89,8 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
 		return nil, nil, fmt.Errorf("%d io descriptors for %d served trees", len(a.IoFDs), len(trees))
 	}
 	procutil.Trace("gofer", "planned")
-	passthrough := passthroughWanted()
+	// FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace.
+	passthrough := procutil.InitialUserNS()
 	for _, t := range trees {
 		t.passthrough = passthrough
 	}
@@ -128,16 +129,6 @@ func reportMounts(conn *ipc.Conn, trees []*tree) error {
 	}
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	return conn.Send(msg)
-}
-
-// passthroughWanted: FUSE passthrough needs CAP_SYS_ADMIN in the initial
-// user namespace, so only real root can have it.
-func passthroughWanted() bool {
-	data, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	return string(data) == "         0          0 4294967295\n"
 }
 
 // serveAll waits for each tree's FUSE descriptor and serves it; it returns

@@ -121,20 +121,34 @@ func ExitCode(ws syscall.WaitStatus) int {
 	return 255
 }
 
-// ExeCopy is a sealed memfd copy of the running executable, being made in
-// the background. The container init and exec helpers run from it, so a
-// process in the container can never reach (and overwrite) the host's moat
-// binary through /proc/<pid>/exe (CVE-2019-5736). The descriptor exists at
-// once (it can be donated to a child); its content is complete and immutable
-// only after Wait returns nil, which the receiver checks with CheckSealed.
+// ExeCopy is the protected executable the container init and exec helpers
+// run from, so that a process in the container can never reach (and
+// overwrite) the host's moat binary through /proc/<pid>/exe
+// (CVE-2019-5736). As real root it is a read-only bind mount of moat that
+// is attached nowhere (made at once, shared page cache, no copy: runc 1.2
+// makes a read-only detached overlay for the same reason); otherwise a
+// sealed memfd copy, made in the background. The descriptor exists at once
+// (it can be donated to a child); a copy is complete and immutable only
+// after Wait returns nil, which the receiver checks with CheckProtected.
 type ExeCopy struct {
 	File *os.File
 	done chan struct{}
 	err  error
 }
 
-// StartExeCopy creates the memfd and starts filling and sealing it.
+// StartExeCopy returns the read-only mount of moat, or creates the memfd
+// and starts filling and sealing it.
 func StartExeCopy() (*ExeCopy, error) {
+	if f, err := readOnlyExe(); err == nil {
+		c := &ExeCopy{File: f, done: make(chan struct{})}
+		close(c.done)
+		return c, nil
+	}
+	return startMemfdCopy()
+}
+
+// startMemfdCopy creates the memfd and starts filling and sealing it.
+func startMemfdCopy() (*ExeCopy, error) {
 	// MFD_EXEC: with vm.memfd_noexec=1 (Linux 6.3+) a memfd is otherwise
 	// sealed non-executable; older kernels reject the flag.
 	fd, err := unix.MemfdCreate("moat", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
@@ -150,6 +164,38 @@ func StartExeCopy() (*ExeCopy, error) {
 		close(c.done)
 	}()
 	return c, nil
+}
+
+// readOnlyExe clones the mount of the running executable, rooted at the
+// file, into a detached mount (no mount namespace has it: no mount events
+// anywhere) and makes it read-only. It needs CAP_SYS_ADMIN over the mount
+// namespace; a clone made inside a user namespace could be remounted
+// read-write by the container's root there, so only real root uses it.
+func readOnlyExe() (*os.File, error) {
+	if !InitialUserNS() {
+		return nil, unix.EPERM
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "moat-ro-exe"), nil
+}
+
+// InitialUserNS reports whether this process is in the host's user
+// namespace (the identity map of every id).
+func InitialUserNS() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(data))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }
 
 // Wait returns once the copy is sealed, or why it could not be.
@@ -182,14 +228,27 @@ func fillAndSeal(mf *os.File) error {
 // requiredSeals make a memfd immutable.
 const requiredSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
-// CheckSealed verifies that f is a memfd that can no longer change.
-func CheckSealed(f *os.File) error {
+// CheckProtected verifies that f cannot change: a sealed memfd (copied is
+// true: it holds a copy of the binary in memory) or a regular file on a
+// read-only mount.
+func CheckProtected(f *os.File) (copied bool, err error) {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
-	if err != nil {
-		return fmt.Errorf("executable copy is not a sealable memfd: %w", err)
+	if err == nil {
+		if seals&requiredSeals != requiredSeals {
+			return true, fmt.Errorf("executable copy is not sealed (seals %#x)", seals)
+		}
+		return true, nil
 	}
-	if seals&requiredSeals != requiredSeals {
-		return fmt.Errorf("executable copy is not sealed (seals %#x)", seals)
+	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false, fmt.Errorf("protected executable: %w", err)
 	}
-	return nil
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return false, fmt.Errorf("protected executable: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || fs.Flags&unix.ST_RDONLY == 0 {
+		return false, errors.New("executable is neither a sealed memfd nor on a read-only mount")
+	}
+	return false, nil
 }

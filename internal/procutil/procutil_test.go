@@ -1,8 +1,10 @@
 package procutil
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,7 +85,7 @@ func TestSignalIf(t *testing.T) {
 }
 
 func TestSealedExe(t *testing.T) {
-	c, err := StartExeCopy()
+	c, err := startMemfdCopy()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +94,8 @@ func TestSealedExe(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := c.File
-	if err := CheckSealed(f); err != nil {
-		t.Fatal(err)
+	if copied, err := CheckProtected(f); err != nil || !copied {
+		t.Fatalf("CheckProtected(memfd) = %v, %v; want a copy", copied, err)
 	}
 	if _, err := f.WriteAt([]byte("x"), 0); err == nil {
 		t.Fatal("write to the sealed executable succeeded")
@@ -104,13 +106,79 @@ func TestSealedExe(t *testing.T) {
 	r, w, _ := os.Pipe()
 	defer r.Close()
 	defer w.Close()
-	if CheckSealed(r) == nil {
-		t.Fatal("a pipe passed CheckSealed")
+	if _, err := CheckProtected(r); err == nil {
+		t.Fatal("a pipe passed CheckProtected")
 	}
 	self, _ := os.Stat("/proc/self/exe")
 	st, _ := f.Stat()
 	if st.Size() != self.Size() {
 		t.Fatalf("copy has %d bytes, executable %d", st.Size(), self.Size())
+	}
+	checkRunsAndRefusesWrites(t, f)
+}
+
+// As real root the protected executable is a read-only mount of the binary
+// itself: it runs, and nothing reaches the binary through it (the
+// CVE-2019-5736 path: reopening /proc/<pid>/exe, or the descriptor, for
+// writing).
+func TestReadOnlyExe(t *testing.T) {
+	if !InitialUserNS() || os.Geteuid() != 0 {
+		t.Skip("needs real root (a memfd copy is used otherwise: TestSealedExe)")
+	}
+	c, err := StartExeCopy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if copied, err := CheckProtected(c.File); err != nil || copied {
+		t.Fatalf("CheckProtected(read-only mount) = %v, %v; want no copy", copied, err)
+	}
+	var st, self unix.Stat_t
+	if err := unix.Fstat(int(c.File.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	unix.Stat("/proc/self/exe", &self)
+	if st.Ino != self.Ino || st.Dev != self.Dev {
+		t.Fatal("the read-only mount is not the running executable")
+	}
+	checkRunsAndRefusesWrites(t, c.File)
+	// A writable file on the same file system would not pass as protected.
+	w, err := os.CreateTemp("", "exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(w.Name())
+	defer w.Close()
+	if _, err := CheckProtected(w); err == nil {
+		t.Fatal("a writable regular file passed CheckProtected")
+	}
+}
+
+// checkRunsAndRefusesWrites runs the test binary through f (as a helper runs
+// moat) and tries to open it for writing the ways a container would.
+func checkRunsAndRefusesWrites(t *testing.T, f *os.File) {
+	t.Helper()
+	path := "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(f.Fd()))
+	if out, err := exec.Command(path, "-test.run=^$").CombinedOutput(); err != nil {
+		t.Fatalf("run through the protected executable: %v: %s", err, out)
+	}
+	before, _ := os.ReadFile(path)
+	for _, flags := range []int{os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC} {
+		w, err := os.OpenFile(path, flags, 0)
+		if err != nil {
+			continue // a read-only mount refuses the open
+		}
+		_, werr := w.WriteAt([]byte("x"), 0)
+		w.Close()
+		if werr == nil {
+			t.Fatalf("write through %s opened with flags %#x succeeded", path, flags)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the protected executable changed")
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // ErrMapping marks a uid/gid mapping the caller may not use.
@@ -84,14 +86,7 @@ func hasUserNS(s *specs.Spec) bool {
 
 // InUserNS reports whether this process runs in a user namespace other than
 // the initial one (its uid map is not the identity over all ids).
-func InUserNS() bool {
-	data, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(data))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
-}
+func InUserNS() bool { return !procutil.InitialUserNS() }
 
 // subRange is one /etc/subuid or /etc/subgid grant.
 type subRange struct{ start, count uint32 }

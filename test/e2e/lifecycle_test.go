@@ -320,7 +320,8 @@ func (e *env) runDetachedOutput(b *bundle, id string) (out func() string, wait f
 
 // TestNoExecutableCopyWhileRunning: once the container runs, boot holds no
 // sealed copy of moat (it would cost the binary's size per container), the
-// gofer runs boot's own executable, and exec still works (with a fresh copy).
+// gofer runs boot's own executable, and exec still works (from the
+// read-only mount boot keeps as real root, else from a fresh copy).
 func TestNoExecutableCopyWhileRunning(t *testing.T) {
 	needRoot(t, "reads the fds of non-dumpable moat processes")
 	e := newEnv(t)

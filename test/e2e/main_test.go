@@ -198,7 +198,9 @@ func leakedProcesses() []string {
 		cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
 		exe, _ := os.Readlink("/proc/" + pid + "/exe")
 		cl := strings.ReplaceAll(string(cmdline), "\x00", " ")
-		if strings.Contains(cl, baseDir) || strings.Contains(cl, idPrefix) ||
+		// argv[0] "moat": a helper (init, exec) whose executable is the
+		// detached read-only mount (/proc/<pid>/exe reads "/").
+		if strings.Contains(cl, baseDir) || strings.Contains(cl, idPrefix) || strings.HasPrefix(cl, "moat ") ||
 			strings.HasPrefix(exe, "/memfd:moat") || strings.Contains(exe, baseDir) {
 			out = append(out, fmt.Sprintf("process %s: %s (exe %s)", pid, cl, exe))
 		}

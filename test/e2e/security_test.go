@@ -4,6 +4,7 @@ package e2e
 // (with the default capabilities) and checks the host is out of reach.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -86,9 +87,10 @@ func TestCwdLeakedFd(t *testing.T) {
 }
 
 // TestInitRunsFromSealedCopy is CVE-2019-5736: before start the container
-// init is moat's helper, and it runs from a sealed memfd, never from the
-// host binary, which therefore cannot be reached for writing through
-// /proc/<pid>/exe.
+// init is moat's helper, and it never runs from the host binary's path: as
+// real root from a read-only mount of the binary that is attached nowhere
+// (its /proc/<pid>/exe reads "/"), otherwise from a sealed memfd copy.
+// Either way nothing can be written to moat through /proc/<pid>/exe.
 func TestInitRunsFromSealedCopy(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBundle([]string{"hold", "600"})
@@ -98,16 +100,32 @@ func TestInitRunsFromSealedCopy(t *testing.T) {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	target, err := os.Readlink(exe)
 	must(t, err)
-	if !strings.HasPrefix(target, "/memfd:moat") || strings.Contains(target, moatBin) {
+	before, err := os.ReadFile(moatBin)
+	must(t, err)
+	if !rootless {
+		var got, bin unix.Stat_t
+		must(t, unix.Stat(exe, &got))
+		must(t, unix.Stat(moatBin, &bin))
+		if target != "/" || got.Ino != bin.Ino || got.Dev != bin.Dev {
+			t.Errorf("init helper executes %q (inode %d), want moat (inode %d) through a detached read-only mount", target, got.Ino, bin.Ino)
+		}
+	} else if !strings.HasPrefix(target, "/memfd:moat") {
 		t.Errorf("init helper executes %q, want the sealed memfd copy", target)
 	}
-	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
-	if err == nil {
-		_, werr := f.Write([]byte("overwrite"))
-		f.Close()
-		t.Errorf("opened the init helper's executable for writing (write: %v)", werr)
-	} else if !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
-		t.Errorf("open %s for writing: %v, want ETXTBSY, EACCES or EPERM", exe, err)
+	for _, flags := range []int{os.O_WRONLY, os.O_RDWR | os.O_TRUNC} {
+		f, err := os.OpenFile(exe, flags, 0)
+		if err == nil {
+			_, werr := f.Write([]byte("overwrite"))
+			f.Close()
+			if werr == nil {
+				t.Errorf("wrote to the init helper's executable (open flags %#x)", flags)
+			}
+		} else if !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EROFS) {
+			t.Errorf("open %s for writing: %v, want ETXTBSY, EACCES, EPERM or EROFS", exe, err)
+		}
+	}
+	if after, _ := os.ReadFile(moatBin); !bytes.Equal(before, after) {
+		t.Error("the moat binary changed")
 	}
 	e.moat("start", id)
 	if target, _ := os.Readlink(exe); !strings.HasSuffix(target, "/bin/probe") {
