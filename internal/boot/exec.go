@@ -285,7 +285,7 @@ func (b *boot) execExe() (*os.File, error) {
 		return os.NewFile(uintptr(fd), "moat-sealed-exe"), nil
 	}
 	b.mu.Unlock()
-	c, err := procutil.StartExeCopy()
+	c, err := procutil.StartExeCopy(false)
 	if err != nil {
 		return nil, err
 	}

@@ -47,13 +47,6 @@ type Created struct {
 // process waits for start.
 // Postcondition on error: no state, processes, mounts or cgroups remain.
 func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
-	// The sealed copy of moat takes a few milliseconds: make it while the
-	// bundle is checked.
-	exe, err := procutil.StartExeCopy()
-	if err != nil {
-		return nil, err
-	}
-	defer exe.Close()
 	b, err := spec.Load(o.Bundle)
 	if err != nil {
 		return nil, err
@@ -76,6 +69,13 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A memfd copy of moat takes a few milliseconds: it is made while boot
+	// starts (boot waits for its seals).
+	exe, err := procutil.StartExeCopy(userns.NewUserNS)
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
 	if err := checkSeccomp(b.Spec.Linux.Seccomp); err != nil {
 		return nil, err
 	}

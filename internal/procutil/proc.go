@@ -137,8 +137,13 @@ type ExeCopy struct {
 }
 
 // StartExeCopy returns the read-only mount of moat, or creates the memfd
-// and starts filling and sealing it.
-func StartExeCopy() (*ExeCopy, error) {
+// and starts filling and sealing it. forUserNS: the helpers will run in a
+// new user namespace, where a file of the host's root cannot be executed;
+// the memfd copy can be given to the namespace's root.
+func StartExeCopy(forUserNS bool) (*ExeCopy, error) {
+	if forUserNS {
+		return startMemfdCopy()
+	}
 	if f, err := readOnlyExe(); err == nil {
 		c := &ExeCopy{File: f, done: make(chan struct{})}
 		close(c.done)

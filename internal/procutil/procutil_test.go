@@ -125,7 +125,7 @@ func TestReadOnlyExe(t *testing.T) {
 	if !InitialUserNS() || os.Geteuid() != 0 {
 		t.Skip("needs real root (a memfd copy is used otherwise: TestSealedExe)")
 	}
-	c, err := StartExeCopy()
+	c, err := StartExeCopy(false)
 	if err != nil {
 		t.Fatal(err)
 	}
