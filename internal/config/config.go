@@ -85,7 +85,8 @@ const (
 )
 
 // annotationOverrides are the settings a container may choose for itself
-// through annotations (config.json "annotations"); nothing else can be.
+// through annotations (config.json "annotations"); nothing else can be,
+// and publishing from an annotation is limited to loopback addresses.
 // The egress policy and host loopback are the operator's alone, and a
 // bundle may not choose the host network or direct file access: a bundle
 // must not loosen the sandbox.
@@ -123,8 +124,21 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 			}
 			out.Network = v
 		case "publish":
-			// Comma-separated, added to the --publish flags.
-			out.Publish = append(append(List{}, c.Publish...), splitList(v)...)
+			// Comma-separated, added to the --publish flags. A bundle may
+			// publish to this host only: listening on other addresses
+			// opens the container to the network, the operator's call.
+			ports := splitList(v)
+			for _, p := range ports {
+				f, err := network.ParsePublish(p)
+				if err != nil {
+					return nil, fmt.Errorf("annotations: moat.publish: %w", err)
+				}
+				if !f.HostAddr.Addr().IsLoopback() {
+					return nil, fmt.Errorf("annotations: moat.publish %q listens on %s: a bundle may publish on a loopback address only (e.g. 127.0.0.1:%d:%d); only the operator can publish beyond this host (--publish)",
+						p, f.HostAddr.Addr(), f.HostAddr.Port(), f.ContainerPort)
+				}
+			}
+			out.Publish = append(append(List{}, c.Publish...), ports...)
 		}
 	}
 	if err := out.Validate(); err != nil {

@@ -50,11 +50,11 @@ func TestValidate(t *testing.T) {
 
 func TestNetworkAnnotations(t *testing.T) {
 	c := Default()
-	got, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": "8080:80, 9090:90/udp"})
+	got, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": "127.0.0.1:8080:80, [::1]:9090:90/udp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Network != NetworkSandbox || !reflect.DeepEqual(got.Publish, List{"8080:80", "9090:90/udp"}) {
+	if got.Network != NetworkSandbox || !reflect.DeepEqual(got.Publish, List{"127.0.0.1:8080:80", "[::1]:9090:90/udp"}) {
 		t.Fatalf("got network %q publish %q", got.Network, got.Publish)
 	}
 	if len(c.Publish) != 0 {
@@ -67,6 +67,17 @@ func TestNetworkAnnotations(t *testing.T) {
 	}
 	if _, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox"}); err != nil {
 		t.Fatalf("--publish with the sandbox network from an annotation: %v", err)
+	}
+	// A bundle publishes on loopback only: all interfaces or another
+	// address is the operator's choice.
+	for _, p := range []string{"8080:80", "0.0.0.0:8080:80", "192.0.2.1:8080:80", "[::]:8080:80/udp"} {
+		_, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": p})
+		if err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("moat.publish=%s: %v, want a loopback-only error", p, err)
+		}
+	}
+	if _, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": "80"}); err == nil {
+		t.Error("moat.publish=80: expected a parse error")
 	}
 	// Nor may a bundle take the host's network.
 	if _, err := Default().WithAnnotations(map[string]string{"moat.network": "host"}); err == nil {
