@@ -332,7 +332,7 @@ func (b *boot) killRest() {
 
 // teardown removes the cgroup once every process is gone.
 func (b *boot) teardown() {
-	waitGroupTimeout(&b.execs, 2*time.Second)
+	procutil.WaitTimeout(b.execs.Wait, 2*time.Second)
 	// The gofer's mounts live in the container's mount namespace; once the
 	// last reference (ours included) is gone, it is unmounted and the gofer
 	// ends by itself.
@@ -374,15 +374,6 @@ func (b *boot) abort() {
 func (b *boot) runHooks(k hooks.Kind, status specs.ContainerState) error {
 	st := hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.spec)
 	return hooks.Run(b.spec, k, st)
-}
-
-func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
 }
 
 // recvErr describes a failed receive from init, preferring init's exit

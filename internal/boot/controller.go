@@ -96,7 +96,7 @@ func overflowUID() uint32 {
 // close stops accepting and waits (bounded) for the answers under way.
 func (c *controller) close() {
 	c.once.Do(func() { c.ln.Close() })
-	waitGroupTimeout(&c.inflight, 5*time.Second)
+	procutil.WaitTimeout(c.inflight.Wait, 5*time.Second)
 }
 
 func (c *controller) handle(conn *ipc.Conn) {

@@ -54,7 +54,7 @@ func startTestDNS(t testing.TB, records map[string][]testRR) *testDNS {
 	t.Cleanup(func() { pc.Close(); ln.Close() })
 	d.addr = netip.MustParseAddrPort(pc.LocalAddr().String())
 	go d.serveUDP(pc)
-	go d.serveTCP(ln)
+	serveFor(ln, 10*time.Second, d.serveTCP)
 	return d
 }
 
@@ -71,25 +71,15 @@ func (d *testDNS) serveUDP(pc net.PacketConn) {
 	}
 }
 
-func (d *testDNS) serveTCP(ln net.Listener) {
+func (d *testDNS) serveTCP(c net.Conn) {
 	for {
-		c, err := ln.Accept()
+		q, err := readFramed(c)
 		if err != nil {
 			return
 		}
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			for {
-				q, err := readFramed(c)
-				if err != nil {
-					return
-				}
-				if resp := d.answer(q); resp != nil {
-					writeFramed(c, resp)
-				}
-			}
-		}()
+		if resp := d.answer(q); resp != nil {
+			writeFramed(c, resp)
+		}
 	}
 }
 

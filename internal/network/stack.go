@@ -18,6 +18,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 const (
@@ -195,10 +197,10 @@ func (sb *Sandbox) Close() error {
 	}
 	deadline := time.Now().Add(closeTimeout)
 	var errs []error
-	if !waitTimeout(sb.wg.Wait, time.Until(deadline)) {
+	if !procutil.WaitTimeout(sb.wg.Wait, time.Until(deadline)) {
 		errs = append(errs, errors.New("network goroutines did not stop"))
 	}
-	if sb.s != nil && !waitTimeout(sb.s.Destroy, time.Until(deadline)) {
+	if sb.s != nil && !procutil.WaitTimeout(sb.s.Destroy, time.Until(deadline)) {
 		// The TAP fd stays open: a dispatcher may still be reading it.
 		return fmt.Errorf("close sandbox network: netstack did not stop within %v", closeTimeout)
 	}
@@ -209,20 +211,6 @@ func (sb *Sandbox) Close() error {
 		return fmt.Errorf("close sandbox network: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-// waitTimeout runs f and reports whether it returned within d.
-func waitTimeout(f func(), d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { f(); close(done) }()
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // enter registers a goroutine about to start; false once Close began.

@@ -95,6 +95,21 @@ func SignalIf(pid int, start uint64, sig unix.Signal) error {
 	return unix.PidfdSendSignal(fd, sig, nil, 0)
 }
 
+// WaitTimeout runs f and reports whether it returned within d (f goes on
+// running otherwise: use it for waits that end on their own).
+func WaitTimeout(f func(), d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // WaitGone waits until pid is gone or the timeout passes.
 func WaitGone(pid int, start uint64, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
