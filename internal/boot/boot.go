@@ -61,7 +61,7 @@ type boot struct {
 
 	mu       sync.Mutex
 	started  bool
-	execPids map[int]bool // running exec'd processes (guarded by mu)
+	execPids map[int]uint64 // running exec'd processes and their start times (guarded by mu)
 	execs    sync.WaitGroup
 	warnings []string
 	// gofer serves the container's files (--file-access=gofer); goferIO

@@ -44,9 +44,10 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 	b.execs.Add(1)
 	b.mu.Lock()
 	if b.execPids == nil {
-		b.execPids = map[int]bool{}
+		b.execPids = map[int]uint64{}
 	}
-	b.execPids[cmd.Process.Pid] = true
+	// Read while the process is an unreaped child: its pid is still its own.
+	b.execPids[cmd.Process.Pid], _ = procutil.StartTime(cmd.Process.Pid)
 	b.mu.Unlock()
 	started := ipc.BootExecStarted{Pid: cmd.Process.Pid, HasPty: master != nil}
 	var fds []int

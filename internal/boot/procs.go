@@ -20,9 +20,9 @@ func (b *boot) containerPids() []procutil.Proc {
 		return pidsInNamespace(b.init.ns[specs.PIDNamespace])
 	}
 	b.mu.Lock()
-	roots := map[int]bool{b.init.pid: true}
-	for pid := range b.execPids {
-		roots[pid] = true
+	roots := map[int]uint64{b.init.pid: b.init.start}
+	for pid, start := range b.execPids {
+		roots[pid] = start
 	}
 	b.mu.Unlock()
 	return descendants(roots)
@@ -39,21 +39,26 @@ func pidsInNamespace(ns *os.File) []procutil.Proc {
 	}
 	var out []procutil.Proc
 	for _, pid := range allPids() {
+		// The start time first: if the namespace check then still finds
+		// the container's namespace, the start time is that process's (a
+		// host process taking the pid in between fails the check).
+		start, err := procutil.StartTime(pid)
+		if err != nil {
+			continue
+		}
 		var st unix.Stat_t
 		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/pid", &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
 			continue
 		}
-		// Taken after the namespace check: a later process with this pid
-		// has a later start time.
-		if start, err := procutil.StartTime(pid); err == nil {
-			out = append(out, procutil.Proc{Pid: pid, Start: start})
-		}
+		out = append(out, procutil.Proc{Pid: pid, Start: start})
 	}
 	return out
 }
 
-// descendants returns roots and every process below them.
-func descendants(roots map[int]bool) []procutil.Proc {
+// descendants returns roots and every process below them. A root counts
+// only under its start time: init or an exec'd process already reaped may
+// have its pid reused by a host process, whose tree is not the container's.
+func descendants(roots map[int]uint64) []procutil.Proc {
 	parent := map[int]int{}
 	started := map[int]uint64{}
 	for _, pid := range allPids() {
@@ -65,7 +70,7 @@ func descendants(roots map[int]bool) []procutil.Proc {
 	var walk func(int) bool
 	walk = func(p int) bool {
 		for depth := 0; p > 1 && depth < 4096; depth++ {
-			if roots[p] || in[p] {
+			if start, ok := roots[p]; (ok && start != 0 && started[p] == start) || in[p] {
 				return true
 			}
 			p = parent[p]
