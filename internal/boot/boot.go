@@ -34,7 +34,7 @@ type Args struct {
 	ID           string
 	Bundle       string
 	SpecFD       int      // the validated config.json
-	ExeFD        int      // sealed memfd copy of moat for the init and exec helpers
+	ExeFD        int      // protected moat (procutil.ExeCopy) for the init and exec helpers
 	CreateSyncFD int      // socket to the creating CLI
 	ControllerFD int      // listening controller socket
 	StdioFDs     []int    // the container's stdin, stdout, stderr
@@ -159,15 +159,15 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 // exeTimeout bounds the wait for the CLI's copy of moat.
 const exeTimeout = 60 * time.Second
 
-// takeExe waits until the CLI has sealed the copy of moat donated as
+// takeExe waits until the CLI has finished the protected moat donated as
 // --exe-fd and checks the seals.
 func (b *boot) takeExe(conn *ipc.Conn) error {
-	exe := os.NewFile(uintptr(b.args.ExeFD), "moat-sealed-exe")
+	exe := os.NewFile(uintptr(b.args.ExeFD), "moat-exe")
 	conn.SetDeadline(time.Now().Add(exeTimeout))
 	var sealed ipc.ClientExeSealed
 	if _, err := conn.WaitFor(&sealed); err != nil {
 		exe.Close()
-		return fmt.Errorf("waiting for the sealed executable: %w", err)
+		return fmt.Errorf("waiting for the protected executable: %w", err)
 	}
 	copied, err := procutil.CheckProtected(exe)
 	if err != nil {

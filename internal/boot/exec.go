@@ -271,7 +271,7 @@ func (p *initProc) openInitNamespaces() error {
 }
 
 // execExe returns a descriptor of the protected moat for an exec helper:
-// boot's own while it has one (always, for a read-only mount), else a fresh
+// boot's own while it has one (always, for the read-only overlay), else a fresh
 // copy. Boot keeps no memfd copy while the container runs (it would cost
 // the binary's size in memory per container); a copy costs a few
 // milliseconds per exec, as runc's does.
@@ -281,12 +281,13 @@ func (b *boot) execExe() (*os.File, error) {
 		fd, err := unix.FcntlInt(b.exe.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 		b.mu.Unlock()
 		if err != nil {
-			return nil, fmt.Errorf("dup the sealed executable: %w", err)
+			return nil, fmt.Errorf("dup the protected executable: %w", err)
 		}
-		return os.NewFile(uintptr(fd), "moat-sealed-exe"), nil
+		return os.NewFile(uintptr(fd), "moat-exe"), nil
 	}
 	b.mu.Unlock()
-	c, err := procutil.StartExeCopy(false)
+	// Only a copy is left to make here: boot drops nothing else.
+	c, err := procutil.StartExeCopy(b.userNS)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +299,7 @@ func (b *boot) execExe() (*os.File, error) {
 }
 
 // dropExe closes the creation copy of moat once the container runs (a
-// read-only mount costs nothing and stays).
+// read-only overlay costs nothing and stays).
 func (b *boot) dropExe() {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -34,7 +34,7 @@ type goferProc struct {
 const goferMountsTimeout = 60 * time.Second
 
 // startGofer spawns the gofer in a mount namespace of its own, from the
-// sealed executable, before init, so that both start up together.
+// boot's own executable, before init, so that both start up together.
 func (b *boot) startGofer(cfg *config.Config) error {
 	var served []string
 	for i, m := range b.spec.Mounts {
@@ -71,7 +71,7 @@ func (b *boot) startGofer(cfg *config.Config) error {
 	d.DonateMany("io-fds", goferEnds)
 	// A crash of the gofer (a Go panic) lands in boot's log.
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
-	// The gofer runs boot's own executable, not the sealed copy: it never
+	// The gofer runs boot's own executable, not the protected one: it never
 	// enters the container, and the copy can go once the container runs.
 	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay,
 		"--mounts="+strings.Join(served, ","))

@@ -109,7 +109,7 @@ func joinedNamespaces(s *specs.Spec) (forkNS, initNS []*os.File, initTypes []spe
 	return forkNS, initNS, initTypes, nil
 }
 
-// helperCmd builds the command line of a helper. exe is the sealed copy
+// helperCmd builds the command line of a helper. exe is the protected copy
 // of moat that a helper entering the container (init, exec) runs from; nil
 // runs boot's own executable, for the gofer, which never enters the
 // container. extra are the descriptors the container process will see at
@@ -133,7 +133,7 @@ func (b *boot) helperCmd(exe *os.File, stdio [3]*os.File, extra []*os.File, d *p
 	fds := d.Transfer(cmd)
 	cmd.Path = "/proc/self/exe"
 	if exe != nil {
-		// The helper executes the sealed copy through its own fd table:
+		// The helper executes the protected copy through its own fd table:
 		// the host's moat binary is never executed inside the container.
 		cmd.Path = "/proc/self/fd/" + strconv.Itoa(fds["exe-fd"][0])
 	}

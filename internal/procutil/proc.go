@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -139,10 +140,10 @@ func ExitCode(ws syscall.WaitStatus) int {
 // ExeCopy is the protected executable the container init and exec helpers
 // run from, so that a process in the container can never reach (and
 // overwrite) the host's moat binary through /proc/<pid>/exe
-// (CVE-2019-5736). As real root it is a read-only bind mount of moat that
-// is attached nowhere (made at once, shared page cache, no copy: runc 1.2
-// makes a read-only detached overlay for the same reason); otherwise a
-// sealed memfd copy, made in the background. The descriptor exists at once
+// (CVE-2019-5736). As real root it is moat itself, opened through a
+// read-only overlay attached nowhere (made at once, shared page cache, no
+// copy: readOnlyExe); otherwise a sealed memfd copy, made in the
+// background. The descriptor exists at once
 // (it can be donated to a child); a copy is complete and immutable only
 // after Wait returns nil, which the receiver checks with CheckProtected.
 type ExeCopy struct {
@@ -186,25 +187,60 @@ func startMemfdCopy() (*ExeCopy, error) {
 	return c, nil
 }
 
-// readOnlyExe clones the mount of the running executable, rooted at the
-// file, into a detached mount (no mount namespace has it: no mount events
-// anywhere) and makes it read-only. It needs CAP_SYS_ADMIN over the mount
-// namespace; a clone made inside a user namespace could be remounted
-// read-write by the container's root there, so only real root uses it.
+// readOnlyExe opens the running executable through a read-only overlay
+// whose only layers are its directory and an empty tmpfs, mounted nowhere
+// (no mount namespace has it: no mount events anywhere). An overlay without
+// an upper layer is read-only in its superblock: unlike a read-only bind
+// mount, whose flag mount_setattr clears again for anyone with
+// CAP_SYS_ADMIN, nothing makes it writable (runc 1.2 seals its binary the
+// same way). Mounting needs CAP_SYS_ADMIN, and an overlay made inside a user
+// namespace would carry that namespace's ids, so only real root uses it.
 func readOnlyExe() (*os.File, error) {
 	if !InitialUserNS() {
 		return nil, unix.EPERM
 	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return nil, err
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		unix.Close(fd)
+	// A second, empty layer: an overlay without an upper layer needs two.
+	empty, err := detachedMount("tmpfs", [][2]string{{"size", "4k"}, {"mode", "0555"}}, unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("empty layer: %w", err)
+	}
+	defer unix.Close(empty)
+	ovl, err := detachedMount("overlay", [][2]string{
+		{"lowerdir", filepath.Dir(exe) + ":/proc/self/fd/" + strconv.Itoa(empty)},
+		{"xino", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}, {"index", "off"},
+	}, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	defer unix.Close(ovl)
+	fd, err := unix.Openat(ovl, filepath.Base(exe), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), "moat-ro-exe"), nil
+}
+
+// detachedMount creates a file system with the given options and returns
+// its mount, attached nowhere.
+func detachedMount(fstype string, opts [][2]string, attrs int) (int, error) {
+	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fs)
+	for _, o := range opts {
+		if err := unix.FsconfigSetString(fs, o[0], o[1]); err != nil {
+			return -1, fmt.Errorf("%s=%s: %w", o[0], o[1], err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, err
+	}
+	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, attrs)
 }
 
 // InitialUserNS reports whether this process is in the host's user
@@ -249,8 +285,8 @@ func fillAndSeal(mf *os.File) error {
 const requiredSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
 // CheckProtected verifies that f cannot change: a sealed memfd (copied is
-// true: it holds a copy of the binary in memory) or a regular file on a
-// read-only mount.
+// true: it holds a copy of the binary in memory) or a regular file of an
+// overlay whose superblock is read-only (readOnlyExe).
 func CheckProtected(f *os.File) (copied bool, err error) {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	if err == nil {
@@ -267,8 +303,8 @@ func CheckProtected(f *os.File) (copied bool, err error) {
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
 		return false, fmt.Errorf("protected executable: %w", err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || fs.Flags&unix.ST_RDONLY == 0 {
-		return false, errors.New("executable is neither a sealed memfd nor on a read-only mount")
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || fs.Type != unix.OVERLAYFS_SUPER_MAGIC || fs.Flags&unix.ST_RDONLY == 0 {
+		return false, errors.New("executable is neither a sealed memfd nor on a read-only overlay")
 	}
 	return false, nil
 }

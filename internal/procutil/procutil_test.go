@@ -2,6 +2,7 @@ package procutil
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -117,10 +118,11 @@ func TestSealedExe(t *testing.T) {
 	checkRunsAndRefusesWrites(t, f)
 }
 
-// As real root the protected executable is a read-only mount of the binary
-// itself: it runs, and nothing reaches the binary through it (the
-// CVE-2019-5736 path: reopening /proc/<pid>/exe, or the descriptor, for
-// writing).
+// As real root the protected executable is moat itself, through a
+// read-only overlay attached nowhere: it runs, and nothing reaches the
+// binary through it (the CVE-2019-5736 path: reopening /proc/<pid>/exe, or
+// the descriptor, for writing), not even after trying to clear its mount's
+// read-only flag, which unwraps a read-only bind mount.
 func TestReadOnlyExe(t *testing.T) {
 	if !InitialUserNS() || os.Geteuid() != 0 {
 		t.Skip("needs real root (a memfd copy is used otherwise: TestSealedExe)")
@@ -134,18 +136,32 @@ func TestReadOnlyExe(t *testing.T) {
 		t.Fatal(err)
 	}
 	if copied, err := CheckProtected(c.File); err != nil || copied {
-		t.Fatalf("CheckProtected(read-only mount) = %v, %v; want no copy", copied, err)
+		t.Fatalf("CheckProtected(read-only overlay) = %v, %v; want no copy", copied, err)
 	}
-	var st, self unix.Stat_t
-	if err := unix.Fstat(int(c.File.Fd()), &st); err != nil {
+	path := "/proc/self/fd/" + strconv.Itoa(int(c.File.Fd()))
+	got, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	unix.Stat("/proc/self/exe", &self)
-	if st.Ino != self.Ino || st.Dev != self.Dev {
-		t.Fatal("the read-only mount is not the running executable")
+	self, _ := os.ReadFile("/proc/self/exe")
+	if !bytes.Equal(got, self) {
+		t.Fatal("the read-only overlay does not show the running executable")
 	}
 	checkRunsAndRefusesWrites(t, c.File)
-	// A writable file on the same file system would not pass as protected.
+	// What a process holding /proc/<pid>/exe can try: clear the read-only
+	// flag of the mount (it unwraps a read-only bind mount rooted at the
+	// file). Here the file is not the mount's root, and the overlay's
+	// superblock is read-only whatever the mount says.
+	err = unix.MountSetattr(int(c.File.Fd()), "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY})
+	t.Logf("mount_setattr clearing read-only on the executable: %v", err)
+	if w, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		w.Close()
+		t.Fatal("opened moat for writing after clearing the mount's read-only flag")
+	} else if !errors.Is(err, unix.EROFS) {
+		t.Fatalf("open for writing after mount_setattr: %v, want EROFS", err)
+	}
+	// A writable file, or a plain read-only bind mount of one, would not
+	// pass as protected.
 	w, err := os.CreateTemp("", "exe")
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +170,17 @@ func TestReadOnlyExe(t *testing.T) {
 	defer w.Close()
 	if _, err := CheckProtected(w); err == nil {
 		t.Fatal("a writable regular file passed CheckProtected")
+	}
+	bind, err := unix.OpenTree(unix.AT_FDCWD, w.Name(), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(bind)
+	if err := unix.MountSetattr(bind, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckProtected(os.NewFile(uintptr(bind), "bind")); err == nil {
+		t.Fatal("a read-only bind mount passed CheckProtected")
 	}
 }
 

@@ -199,7 +199,7 @@ func leakedProcesses() []string {
 		exe, _ := os.Readlink("/proc/" + pid + "/exe")
 		cl := strings.ReplaceAll(string(cmdline), "\x00", " ")
 		// argv[0] "moat": a helper (init, exec) whose executable is the
-		// detached read-only mount (/proc/<pid>/exe reads "/").
+		// detached read-only overlay (/proc/<pid>/exe reads "/moat").
 		if strings.Contains(cl, baseDir) || strings.Contains(cl, idPrefix) || strings.HasPrefix(cl, "moat ") ||
 			strings.HasPrefix(exe, "/memfd:moat") || strings.Contains(exe, baseDir) {
 			out = append(out, fmt.Sprintf("process %s: %s (exe %s)", pid, cl, exe))

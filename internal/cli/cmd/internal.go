@@ -29,7 +29,7 @@ func Boot() *Command {
 			fs.StringVar(&a.ID, "id", "", "container id")
 			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
 			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the validated config.json")
-			fs.IntVar(&a.ExeFD, "exe-fd", -1, "sealed memfd copy of moat, run by the init and exec helpers")
+			fs.IntVar(&a.ExeFD, "exe-fd", -1, "protected moat (sealed memfd, or read-only overlay as root), run by the init and exec helpers")
 			fs.IntVar(&a.CreateSyncFD, "create-sync-fd", -1, "socket to the creating CLI (BootCreated, ClientCreateCommitted)")
 			fs.IntVar(&a.ControllerFD, "controller-fd", -1, "listening controller socket")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
@@ -85,7 +85,7 @@ func Init() *Command {
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&a.InitSyncFD, "init-sync-fd", -1, "socket to boot")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
-			fs.IntVar(&exeFD, "exe-fd", -1, "the sealed executable this helper runs from (closed at once)")
+			fs.IntVar(&exeFD, "exe-fd", -1, "the protected executable this helper runs from (closed at once)")
 			fs.BoolVar(&a.Exec, "exec", false, "join a running container for exec instead of creating one")
 		},
 		Run: func(env *Env, args []string) (int, error) {
@@ -117,7 +117,7 @@ func Gofer() *Command {
 			fs.StringVar(&a.Overlay, "overlay", "memory", "memory or none: whether the root is served read-only")
 			fs.StringVar(&mounts, "mounts", "", "indices in spec.mounts of the bind mounts to serve")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
-			fs.IntVar(&exeFD, "exe-fd", -1, "the sealed executable this process runs from (closed at once)")
+			fs.IntVar(&exeFD, "exe-fd", -1, "the protected executable this process runs from (closed at once)")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			closeFD(exeFD)
