@@ -117,10 +117,10 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 			}
 			out.FileAccess = v
 		case "network":
-			// A bundle may isolate itself more, never join the host's
-			// network against the operator's choice.
-			if v == NetworkHost && c.Network != NetworkHost {
-				return nil, fmt.Errorf("annotations: moat.network=host: only the operator can give a container the host's network (--network=host)")
+			// A bundle may isolate itself more, never less than the
+			// operator chose.
+			if openness(v) > openness(c.Network) {
+				return nil, fmt.Errorf("annotations: moat.network=%s is less isolated than the operator's --network=%s: a bundle may only choose a network at least as closed", v, c.Network)
 			}
 			out.Network = v
 		case "publish":
@@ -148,6 +148,24 @@ func (c Config) WithAnnotations(a map[string]string) (*Config, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// openness orders the network modes from the most closed: none (loopback
+// only), sandbox (the user-mode network under the egress policy), auto
+// (whatever the spec says, the host's network included), host. Unknown
+// modes rank last (Validate names them).
+func openness(mode string) int {
+	switch mode {
+	case NetworkNone:
+		return 0
+	case NetworkSandbox:
+		return 1
+	case NetworkAuto:
+		return 2
+	case NetworkHost:
+		return 3
+	}
+	return 4
 }
 
 // graveyard lists removed flags and what to use instead.

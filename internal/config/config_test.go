@@ -79,6 +79,27 @@ func TestNetworkAnnotations(t *testing.T) {
 	if _, err := c.WithAnnotations(map[string]string{"moat.network": "sandbox", "moat.publish": "80"}); err == nil {
 		t.Error("moat.publish=80: expected a parse error")
 	}
+	// Nor any network less closed than the operator's: auto would let the
+	// spec leave out its network namespace and share the host's.
+	for _, c := range []struct{ operator, annotation string }{
+		{NetworkNone, NetworkSandbox}, {NetworkNone, NetworkAuto}, {NetworkNone, NetworkHost},
+		{NetworkSandbox, NetworkAuto}, {NetworkSandbox, NetworkHost}, {NetworkAuto, NetworkHost},
+	} {
+		op := Default()
+		op.Network = c.operator
+		if _, err := op.WithAnnotations(map[string]string{"moat.network": c.annotation}); err == nil || !strings.Contains(err.Error(), "less isolated") {
+			t.Errorf("--network=%s with moat.network=%s: %v, want refused", c.operator, c.annotation, err)
+		}
+	}
+	for _, c := range []struct{ operator, annotation string }{
+		{NetworkHost, NetworkAuto}, {NetworkHost, NetworkNone}, {NetworkAuto, NetworkSandbox}, {NetworkSandbox, NetworkNone}, {NetworkNone, NetworkNone},
+	} {
+		op := Default()
+		op.Network = c.operator
+		if got, err := op.WithAnnotations(map[string]string{"moat.network": c.annotation}); err != nil || got.Network != c.annotation {
+			t.Errorf("--network=%s with moat.network=%s: %v, want allowed", c.operator, c.annotation, err)
+		}
+	}
 	// Nor may a bundle take the host's network.
 	if _, err := Default().WithAnnotations(map[string]string{"moat.network": "host"}); err == nil {
 		t.Fatal("moat.network=host annotation: expected an error")
