@@ -286,9 +286,11 @@ func (b *boot) supervise() int {
 			// A container that failed because the gofer died (its file
 			// operations fail at once) often ends before boot has reaped
 			// the gofer: say which one went first.
-			if code != 0 && b.gofer != nil && b.gofer.exitedWithin(goferExitGrace) {
-				b.log.Error("gofer exited: " + b.gofer.status + "; the container ended with it")
-				code = goferDiedCode
+			if code != 0 && b.gofer != nil {
+				if status, exited := b.gofer.exitStatus(goferExitGrace); exited {
+					b.log.Error("gofer exited: " + status + "; the container ended with it")
+					code = goferDiedCode
+				}
 			}
 		}
 	}

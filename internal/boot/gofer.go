@@ -144,21 +144,36 @@ func (g *goferProc) stop(timeout time.Duration) {
 	}
 }
 
-// exitedWithin reports whether the gofer has exited, or does within d:
-// through its pidfd, which is readable as soon as it has exited, before
-// boot reaps it.
-func (g *goferProc) exitedWithin(d time.Duration) bool {
+// exitStatus reports how the gofer ended if it has exited, or does within
+// d: through its pidfd, readable as soon as it has exited, before boot
+// reaps it (the reap, which sets status, follows at once).
+func (g *goferProc) exitStatus(d time.Duration) (string, bool) {
 	select {
 	case <-g.done:
-		return true
+		return g.status, true
 	default:
 	}
 	if g.pidfd < 0 {
-		return false
+		return "", false
 	}
-	fds := []unix.PollFd{{Fd: int32(g.pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, int(d.Milliseconds()))
-	return err == nil && n > 0
+	deadline := time.Now().Add(d)
+	for {
+		fds := []unix.PollFd{{Fd: int32(g.pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0).Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return "", false
+		}
+		break
+	}
+	select {
+	case <-g.done:
+		return g.status, true
+	case <-time.After(time.Second):
+		return "exited, not yet reaped", true
+	}
 }
 
 // goferPlan builds init's part of the gofer setup.
