@@ -34,17 +34,11 @@ type Runtime struct {
 	Warn func(msg string)
 }
 
-// alive: a process of the state is alive only if it is known by its start
-// time too (a bare pid may have been reused).
-func alive(pid int, start uint64) bool {
-	return pid != 0 && start != 0 && procutil.Alive(pid, start)
-}
-
 // Status derives a container's status from its processes: nothing in
 // state.json can go stale when boot is killed.
 func Status(s *state.State) specs.ContainerState {
 	if s.InitPid == 0 {
-		if alive(s.BootPid, s.BootStart) {
+		if procutil.Alive(s.BootPid, s.BootStart) {
 			return specs.StateCreating
 		}
 		if s.BootPid == 0 && s.Dir() != "" && recentlyMade(s.Dir()) {
@@ -52,7 +46,7 @@ func Status(s *state.State) specs.ContainerState {
 		}
 		return specs.StateStopped
 	}
-	if !alive(s.InitPid, s.InitStart) {
+	if !procutil.Alive(s.InitPid, s.InitStart) {
 		return specs.StateStopped
 	}
 	if !s.Started {

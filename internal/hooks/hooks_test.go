@@ -154,8 +154,10 @@ func TestRunTimeoutKillsHookAndChildren(t *testing.T) {
 	if pid <= 0 {
 		t.Fatalf("bad pid %q", data)
 	}
-	// The orphaned sleep is reaped by init; zombies count as gone.
-	if !procutil.WaitGone(pid, 0, 2*time.Second) {
+	// The orphaned sleep is reaped by init; zombies count as gone. No start
+	// time means it is gone already.
+	born, _ := procutil.StartTime(pid)
+	if !procutil.WaitGone(pid, born, 2*time.Second) {
 		t.Errorf("the hook's child %d (sleep 100) survived the timeout", pid)
 	}
 }

@@ -61,7 +61,8 @@ func statFields(data []byte) ([]string, string, error) {
 }
 
 // Alive reports whether pid is still the process that started at start and
-// has not exited (a zombie counts as gone).
+// has not exited (a zombie counts as gone). A zero start time is unknown:
+// such a pid cannot be told from a later process's, and counts as gone.
 func Alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
@@ -75,7 +76,7 @@ func Alive(pid int, start uint64) bool {
 		return false
 	}
 	st, err := strconv.ParseUint(f[19], 10, 64)
-	return err == nil && (start == 0 || st == start)
+	return err == nil && start != 0 && st == start
 }
 
 // SignalIf sends sig to pid only if it is still the process that started at
@@ -83,7 +84,7 @@ func Alive(pid int, start uint64) bool {
 // cannot reach a process that took over the pid in between.
 func SignalIf(pid int, start uint64, sig unix.Signal) error {
 	if pid <= 0 || start == 0 {
-		return unix.ESRCH // not a process this can tell from another
+		return unix.ESRCH // see Alive
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
