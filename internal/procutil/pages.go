@@ -2,6 +2,7 @@ package procutil
 
 import (
 	"bytes"
+	"debug/elf"
 	"os"
 	"strconv"
 	"time"
@@ -26,6 +27,11 @@ func FindStartupPages() StartupPages {
 	}
 	var out StartupPages
 	exe := ""
+	// In a position-independent executable the loader relocates some
+	// read-only data (RELRO) before protecting it: those r--p pages were
+	// written, and dropping them would lose the relocations. Only code is
+	// clean there.
+	constOK := !positionIndependent()
 	for _, line := range bytes.Split(maps, []byte{'\n'}) {
 		// addr perms offset dev inode path
 		f := bytes.Fields(line)
@@ -39,6 +45,9 @@ func FindStartupPages() StartupPages {
 		if string(f[5]) != exe || len(perms) < 4 || perms[0] != 'r' || perms[1] != '-' || perms[3] != 'p' {
 			continue // only private read-only (r-x, r--) mappings: never data
 		}
+		if perms[2] != 'x' && !constOK {
+			continue
+		}
 		lo, hi, ok := bytes.Cut(f[0], []byte{'-'})
 		if !ok {
 			continue
@@ -50,6 +59,21 @@ func FindStartupPages() StartupPages {
 		}
 	}
 	return out
+}
+
+// positionIndependent reports whether the running executable is an ELF of
+// type ET_DYN (PIE), or cannot be read (then it is taken for one).
+func positionIndependent() bool {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var hdr [18]byte // e_ident[16], e_type (little-endian on the arches moat builds for)
+	if _, err := f.ReadAt(hdr[:], 0); err != nil || string(hdr[:4]) != "\x7fELF" {
+		return true
+	}
+	return hdr[16] != byte(elf.ET_EXEC) || hdr[17] != 0
 }
 
 // IdleAfter is how long a process serves before it lets its start-up pages
