@@ -300,24 +300,40 @@ func closeExtraFDs(preserve int) error {
 
 // switchUserKeepDeathSignal switches to the process's user. Changing ids
 // clears the parent-death signal, and init's (boot dies => the container
-// dies) must outlive the switch: it is set again, unless a seccomp filter
-// is already in place (it may not allow prctl), and a boot that died in
-// between is noticed through the parent pid.
+// dies) must outlive the switch: it is set again, also under a seccomp
+// filter already in place (which may refuse prctl: then only without a
+// filter is that an error), and a boot that died in between is noticed
+// through the sync socket (its parent pid says nothing: as pid 1 of its
+// namespace init has none).
 func (l *launch) switchUserKeepDeathSignal(p *specs.Process) error {
-	var sig int
+	var sig int32 // PR_GET_PDEATHSIG writes an int
 	_ = unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0)
-	ppid := unix.Getppid()
 	if err := switchUser(p); err != nil {
 		return err
 	}
-	if sig == 0 || (l.filter != nil && !p.NoNewPrivileges) {
+	if sig == 0 {
 		return nil
 	}
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil && l.filter == nil {
 		return fmt.Errorf("set parent death signal again: %w", err)
 	}
-	if unix.Getppid() != ppid {
+	if l.toBoot != nil && peerGone(l.toBoot) {
 		return errors.New("moat boot exited while the container started")
 	}
 	return nil
+}
+
+// peerGone reports whether the other end of c has closed.
+func peerGone(c *ipc.Conn) bool {
+	rc, err := c.File().SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(fds, 0)
+		gone = err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP) != 0
+	})
+	return gone
 }

@@ -185,9 +185,28 @@ func TestKillAll(t *testing.T) {
 
 func TestBootKilledKillsContainer(t *testing.T) {
 	e := newEnv(t)
-	b := e.newBundle([]string{"hold", "60"})
+	killBootAndWait(e, e.newBundle([]string{"hold", "60"}))
+}
+
+// The parent-death signal survives the switch to a non-root user also when
+// the seccomp filter goes in before it (no no_new_privs: Docker's default).
+func TestBootKilledKillsNonRootContainer(t *testing.T) {
+	needSubIDs(t, "runs the container as uid 1000")
+	e := newEnv(t)
+	killBootAndWait(e, e.newBundle([]string{"hold", "60"}, func(s *specsSpec) {
+		s.Process.User.UID, s.Process.User.GID = 1000, 1000
+		s.Process.NoNewPrivileges = false
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"vhangup"}, Action: specs.ActErrno}}}
+	}))
+}
+
+// killBootAndWait runs b detached, kills its boot and expects the container
+// process to die with it.
+func killBootAndWait(e *env, b *bundle) {
+	t := e.t
 	id := e.id()
-	pidFile := filepath.Join(e.dir, "pid")
+	pidFile := filepath.Join(e.dir, "pid-"+id)
 	e.moat("run", "-d", "--bundle", b.dir, "--pid-file", pidFile, id)
 	initPid := int(e.state(id)["pid"].(float64))
 	bootPid := readPid(t, pidFile)
