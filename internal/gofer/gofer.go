@@ -89,10 +89,14 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
 		return nil, nil, fmt.Errorf("%d io descriptors for %d served trees", len(a.IoFDs), len(trees))
 	}
 	procutil.Trace("gofer", "planned")
-	// FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace.
-	passthrough := procutil.InitialUserNS()
-	for _, t := range trees {
-		t.passthrough = passthrough
+	// FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace:
+	// kept only if a tree can use it.
+	passthrough := false
+	if procutil.InitialUserNS() {
+		for _, t := range trees {
+			t.passthrough = t.options().UsesPassthrough()
+			passthrough = passthrough || t.passthrough
+		}
 	}
 	if err := fsys.PrepareChroot(); err != nil {
 		return nil, nil, err
@@ -178,7 +182,8 @@ func serveOne(t *tree, dir *os.File, conn *ipc.Conn, received func(), log *slog.
 	}
 	fuseFD := files[0]
 	defer fuseFD.Close()
-	opts := fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: t.passthrough}
+	opts := t.options()
+	opts.Passthrough = t.passthrough
 	if log.Enabled(context.Background(), slog.LevelDebug) {
 		opts.Logf = func(format string, args ...any) {
 			log.Debug(fmt.Sprintf(format, args...), "tree", t.mount.Destination)

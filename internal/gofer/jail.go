@@ -31,6 +31,11 @@ type tree struct {
 
 // planTrees lists what the gofer serves: the root, then every bind mount
 // in spec order, with destinations resolved inside the root filesystem.
+// options are the server options of t, asking for passthrough.
+func (t *tree) options() fsys.Options {
+	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true}
+}
+
 func planTrees(s *specs.Spec, bundle, overlay string, served []int) ([]*tree, error) {
 	serve := map[int]bool{}
 	for _, i := range served {

@@ -344,3 +344,30 @@ func TestFuseUnavailableError(t *testing.T) {
 	b := e.newBundle([]string{"true"})
 	e.fails("--file-access=direct", "run", "--bundle", b.dir, e.id())
 }
+
+// The gofer of a container whose trees are all read-only with long caches
+// (the default memory overlay, no directory volumes) keeps only the
+// file-server capabilities: no CAP_SYS_ADMIN, which only FUSE passthrough
+// of a tree that is opened could use.
+func TestGoferCapabilities(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	defer e.moat("delete", "--force", id)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", findGofer(t, b.dir)))
+	must(t, err)
+	for _, line := range strings.Split(string(status), "\n") {
+		name, hex, ok := strings.Cut(line, ":\t")
+		if !ok || (name != "CapEff" && name != "CapPrm" && name != "CapBnd") {
+			continue
+		}
+		set, err := strconv.ParseUint(hex, 16, 64)
+		must(t, err)
+		const want = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_FOWNER | 1<<unix.CAP_FSETID
+		if set != want {
+			t.Errorf("gofer %s = %#x, want %#x (chown, dac_override, fowner, fsetid)", name, set, uint64(want))
+		}
+	}
+}

@@ -336,6 +336,13 @@ func (fs *fileSystem) wantPassthrough() bool {
 	return fs.opts.Passthrough && !fs.noOpenWanted()
 }
 
+// UsesPassthrough reports whether a tree served with o may set up FUSE
+// passthrough, for which its server must keep CAP_SYS_ADMIN (a read-only
+// tree with long caches opens nothing: the kernel sends no OPEN).
+func (o Options) UsesPassthrough() bool {
+	return (&fileSystem{opts: o}).wantPassthrough()
+}
+
 // logWriter sends go-fuse's log lines to Logf.
 type logWriter struct{ logf func(string, ...any) }
 
