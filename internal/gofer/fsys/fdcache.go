@@ -78,8 +78,6 @@ func (fs *fileSystem) install(n *node, fd int, readable bool) (int, bool, error)
 		return n.fd, n.readable, nil
 	}
 	n.fd, n.readable, n.pins = fd, readable, 1
-	fs.cached++
-	fs.evictLocked()
 	return fd, readable, nil
 }
 
@@ -99,9 +97,10 @@ func (fs *fileSystem) unpinFD(n *node) {
 }
 
 // evictLocked closes the least recently used unpinned descriptors beyond
-// the bound. Precondition: fs.fdmu is held.
+// the bound; pinned and permanent ones do not count (they are not the
+// cache's to close). Precondition: fs.fdmu is held.
 func (fs *fileSystem) evictLocked() {
-	for fs.cached > fdCacheMax && fs.lruTail != nil {
+	for fs.lruLen > fdCacheMax {
 		fs.closeFDLocked(fs.lruTail)
 	}
 }
@@ -124,7 +123,6 @@ func (fs *fileSystem) closeFDLocked(n *node) {
 	fs.lruRemove(n)
 	unix.Close(n.fd)
 	n.fd = -1
-	fs.cached--
 }
 
 // dropFD closes a forgotten node's descriptor now, or when its last user
@@ -168,7 +166,6 @@ func (fs *fileSystem) keepFD(n *node, fd int, readable, victim bool) {
 		}
 	} else {
 		n.fd, n.readable = fd, readable
-		fs.cached++
 	}
 	n.pins++
 	n.permanent = true
@@ -184,6 +181,7 @@ func (fs *fileSystem) lruPush(n *node) {
 		fs.lruTail = n
 	}
 	n.inLRU = true
+	fs.lruLen++
 }
 
 func (fs *fileSystem) lruRemove(n *node) {
@@ -201,6 +199,7 @@ func (fs *fileSystem) lruRemove(n *node) {
 		fs.lruTail = n.prev
 	}
 	n.prev, n.next, n.inLRU = nil, nil, false
+	fs.lruLen--
 }
 
 // openForCache opens the descriptor to cache for n: the directory itself

@@ -225,8 +225,8 @@ type fileSystem struct {
 	rootDev uint64
 
 	fdmu             sync.Mutex // the descriptor cache, see fdcache.go
-	cached           int
-	victims          int // permanent descriptors kept by keepVictim (guarded by fdmu)
+	lruLen           int        // nodes in the LRU: unpinned cached descriptors
+	victims          int        // permanent descriptors kept by keepVictim (guarded by fdmu)
 	lruHead, lruTail *node
 
 	hmu     sync.Mutex
@@ -409,7 +409,7 @@ func (fs *fileSystem) closeAll() {
 		delete(fs.nodes, id)
 	}
 	clear(fs.inodes)
-	fs.lruHead, fs.lruTail, fs.cached = nil, nil, 0
+	fs.lruHead, fs.lruTail, fs.lruLen = nil, nil, 0
 }
 
 // crossesMount reports whether a stat result is on another mount than the

@@ -514,3 +514,41 @@ func TestVictimsBounded(t *testing.T) {
 		t.Errorf("after forget: victims %d fd %d", fs.victims, kept.fd)
 	}
 }
+
+// TestCacheKeepsUnpinnedPastPinned: pinned and permanent descriptors do not
+// count against the cache bound, so holding more than fdCacheMax files open
+// (or keeping that many victims) does not empty the cache on every unpin.
+func TestCacheKeepsUnpinnedPastPinned(t *testing.T) {
+	fs := &fileSystem{}
+	open := func() int {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	var pinned []*node
+	for i := 0; i < fdCacheMax+10; i++ {
+		n := &node{fd: -1}
+		if _, _, err := fs.install(n, open(), true); err != nil {
+			t.Fatal(err)
+		}
+		pinned = append(pinned, n)
+	}
+	cachedNode := &node{fd: -1}
+	fs.install(cachedNode, open(), true)
+	fs.unpinFD(cachedNode)
+	if cachedNode.fd < 0 || fs.lruLen != 1 {
+		t.Fatalf("with %d pinned descriptors the one unpinned was evicted (lru %d)", len(pinned), fs.lruLen)
+	}
+	for _, n := range pinned {
+		fs.unpinFD(n)
+	}
+	if fs.lruLen != fdCacheMax {
+		t.Errorf("after unpinning all: %d cached, want the bound %d", fs.lruLen, fdCacheMax)
+	}
+	fs.shrinkCache()
+	if fs.lruLen != 0 {
+		t.Errorf("after shrinkCache: %d cached", fs.lruLen)
+	}
+}
