@@ -170,7 +170,7 @@ func (fs *fileSystem) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, 
 	p.dirMu.Lock()
 	fd, err := createFile(pfd, name, hostFlags(in.Flags), mode, in.Flags&unix.O_EXCL != 0)
 	if err == nil {
-		if err = chownNew(pfd, fd, "", in.Caller.Owner); err != nil {
+		if err = chownNew(pfd, fd, in.Caller.Owner); err != nil {
 			unix.Close(fd)
 			unix.Unlinkat(pfd, name, 0)
 		}
@@ -226,7 +226,7 @@ func (fs *fileSystem) Tmpfile(_ <-chan struct{}, in *fuse.CreateIn, out *fuse.Cr
 		return status(err)
 	}
 	nodeFD := -1
-	if err = chownNew(pfd, fd, "", in.Caller.Owner); err == nil {
+	if err = chownNew(pfd, fd, in.Caller.Owner); err == nil {
 		nodeFD, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
 	}
 	st, key, _, err2 := statxAt(fd, "")

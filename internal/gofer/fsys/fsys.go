@@ -40,10 +40,15 @@
 //   - new files belong to the caller of the request (FUSE header uid/gid):
 //     the server creates them, then chowns the very inode it created, through
 //     a descriptor, while it holds the parent directory's namespace lock (no
-//     rename through the mount can swap another inode in between). An inode
-//     swapped in from outside the mount is recognised (not owned by the
-//     server, linked elsewhere, or born before the request) and never
-//     chowned: the request fails with EEXIST. The group follows the
+//     rename through the mount can swap another inode in between). Regular
+//     files are made and opened at once (O_CREAT|O_EXCL); for directories,
+//     symlinks, FIFOs and sockets an inode swapped in from outside the mount
+//     is recognised when it is of another type, not owned by the server,
+//     linked elsewhere, a directory with entries, or born before the request
+//     (where the file system records births), and is never chowned: the
+//     request fails with EEXIST. An empty directory or a symlink of the
+//     server's own uid swapped in on a file system without birth times is
+//     not told apart. The group follows the
 //     kernel's rule: the parent's group when the parent is setgid, else the
 //     caller's.
 //   - permission checks are the kernel's (the mount must use

@@ -1,7 +1,9 @@
 package fsys
 
 import (
+	"bytes"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -27,22 +29,17 @@ func (fs *fileSystem) modifiable(dirID uint64, name string) (*node, error) {
 	return p, nil
 }
 
-// chownNew gives a new inode (fd when name is "", else name in the directory
-// dirfd) to the caller, with the kernel's group rule: the parent's group
-// when the parent is setgid (the host kernel already applied it), else the
-// caller's. Precondition: the directory's dirMu is held and the inode was
-// created by this request, so nothing can have been renamed over it through
-// the mount.
-func chownNew(dirfd, fd int, name string, caller fuse.Owner) error {
+// chownNew gives a new inode (fd) to the caller, with the kernel's group
+// rule: the parent's group when the parent (dirfd) is setgid (the host
+// kernel already applied it), else the caller's. Precondition: the
+// directory's dirMu is held and fd is the inode this request created.
+func chownNew(dirfd, fd int, caller fuse.Owner) error {
 	var pst, st unix.Stat_t
 	if err := unix.Fstat(dirfd, &pst); err != nil {
 		return err
 	}
-	target, flags := fd, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW
-	if name != "" {
-		target, flags = dirfd, unix.AT_SYMLINK_NOFOLLOW
-	}
-	if err := unix.Fstatat(target, name, &st, flags); err != nil {
+	const flags = unix.AT_EMPTY_PATH | unix.AT_SYMLINK_NOFOLLOW
+	if err := unix.Fstatat(fd, "", &st, flags); err != nil {
 		return err
 	}
 	uid, gid := int(caller.Uid), int(caller.Gid)
@@ -52,21 +49,21 @@ func chownNew(dirfd, fd int, name string, caller fuse.Owner) error {
 	if uint32(uid) == st.Uid && uint32(gid) == st.Gid {
 		return nil
 	}
-	return unix.Fchownat(target, name, uid, gid, flags)
+	return unix.Fchownat(fd, "", uid, gid, flags)
 }
 
 // makeEntry runs mk (which creates name in p, whose descriptor it gets)
 // under p's namespace lock, chowns the result to the caller and answers
-// with its entry. If the chown fails, the new entry is removed again.
-func (fs *fileSystem) makeEntry(p *node, name string, caller fuse.Owner, out *fuse.EntryOut,
-	rmFlags int, mk func(dirfd int) error) fuse.Status {
+// with its entry (see makeLocked).
+func (fs *fileSystem) makeEntry(p *node, name string, kind uint32, caller fuse.Owner, out *fuse.EntryOut,
+	rmFlags int, mk func(dirfd int) (int, error)) fuse.Status {
 	pfd, _, err := fs.nodeFD(p)
 	if err != nil {
 		return status(err)
 	}
 	defer fs.unpinFD(p)
 	p.dirMu.Lock()
-	st, key, err := makeLocked(pfd, name, caller, rmFlags, mk)
+	st, key, err := makeLocked(pfd, name, kind, caller, rmFlags, mk)
 	p.dirMu.Unlock()
 	if err != nil {
 		return status(err)
@@ -75,32 +72,38 @@ func (fs *fileSystem) makeEntry(p *node, name string, caller fuse.Owner, out *fu
 	return fuse.OK
 }
 
-// makeLocked creates name in pfd with mk, then hands the inode it made to
-// the caller through a descriptor, never by name: a process outside the
-// mount (the host, or another container sharing the tree) may rename or
-// link another inode over the new name between the two calls, and a chown
-// by name would give that inode to the caller. The descriptor must name a
-// fresh inode of the server's own making (adoptable); anything else fails
-// with EEXIST and is left alone.
-func makeLocked(pfd int, name string, caller fuse.Owner, rmFlags int, mk func(int) error) (unix.Stat_t, inoKey, error) {
+// makeLocked creates name, of type kind, in pfd with mk, then hands the
+// inode it made to the caller through a descriptor, never by name: a
+// process outside the mount (the host, or another container sharing the
+// tree) may rename or link another inode over the new name between the two
+// calls, and a chown by name would give that inode to the caller. mk
+// returns the new inode's descriptor when it has one (O_CREAT|O_EXCL: no
+// window at all), else -1, and the name is opened again; what it names
+// then must be a fresh inode of the server's own making (adoptable), or
+// the request fails with EEXIST and the inode is left alone. If the chown
+// fails, the new entry is removed again, if the name is still its.
+func makeLocked(pfd int, name string, kind uint32, caller fuse.Owner, rmFlags int, mk func(int) (int, error)) (unix.Stat_t, inoKey, error) {
 	// Inode times come from the kernel's coarse clock, up to a tick behind.
 	notBefore := time.Now().Add(-birthSlack).UnixNano()
-	if err := mk(pfd); err != nil {
-		return unix.Stat_t{}, inoKey{}, err
-	}
-	fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := mk(pfd)
 	if err != nil {
 		return unix.Stat_t{}, inoKey{}, err
+	}
+	checked := fd >= 0
+	if !checked {
+		if fd, err = openChild(pfd, name, unix.O_PATH, 0); err != nil {
+			return unix.Stat_t{}, inoKey{}, err
+		}
 	}
 	defer unix.Close(fd)
 	st, key, _, err := statxAt(fd, "")
 	if err != nil {
 		return st, key, err
 	}
-	if !adoptable(&st, key, notBefore) {
+	if !checked && !adoptable(fd, &st, kind, key, notBefore) {
 		return unix.Stat_t{}, inoKey{}, unix.EEXIST
 	}
-	if err := chownNew(pfd, fd, "", caller); err != nil {
+	if err := chownNew(pfd, fd, caller); err != nil {
 		if _, now, _, serr := statxAt(pfd, name); serr == nil && now == key {
 			unix.Unlinkat(pfd, name, rmFlags)
 		}
@@ -113,18 +116,57 @@ func makeLocked(pfd int, name string, caller fuse.Owner, rmFlags int, mk func(in
 // birthSlack allows for the coarse clock inode times are taken from.
 const birthSlack = 100 * time.Millisecond
 
-// adoptable reports whether st can be the inode the server just made: owned
-// by the server, a single link unless a directory (a link to a host file
-// fails), and, where the file system records births, born during the
-// request (a renamed-in older inode fails).
-func adoptable(st *unix.Stat_t, key inoKey, notBefore int64) bool {
-	if st.Uid != uint32(os.Geteuid()) {
+// serverUID is the owner of every inode the server creates.
+var serverUID = sync.OnceValue(func() uint32 { return uint32(os.Geteuid()) })
+
+// adoptable reports whether fd (with attributes st) can be the inode of type
+// kind the server just made: of that type, owned by the server, a single
+// link if not a directory (a link to a host file fails), empty if a
+// directory (a host directory moved in fails, whatever the file system
+// records), and, where the file system records births, born during the
+// request (an older inode fails).
+func adoptable(fd int, st *unix.Stat_t, kind uint32, key inoKey, notBefore int64) bool {
+	if st.Mode&unix.S_IFMT != kind || st.Uid != serverUID() {
 		return false
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink != 1 {
+	if kind == unix.S_IFDIR {
+		if !emptyDir(fd) {
+			return false
+		}
+	} else if st.Nlink != 1 {
 		return false
 	}
 	return key.btime == 0 || key.btime >= notBefore
+}
+
+// emptyDir reports whether the directory fd (O_PATH) has no entries.
+func emptyDir(fd int) bool {
+	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(d)
+	var buf [256]byte
+	for {
+		n, err := unix.Getdents(d, buf[:])
+		if err != nil {
+			return false
+		}
+		if n == 0 {
+			return true
+		}
+		for off := 0; off < n; {
+			reclen := int(buf[off+16]) | int(buf[off+17])<<8
+			name := buf[off+19 : off+reclen]
+			if end := bytes.IndexByte(name, 0); end >= 0 {
+				name = name[:end]
+			}
+			if s := string(name); s != "." && s != ".." {
+				return false
+			}
+			off += reclen
+		}
+	}
 }
 
 // Mkdir makes a directory owned by the caller.
@@ -134,8 +176,8 @@ func (fs *fileSystem) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, ou
 		return status(err)
 	}
 	mode := in.Mode & 0o7777 &^ (unix.S_ISUID | unix.S_ISGID)
-	return fs.makeEntry(p, name, in.Caller.Owner, out, unix.AT_REMOVEDIR, func(dirfd int) error {
-		return unix.Mkdirat(dirfd, name, mode)
+	return fs.makeEntry(p, name, unix.S_IFDIR, in.Caller.Owner, out, unix.AT_REMOVEDIR, func(dirfd int) (int, error) {
+		return -1, unix.Mkdirat(dirfd, name, mode)
 	})
 }
 
@@ -154,8 +196,12 @@ func (fs *fileSystem) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, ou
 		return fuse.EINVAL
 	}
 	mode := kind | in.Mode&0o7777&^(unix.S_ISUID|unix.S_ISGID)
-	return fs.makeEntry(p, name, in.Caller.Owner, out, 0, func(dirfd int) error {
-		return unix.Mknodat(dirfd, name, mode, 0)
+	return fs.makeEntry(p, name, kind, in.Caller.Owner, out, 0, func(dirfd int) (int, error) {
+		if kind == unix.S_IFREG {
+			// Made and opened at once: nothing to check afterwards.
+			return openChild(dirfd, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL, mode&0o7777)
+		}
+		return -1, unix.Mknodat(dirfd, name, mode, 0)
 	})
 }
 
@@ -169,8 +215,8 @@ func (fs *fileSystem) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name 
 	if target == "" || len(target) >= unix.PathMax {
 		return fuse.Status(unix.ENAMETOOLONG)
 	}
-	return fs.makeEntry(p, name, h.Caller.Owner, out, 0, func(dirfd int) error {
-		return unix.Symlinkat(target, dirfd, name)
+	return fs.makeEntry(p, name, unix.S_IFLNK, h.Caller.Owner, out, 0, func(dirfd int) (int, error) {
+		return -1, unix.Symlinkat(target, dirfd, name)
 	})
 }
 

@@ -431,6 +431,7 @@ func TestMakeNeverChownsASwappedInode(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "theirs"), "x")
 	os.Chown(filepath.Join(dir, "theirs"), 1111, 1111)
 	os.Mkdir(filepath.Join(dir, "olddir"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "secretdir", "keys"), 0o700)
 	_, key, _, err := statxAt(pfd, "olddir")
 	if err != nil {
 		t.Fatal(err)
@@ -444,6 +445,11 @@ func TestMakeNeverChownsASwappedInode(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := unix.Renameat2(pfd, "shadow-link", pfd, n, unix.RENAME_EXCHANGE); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"server's non-empty directory", "secretdir", func(t *testing.T, n string) {
+			if err := unix.Renameat2(pfd, "secretdir", pfd, n, unix.RENAME_EXCHANGE); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -471,12 +477,12 @@ func TestMakeNeverChownsASwappedInode(t *testing.T) {
 			n := "new" + strconv.Itoa(i)
 			var before unix.Stat_t
 			unix.Fstatat(pfd, c.foreign, &before, unix.AT_SYMLINK_NOFOLLOW)
-			_, _, err := makeLocked(pfd, n, caller, 0, func(dirfd int) error {
+			_, _, err := makeLocked(pfd, n, unix.S_IFDIR, caller, 0, func(dirfd int) (int, error) {
 				if err := unix.Mkdirat(dirfd, n, 0o755); err != nil {
-					return err
+					return -1, err
 				}
 				c.swap(t, n)
-				return nil
+				return -1, nil
 			})
 			if errnoOf(err) != unix.EEXIST {
 				t.Fatalf("makeLocked over a swapped-in inode: %v, want EEXIST", err)
@@ -492,8 +498,8 @@ func TestMakeNeverChownsASwappedInode(t *testing.T) {
 		})
 	}
 	// Without a swap the new inode is the caller's.
-	st, _, err := makeLocked(pfd, "mine", caller, unix.AT_REMOVEDIR, func(dirfd int) error {
-		return unix.Mkdirat(dirfd, "mine", 0o755)
+	st, _, err := makeLocked(pfd, "mine", unix.S_IFDIR, caller, unix.AT_REMOVEDIR, func(dirfd int) (int, error) {
+		return -1, unix.Mkdirat(dirfd, "mine", 0o755)
 	})
 	if err != nil || st.Uid != caller.Uid || st.Gid != caller.Gid {
 		t.Fatalf("plain mkdir: %v, owner %d:%d", err, st.Uid, st.Gid)
