@@ -171,8 +171,10 @@ func (fs *fileSystem) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, 
 	fd, err := createFile(pfd, name, hostFlags(in.Flags), mode, in.Flags&unix.O_EXCL != 0)
 	if err == nil {
 		if err = chownNew(pfd, fd, in.Caller.Owner); err != nil {
+			if _, key, _, serr := statxAt(fd, ""); serr == nil {
+				unlinkIfStill(pfd, name, key, 0)
+			}
 			unix.Close(fd)
-			unix.Unlinkat(pfd, name, 0)
 		}
 	}
 	p.dirMu.Unlock()

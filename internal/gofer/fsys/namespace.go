@@ -104,13 +104,19 @@ func makeLocked(pfd int, name string, kind uint32, caller fuse.Owner, rmFlags in
 		return unix.Stat_t{}, inoKey{}, unix.EEXIST
 	}
 	if err := chownNew(pfd, fd, caller); err != nil {
-		if _, now, _, serr := statxAt(pfd, name); serr == nil && now == key {
-			unix.Unlinkat(pfd, name, rmFlags)
-		}
+		unlinkIfStill(pfd, name, key, rmFlags)
 		return unix.Stat_t{}, inoKey{}, err
 	}
 	st, key, _, err = statxAt(fd, "")
 	return st, key, err
+}
+
+// unlinkIfStill removes name from dirfd if it still names the inode key
+// (undoing a creation; another inode moved over the name stays).
+func unlinkIfStill(dirfd int, name string, key inoKey, flags int) {
+	if _, now, _, err := statxAt(dirfd, name); err == nil && now == key {
+		unix.Unlinkat(dirfd, name, flags)
+	}
 }
 
 // birthSlack allows for the coarse clock inode times are taken from.
