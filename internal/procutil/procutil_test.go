@@ -233,3 +233,23 @@ func TestDonations(t *testing.T) {
 		t.Fatal("ParseFDList accepted garbage")
 	}
 }
+
+// The fallback for kernels without close_range(CLOSE_RANGE_CLOEXEC) marks
+// every open descriptor from first up, and none below.
+func TestCloexecListed(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil { // without O_CLOEXEC
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	first := max(p[0], p[1])
+	if done, err := cloexecListed(first); !done || err != nil {
+		t.Fatalf("cloexecListed = %v, %v", done, err)
+	}
+	low, _ := unix.FcntlInt(uintptr(min(p[0], p[1])), unix.F_GETFD, 0)
+	high, _ := unix.FcntlInt(uintptr(first), unix.F_GETFD, 0)
+	if low&unix.FD_CLOEXEC != 0 || high&unix.FD_CLOEXEC == 0 {
+		t.Errorf("flags below first %#x (want none), at first %#x (want FD_CLOEXEC)", low, high)
+	}
+}
