@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -59,7 +58,7 @@ func (b *boot) startGofer(cfg *config.Config) error {
 		return err
 	}
 	defer mountsGofer.Close()
-	specFile, err := specMemfd(b.spec)
+	specFile, err := ipc.SpecMemfd(b.spec)
 	if err != nil {
 		mountsBoot.Close()
 		return err
@@ -200,28 +199,6 @@ func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
 		return *res.Memory.Limit, nil
 	}
 	return memTotal() / 2, nil
-}
-
-// specMemfd puts a spec in a memfd for a child's --spec-fd.
-func specMemfd(v any) (*os.File, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.MemfdCreate("moat-spec", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "spec")
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // ErrNoFuse marks a host where /dev/fuse cannot be used.

@@ -253,3 +253,27 @@ func eofToPeerClosed(err error) error {
 	}
 	return err
 }
+
+// SpecMemfd puts v (a spec) as JSON in a memfd, positioned at its start,
+// for a child's --spec-fd: the child reads exactly what the parent checked,
+// never the bundle's file again.
+func SpecMemfd(v any) (*os.File, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	fd, err := unix.MemfdCreate("moat-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "spec")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write spec: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}

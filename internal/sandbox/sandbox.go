@@ -4,7 +4,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,8 +13,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/ipc"
@@ -67,7 +64,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 		return nil, err
 	}
 	defer ln.Close()
-	specFile, err := specMemfd(o.Bundle)
+	specFile, err := ipc.SpecMemfd(o.Bundle.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -151,29 +148,6 @@ func stdioFiles(s [3]*os.File) []*os.File {
 		out[i] = f
 	}
 	return out
-}
-
-// specMemfd puts the validated spec in a memfd for --spec-fd: boot reads
-// exactly what the CLI checked, whatever happens to config.json meanwhile.
-func specMemfd(b *spec.Bundle) (*os.File, error) {
-	data, err := json.Marshal(b.Spec)
-	if err != nil {
-		return nil, fmt.Errorf("encode spec: %w", err)
-	}
-	fd, err := unix.MemfdCreate("moat-spec", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "spec")
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write spec: %w", err)
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 func (sb *Sandbox) waitCreated() error {
