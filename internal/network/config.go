@@ -3,7 +3,7 @@
 //
 // It is split by side, RootlessKit style:
 //
-//   - Child side (CreateTap, LoopbackUp): runs inside the container's network
+//   - Child side (CreateTap): runs inside the container's network
 //     namespace, as root in that namespace's user namespace. It creates tap0,
 //     addresses it and routes through the gateway, and returns the TAP fd.
 //   - Parent side (Start, Sandbox): runs in the supervisor (`moat boot`), in

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -35,7 +34,6 @@ type dnsServer struct {
 	sb      *Sandbox
 	udp     *gonet.UDPConn
 	tcp     *gonet.TCPListener
-	servers atomic.Pointer[[]netip.AddrPort]
 	queries chan struct{} // semaphore: UDP queries in flight
 	tcpSem  chan struct{} // semaphore: TCP connections
 }
@@ -56,8 +54,6 @@ func (sb *Sandbox) startDNS() (*dnsServer, error) {
 	}
 	d := &dnsServer{sb: sb, udp: u, tcp: t,
 		queries: make(chan struct{}, dnsMaxQueries), tcpSem: make(chan struct{}, dnsMaxTCPConns)}
-	servers := append([]netip.AddrPort(nil), sb.cfg.DNSServers...)
-	d.servers.Store(&servers)
 	if !sb.goTracked(d.serveUDP) || !sb.goTracked(d.serveTCP) {
 		d.close()
 		return nil, fmt.Errorf("dns: sandbox closed")
@@ -68,16 +64,6 @@ func (sb *Sandbox) startDNS() (*dnsServer, error) {
 func (d *dnsServer) close() {
 	d.udp.Close()
 	d.tcp.Close()
-}
-
-// SetDNSServers replaces the upstream resolvers (e.g. after the host's
-// resolv.conf changed). Empty is ignored.
-func (sb *Sandbox) SetDNSServers(servers []netip.AddrPort) {
-	if len(servers) == 0 || sb.dns == nil {
-		return
-	}
-	s := append([]netip.AddrPort(nil), servers...)
-	sb.dns.servers.Store(&s)
 }
 
 func (d *dnsServer) serveUDP() {
@@ -173,7 +159,7 @@ func (d *dnsServer) resolve(q []byte, overTCP bool) []byte {
 	}
 	ctx, cancel := context.WithTimeout(d.sb.ctx, dnsTotalTimeout)
 	defer cancel()
-	for _, srv := range *d.servers.Load() {
+	for _, srv := range d.sb.cfg.DNSServers {
 		resp, err := d.exchange(ctx, srv, q, overTCP)
 		if err != nil {
 			continue

@@ -172,15 +172,24 @@ func (sb *Sandbox) containerAddr(port uint16) tcpip.FullAddress {
 }
 
 func (sb *Sandbox) serveTCPForward(fl *forwardListener) {
-	for {
+	for backoff := time.Duration(0); ; {
 		c, err := fl.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of descriptors, or a connection reset before it was
+			// accepted: the forward stays, and tries again.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			sb.eg.logOnce("accept "+fl.fwd.String(), "network: port forward %v: accept: %v (retrying)", fl.fwd, err)
+			select {
+			case <-sb.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
 		if !sb.goTracked(func() { sb.forwardTCPConn(fl, c.(*net.TCPConn)) }) {
 			c.Close()
 			return

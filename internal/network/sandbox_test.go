@@ -448,3 +448,52 @@ func TestNoTunDevice(t *testing.T) {
 		t.Errorf("error does not explain /dev/net/tun: %s", s)
 	}
 }
+
+// Established TCP connections are bounded: past the bound a new one is
+// refused (and the refusal logged once), and a connection that ends frees
+// its place.
+func TestTCPConnectionsBounded(t *testing.T) {
+	old := maxTCPConns
+	maxTCPConns = 3
+	defer func() { maxTCPConns = old }()
+	ln := hostListen(t, addrPort(hostA, 0))
+	serve(ln, func(c net.Conn) { io.Copy(io.Discard, c) }) // held until the client closes
+	c := newCtr(t, Config{})
+	target := addrPort(hostA, portOf(ln.Addr()))
+	var held []net.Conn
+	for i := 0; i < 3; i++ {
+		conn, err := c.dial("tcp", target, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d of 3: %v", i+1, err)
+		}
+		held = append(held, conn)
+	}
+	for i := 0; i < 2; i++ {
+		conn, err := c.dial("tcp", target, 5*time.Second)
+		if err == nil {
+			conn.Close()
+			t.Fatal("a fourth connection was proxied past the bound of 3")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("past the bound: %v, want ECONNREFUSED", err)
+		}
+	}
+	if n := c.logs.count("TCP connections open"); n != 1 {
+		t.Errorf("the full table was logged %d times, want 1", n)
+	}
+	held[0].Close()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var conn net.Conn
+		if conn, err = c.dial("tcp", target, 5*time.Second); err == nil {
+			conn.Close()
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("after one connection ended: %v, want its place free", err)
+	}
+	for _, conn := range held[1:] {
+		conn.Close()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -55,6 +56,7 @@ type Sandbox struct {
 	forwards map[Forward]*forwardListener
 	udpFlows int
 	icmpBusy int
+	tcpConns atomic.Int32 // proxied TCP connections, bounded by maxTCPConns
 }
 
 // Start runs the gateway netstack on tapFD (a TAP fd from CreateTap, received

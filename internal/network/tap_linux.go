@@ -21,19 +21,6 @@ const tunHint = "the sandbox network needs /dev/net/tun: as root on the host, " 
 	"load the tun module and chmod 0666 /dev/net/tun (this is harmless), " +
 	"or use --network=none/host"
 
-// LoopbackUp sets "lo" up.
-//
-// Precondition: runs in the container's network namespace, with CAP_NET_ADMIN
-// over it (root in that namespace's user namespace).
-func LoopbackUp() error {
-	nl, err := openRtnl()
-	if err != nil {
-		return err
-	}
-	defer nl.close()
-	return loUp(nl)
-}
-
 func loUp(nl *rtnl) error {
 	idx, err := ifIndex("lo")
 	if err != nil {

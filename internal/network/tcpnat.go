@@ -30,7 +30,11 @@ func (sb *Sandbox) hostTarget(dst netip.Addr, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(dst, port)
 }
 
-// handleTCP runs in its own goroutine, one per in-flight SYN.
+// maxTCPConns bounds the container's proxied TCP connections.
+var maxTCPConns int32 = 4096 // a variable for tests
+
+// handleTCP runs in its own goroutine, one per in-flight SYN, and proxies
+// the connection it accepts until it ends.
 //
 // Precondition: supervisor, host network namespace (it dials host sockets).
 func (sb *Sandbox) handleTCP(r *tcp.ForwarderRequest) {
@@ -45,6 +49,16 @@ func (sb *Sandbox) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	// Established connections are bounded too (the forwarder bounds only
+	// SYNs being dialed): each holds a host socket, goroutines and buffers
+	// in the supervisor, outside the container's cgroup.
+	if sb.tcpConns.Add(1) > maxTCPConns {
+		sb.tcpConns.Add(-1)
+		sb.eg.logOnce("tcp-table-full", "network: %d TCP connections open; refusing new ones", maxTCPConns)
+		r.Complete(true)
+		return
+	}
+	defer sb.tcpConns.Add(-1)
 	ctx, cancel := context.WithTimeout(sb.ctx, sb.cfg.DialTimeout)
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", sb.hostTarget(dst, port).String())
