@@ -1,8 +1,9 @@
 // Package boot runs inside `moat boot`, the sandbox supervisor. It creates
 // the container init in its new namespaces, answers the CLI's commands over
-// the controller socket, spawns exec'd processes, and exits with the
-// container process's exit status, so that a shim waiting on the pid named by
-// --pid-file sees the real status.
+// the controller socket, spawns exec'd processes, and once init has exited
+// tears the container down and exits with init's status, leaving init's
+// zombie to the subreaper above it (the shim or conmon waiting on the pid
+// named by --pid-file, which is init's).
 package boot
 
 import (
@@ -353,7 +354,9 @@ func (b *boot) teardown() {
 func (b *boot) abort() {
 	if b.init != nil {
 		b.init.kill()
-		if !b.init.exitedWithin(5 * time.Second) {
+		if b.init.exitedWithin(5 * time.Second) {
+			b.init.reap()
+		} else {
 			b.log.Error("container init did not exit after SIGKILL", "pid", b.init.pid)
 		}
 		b.init.closeNamespaces()

@@ -177,16 +177,18 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 	return cmd, master, nil
 }
 
-// spawnInContainerPidNS forks cmd into the container's pid (and time)
-// namespace from a throwaway thread: setns of those namespaces only affects
+// spawnInContainerPidNS forks cmd into the container's pid namespace (when
+// it has one of its own) from a throwaway thread: setns of those namespaces only affects
 // children, and taints the thread, which exits with its goroutine.
 func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 	res := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		if err := unix.Setns(int(b.init.ns[specs.PIDNamespace].Fd()), unix.CLONE_NEWPID); err != nil {
-			res <- fmt.Errorf("join container pid namespace: %w", err)
-			return
+		if ns := b.init.ns[specs.PIDNamespace]; ns != nil {
+			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
+				res <- fmt.Errorf("join container pid namespace: %w", err)
+				return
+			}
 		}
 		res <- cmd.Start()
 	}()
@@ -253,14 +255,28 @@ func (p *initProc) closeNamespaces() {
 	}
 }
 
-// openInitNamespaces keeps handles on init's namespaces for exec.
-// Precondition: init is alive and is boot's unreaped child (no pid reuse).
+// openInitNamespaces keeps handles on init's namespaces for exec: only
+// those the container has of its own. A namespace init shares with boot
+// (the host's network under `runc spec --rootless`, say) is one an exec'd
+// process is in already, and joining it may not even be allowed.
+// Precondition: init is alive and is boot's unwaited child (no pid reuse).
 func (p *initProc) openInitNamespaces() error {
 	p.ns = map[specs.LinuxNamespaceType]*os.File{}
 	for t, name := range nsProcName {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", p.pid, name))
 		if err != nil {
+			p.closeNamespaces()
 			return fmt.Errorf("open init's %s namespace: %w", name, err)
+		}
+		shared, err := sameNamespace(f, "/proc/self/ns/"+name)
+		if err != nil {
+			f.Close()
+			p.closeNamespaces()
+			return err
+		}
+		if shared {
+			f.Close()
+			continue
 		}
 		p.ns[t] = f
 	}
@@ -268,6 +284,18 @@ func (p *initProc) openInitNamespaces() error {
 	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", p.pid))
 	p.ownTimeNS = err1 == nil && err2 == nil && mine != theirs
 	return nil
+}
+
+// sameNamespace reports whether ns is the namespace at path.
+func sameNamespace(ns *os.File, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &a); err != nil {
+		return false, fmt.Errorf("stat namespace: %w", err)
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
 // execExe returns a descriptor of the protected moat for an exec helper:

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"os"
+	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -101,19 +102,32 @@ func allPids() []int {
 	return out
 }
 
-// ps answers ClientPsRequested.
+// ps answers ClientPsRequested: init first (tools take the first pid for
+// the container's own, as with runc), then the rest in order.
 func (b *boot) ps() (ipc.Message, error) {
+	var pids []int
 	if b.cg != nil {
-		pids, err := b.cg.Pids()
-		if err != nil {
+		var err error
+		if pids, err = b.cg.Pids(); err != nil {
 			return nil, err
 		}
-		return ipc.BootPs{Pids: pids}, nil
+	} else {
+		for _, p := range b.containerPids() {
+			pids = append(pids, p.Pid)
+		}
 	}
-	var pids []int
-	for _, p := range b.containerPids() {
-		pids = append(pids, p.Pid)
-	}
+	init := b.init.pid
+	slices.SortFunc(pids, func(x, y int) int {
+		switch {
+		case x == y:
+			return 0
+		case x == init:
+			return -1
+		case y == init:
+			return 1
+		}
+		return x - y
+	})
 	return ipc.BootPs{Pids: pids}, nil
 }
 

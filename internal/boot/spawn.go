@@ -233,7 +233,11 @@ func spawnOnKeeperThread(cmd *exec.Cmd, forkNS []*os.File) error {
 	return <-res
 }
 
-// trackInit records init's identity and starts reaping it.
+// trackInit records init's identity and watches for its exit without
+// reaping it: init stays a zombie until boot has torn the container down
+// and exited, and then passes to the subreaper above boot (containerd's
+// shim, conmon), which reaps it as it would reap runc's init and sees its
+// real status. The pid in --pid-file is init's, as with runc.
 func (b *boot) trackInit(cmd *exec.Cmd, conn *os.File) error {
 	p := &initProc{cmd: cmd, pid: cmd.Process.Pid, conn: ipc.NewConn(conn), done: make(chan struct{})}
 	b.init = p
@@ -249,18 +253,19 @@ func (b *boot) trackInit(cmd *exec.Cmd, conn *os.File) error {
 	// pid without its start time could be a later process's.
 	p.start, _ = procutil.StartTime(p.pid)
 	go func() {
-		err := cmd.Wait()
-		code := 0
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-			code = procutil.ExitCode(ws)
-		} else if err != nil {
-			code = 255
+		code, err := procutil.WaitExitedNoReap(pidfd)
+		if err != nil {
+			b.log.Warn("waiting for container init", "error", err)
 		}
 		p.code = code
 		close(p.done)
 	}()
 	return nil
 }
+
+// reap collects init's zombie when no one else will: after a failed
+// create, whose caller never learns init's pid.
+func (p *initProc) reap() { procutil.Reap(p.pidfd) }
 
 // configureInit walks init through creation (see the diagram in ipc).
 func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File, plan *ipc.GoferPlan) (*os.File, error) {

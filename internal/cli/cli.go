@@ -20,6 +20,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/container"
 	mlog "github.com/moat-sandbox/moat/internal/log"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/rootless"
 	"github.com/moat-sandbox/moat/internal/state"
 )
 
@@ -204,7 +205,7 @@ func openLog(cfg *config.Config, role string) (*slog.Logger, *os.File, error) {
 func newRuntime(cfg *config.Config, l *slog.Logger, logFile *os.File, stderr io.Writer) (*container.Runtime, error) {
 	root := cfg.Root
 	if root == "" {
-		root = config.DefaultRoot(rootless(cfg))
+		root = config.DefaultRoot(rootlessRoot(cfg))
 	}
 	st, err := state.Open(root)
 	if err != nil {
@@ -219,15 +220,17 @@ func newRuntime(cfg *config.Config, l *slog.Logger, logFile *os.File, stderr io.
 	return &container.Runtime{Config: cfg, Store: st, Log: l, LogFile: logFile, Warn: warn}, nil
 }
 
-// rootless decides rootless mode for the state root's default.
-func rootless(cfg *config.Config) bool {
+// rootlessRoot decides rootless mode for the state root's default: as runc
+// does, uid 0 in a user namespace (rootless Podman runs its runtime so) is
+// rootless too, and cannot own /run.
+func rootlessRoot(cfg *config.Config) bool {
 	switch cfg.Rootless {
 	case "true":
 		return true
 	case "false":
 		return false
 	}
-	return os.Geteuid() != 0
+	return os.Geteuid() != 0 || rootless.InUserNS()
 }
 
 // fail reports err on stderr and, with --log, as an error line in the log

@@ -222,7 +222,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions,
 	st.Cgroup = sb.Created.Cgroup
 	st.Rootless = userns.Rootless
 	if err := st.Save(); err == nil {
-		err = writePidFile(o.PidFile, st.BootPid)
+		err = writePidFile(o.PidFile, st.InitPid)
 	}
 	if err == nil {
 		err = sb.Commit()
@@ -275,7 +275,8 @@ func extraFiles(preserve int) ([]*os.File, int) {
 	return out, listen
 }
 
-// writePidFile records boot's pid atomically (a shim reads it right away).
+// writePidFile records a pid atomically (a shim reads it right away): the
+// container init's for create, as runc's; a shim or conmon waits on it.
 func writePidFile(path string, pid int) error {
 	if path == "" {
 		return nil

@@ -161,6 +161,13 @@ type RunOptions struct {
 // container process, forwarding signals, and returns its exit code.
 func (r *Runtime) Run(o RunOptions) (int, error) {
 	o.AttachTty = !o.Detach && o.ConsoleSocket == ""
+	if !o.Detach {
+		// Boot leaves init's zombie to the nearest subreaper when it
+		// exits: in the foreground that is us, and we reap it.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return 1, fmt.Errorf("become a subreaper: %w", err)
+		}
+	}
 	c, err := r.Create(o.CreateOptions)
 	if err != nil {
 		return 1, err
@@ -196,6 +203,9 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 		defer unix.Close(pidfd)
 	}
 	code := r.waitForwarding(c, pidfd, sigs, tty)
+	if pidfd >= 0 {
+		procutil.Reap(pidfd)
+	}
 	if tty != nil {
 		tty.drain()
 	}

@@ -61,7 +61,7 @@ type State struct {
 	Rootfs  string    `json:"rootfs"`
 	Created time.Time `json:"created"`
 	Owner   int       `json:"owner"`
-	// BootPid is `moat boot`, the sandbox supervisor (what --pid-file names).
+	// BootPid is `moat boot`, the sandbox supervisor (--pid-file names init).
 	BootPid   int    `json:"bootPid"`
 	BootStart uint64 `json:"bootStart"`
 	// InitPid is the container process (the OCI state's pid).

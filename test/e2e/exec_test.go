@@ -395,14 +395,25 @@ func subreaper(t *testing.T) {
 	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 }
 
-// reap waits for an adopted child and returns its wait status.
+// reap waits for an adopted child and returns its wait status. Like a
+// shim, it may ask before the process is adopted (ECHILD): it asks again.
 func reap(t *testing.T, pid int) unix.WaitStatus {
 	t.Helper()
 	res := make(chan unix.WaitStatus, 1)
+	stop := make(chan struct{})
+	defer close(stop)
 	go func() {
 		var ws unix.WaitStatus
 		for {
 			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err == unix.ECHILD {
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+					continue
+				}
+			}
 			if err != unix.EINTR {
 				if err != nil {
 					t.Errorf("wait4 %d: %v", pid, err)

@@ -57,8 +57,13 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// TestLifecycle drives a container as containerd's shim does: the shim is
+// a subreaper, reads --pid-file, and reaps that pid for the exit status.
+// The pid is the container's own process, as with runc (tools nsenter
+// into it and signal it), not boot's.
 func TestLifecycle(t *testing.T) {
 	e := newEnv(t)
+	subreaper(t)
 	b := e.newBundle([]string{"hold", "60"})
 	id := e.id()
 	pidFile := filepath.Join(e.dir, "pid")
@@ -68,12 +73,12 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("state after create: %v", st)
 	}
 	initPid := int(st["pid"].(float64))
-	bootPid := readPid(t, pidFile)
-	if bootPid == initPid {
-		t.Fatal("pid file names the container process; want boot")
+	if p := readPid(t, pidFile); p != initPid {
+		t.Fatalf("pid file names %d, state's pid is %d: want the container process in both", p, initPid)
 	}
-	if ppid := parentOf(t, initPid); ppid != bootPid {
-		t.Errorf("container init's parent is %d, want boot %d", ppid, bootPid)
+	bootPid := parentOf(t, initPid)
+	if cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", bootPid)); !strings.Contains(string(cl), "boot") {
+		t.Errorf("container init's parent %d is %q, want moat boot", bootPid, cl)
 	}
 	if ns(t, initPid, "pid") == ns(t, os.Getpid(), "pid") {
 		t.Error("state pid is not in a new pid namespace")
@@ -81,6 +86,9 @@ func TestLifecycle(t *testing.T) {
 	e.moat("start", id)
 	if e.status(id) != "running" {
 		t.Fatalf("after start: %v", e.state(id))
+	}
+	if pids := e.pids(id); len(pids) == 0 || pids[0] != initPid {
+		t.Errorf("ps lists %v, want the container process %d first", pids, initPid)
 	}
 	e.fails("cannot start", "start", id)
 	e.fails("--force", "delete", id)
@@ -95,14 +103,34 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("list --format json: %q", j)
 	}
 	e.moat("kill", id, "KILL")
-	e.waitStatus(id, "stopped")
-	if code := waitExit(t, bootPid); code >= 0 && code != 137 {
-		t.Errorf("boot exited %d, want 137", code)
+	// Boot tears down, then exits and leaves init's zombie to us.
+	if ws := reap(t, initPid); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("reaped the pid file's process with status %v, want killed by SIGKILL", ws)
 	}
+	waitExit(t, bootPid)
+	e.waitStatus(id, "stopped")
 	e.moat("delete", id)
 	e.fails("does not exist", "state", id)
 	e.moat("delete", "--force", id) // a shim deletes twice: no error
 	e.fails("does not exist", "delete", id)
+}
+
+// TestPidFileExitStatus: a subreaper waiting on the pid file's process gets
+// the container process's own exit status.
+func TestPidFileExitStatus(t *testing.T) {
+	e := newEnv(t)
+	subreaper(t)
+	b := e.newBundle([]string{"exit", "7"})
+	id := e.id()
+	pidFile := filepath.Join(e.dir, "pid")
+	e.moat("create", "--bundle", b.dir, "--pid-file", pidFile, id)
+	pid := readPid(t, pidFile)
+	e.moat("start", id)
+	if ws := reap(t, pid); !ws.Exited() || ws.ExitStatus() != 7 {
+		t.Errorf("reaped %d with status %v, want exit 7", pid, ws)
+	}
+	e.waitStatus(id, "stopped")
+	e.moat("delete", id)
 }
 
 func TestKillInCreatedState(t *testing.T) {
@@ -208,8 +236,8 @@ func killBootAndWait(e *env, b *bundle) {
 	id := e.id()
 	pidFile := filepath.Join(e.dir, "pid-"+id)
 	e.moat("run", "-d", "--bundle", b.dir, "--pid-file", pidFile, id)
-	initPid := int(e.state(id)["pid"].(float64))
-	bootPid := readPid(t, pidFile)
+	initPid := readPid(t, pidFile)
+	bootPid := parentOf(t, initPid)
 	must(t, syscall.Kill(bootPid, syscall.SIGKILL))
 	if !waitGone(initPid, 10*time.Second) {
 		t.Fatalf("container process %d survived its boot", initPid)
@@ -348,7 +376,7 @@ func TestNoExecutableCopyWhileRunning(t *testing.T) {
 	id := e.id()
 	pidFile := filepath.Join(e.dir, "pid")
 	e.moat("run", "--detach", "--pid-file", pidFile, "--bundle", b.dir, id)
-	boot := readPid(t, pidFile)
+	boot := parentOf(t, readPid(t, pidFile))
 	memfds := func(pid int) []string {
 		var out []string
 		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
