@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -27,7 +28,10 @@ type hierarchy struct {
 	super      string // super options: "rw,cpu" or "rw,name=systemd"
 }
 
-// hostHierarchies lists the host's cgroup mounts from mountinfo.
+// hostHierarchies lists the host's cgroup hierarchies from mountinfo, each
+// once: a hierarchy mounted twice (the host's /sys bound into the rootfs,
+// as `runc spec --rootless` does without a network namespace) would be
+// mounted twice on one directory, which the kernel refuses (EBUSY).
 func hostHierarchies() ([]hierarchy, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -45,7 +49,12 @@ func hostHierarchies() ([]hierarchy, error) {
 		if len(pf) < 5 || len(qf) < 3 || (qf[0] != "cgroup" && qf[0] != "cgroup2") {
 			continue
 		}
-		out = append(out, hierarchy{mountpoint: pf[4], fstype: qf[0], super: qf[2]})
+		h := hierarchy{mountpoint: pf[4], fstype: qf[0], super: qf[2]}
+		if !slices.ContainsFunc(out, func(o hierarchy) bool {
+			return o.fstype == h.fstype && o.subsystems() == h.subsystems()
+		}) {
+			out = append(out, h)
+		}
 	}
 	return out, sc.Err()
 }

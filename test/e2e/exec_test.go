@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -540,5 +541,58 @@ func TestExecDetachProxyKilled(t *testing.T) {
 	}
 	if pids := e.pids(id); len(pids) != 1 {
 		t.Errorf("the exec'd process outlived its killed proxy: container pids %v", pids)
+	}
+}
+
+// TestExecSharedNamespaces: exec joins only the namespaces the container
+// has of its own. A spec sharing one with the host (`runc spec --rootless`
+// has no network namespace) gets an exec'd process in the host's, as init
+// is; joining it again failed with EPERM rootless.
+func TestExecSharedNamespaces(t *testing.T) {
+	kinds := []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace,
+		specs.UTSNamespace, specs.CgroupNamespace}
+	if !rootless {
+		// Rootless, /proc cannot be mounted for the host's pid namespace.
+		kinds = append(kinds, specs.PIDNamespace)
+	}
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			e := newEnv(t)
+			id, _ := holding(e, func(s *specsSpec) {
+				s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == kind })
+				switch kind {
+				case specs.NetworkNamespace:
+					// As `runc spec --rootless`: sysfs needs a network
+					// namespace of one's own; the host's /sys is bound.
+					for i, m := range s.Mounts {
+						if m.Destination == "/sys" {
+							s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "none", Source: "/sys",
+								Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+						}
+					}
+				case specs.UTSNamespace:
+					s.Hostname = ""
+				case specs.IPCNamespace:
+					s.Mounts = slices.DeleteFunc(s.Mounts, func(m specs.Mount) bool { return m.Type == "mqueue" })
+				}
+			})
+			if out := e.moat("exec", id, "probe", "echo", "hi"); out != "hi\n" {
+				t.Fatalf("exec printed %q", out)
+			}
+			pidFile := filepath.Join(e.dir, "exec.pid")
+			p := startMoat(e, nil, "exec", "--pid-file", pidFile, id, "probe", "hold", "60")
+			waitFile(t, pidFile)
+			pid := readPid(t, pidFile)
+			name := map[specs.LinuxNamespaceType]string{specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc",
+				specs.UTSNamespace: "uts", specs.CgroupNamespace: "cgroup", specs.PIDNamespace: "pid"}[kind]
+			if ns(t, pid, name) != ns(t, os.Getpid(), name) {
+				t.Errorf("exec'd process is not in the %s namespace the container shares with the host", name)
+			}
+			if ns(t, pid, "mnt") == ns(t, os.Getpid(), "mnt") {
+				t.Error("exec'd process is not in the container's mount namespace")
+			}
+			must(t, syscall.Kill(pid, syscall.SIGKILL))
+			p.wait()
+		})
 	}
 }
