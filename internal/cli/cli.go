@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -70,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case version:
-		fmt.Fprintf(stdout, "moat version %s\ncommit: %s\nspec: %s\n", Version, Commit, specs.Version)
+		fmt.Fprintf(stdout, "moat version %s\ncommit: %s\nspec: %s\n", Version, commit(), specs.Version)
 		return 0
 	case help || global.NArg() == 0:
 		printUsage(stdout, global)
@@ -258,6 +259,35 @@ func flagError(err error, where string) error {
 		return fmt.Errorf("%w: unknown flag --%s (see %s --help)", cmd.ErrUsage, name, where)
 	}
 	return fmt.Errorf("%w: %s (see %s --help)", cmd.ErrUsage, msg, where)
+}
+
+// commit is the -ldflags commit, else the one the Go toolchain recorded in
+// the binary (a plain `go build` in a git checkout), with "-dirty" for
+// uncommitted changes; Podman shows it in `podman info`.
+func commit() string {
+	if Commit != "unknown" && Commit != "" {
+		return Commit
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Commit
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return Commit
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 func boolToCode(failed bool) int {

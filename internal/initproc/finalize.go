@@ -232,7 +232,11 @@ func setRlimits(rls []specs.POSIXRlimit) error {
 		// syscall.Setrlimit also stops Go from restoring its saved
 		// RLIMIT_NOFILE at exec.
 		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
-			return fmt.Errorf("set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
+			var cur syscall.Rlimit
+			if err == syscall.EPERM && syscall.Getrlimit(res, &cur) == nil && r.Hard > cur.Max {
+				return fmt.Errorf("process.rlimits: %s hard limit %d is above this host's %d, which only CAP_SYS_RESOURCE in the host's user namespace may raise: lower it in the spec (or raise the caller's limit, e.g. ulimit -H)", r.Type, r.Hard, cur.Max)
+			}
+			return fmt.Errorf("process.rlimits: set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
 		}
 	}
 	return nil
