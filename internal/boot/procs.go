@@ -2,7 +2,6 @@ package boot
 
 import (
 	"os"
-	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -102,32 +101,19 @@ func allPids() []int {
 	return out
 }
 
-// ps answers ClientPsRequested: init first (tools take the first pid for
-// the container's own, as with runc), then the rest in order.
+// ps answers ClientPsRequested.
 func (b *boot) ps() (ipc.Message, error) {
-	var pids []int
 	if b.cg != nil {
-		var err error
-		if pids, err = b.cg.Pids(); err != nil {
+		pids, err := b.cg.Pids()
+		if err != nil {
 			return nil, err
 		}
-	} else {
-		for _, p := range b.containerPids() {
-			pids = append(pids, p.Pid)
-		}
+		return ipc.BootPs{Pids: pids}, nil
 	}
-	init := b.init.pid
-	slices.SortFunc(pids, func(x, y int) int {
-		switch {
-		case x == y:
-			return 0
-		case x == init:
-			return -1
-		case y == init:
-			return 1
-		}
-		return x - y
-	})
+	var pids []int
+	for _, p := range b.containerPids() {
+		pids = append(pids, p.Pid)
+	}
 	return ipc.BootPs{Pids: pids}, nil
 }
 

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -55,7 +55,19 @@ func (r *Runtime) Pids(id string) ([]int, error) {
 	if pids == nil {
 		pids = []int{}
 	}
-	sort.Ints(pids)
+	// The container's own process first (tools take the first pid for it,
+	// as with runc), then the rest in order.
+	slices.SortFunc(pids, func(x, y int) int {
+		switch {
+		case x == y:
+			return 0
+		case x == s.InitPid:
+			return -1
+		case y == s.InitPid:
+			return 1
+		}
+		return x - y
+	})
 	return pids, nil
 }
 
