@@ -14,6 +14,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/state"
 )
 
 // controller serves the unix socket in the state directory. One request per
@@ -213,7 +214,7 @@ func (b *boot) signal(req ipc.ClientSignalRequested) (ipc.Message, error) {
 	}
 	if err := b.init.signal(sig); err != nil {
 		if err == unix.ESRCH {
-			return nil, fmt.Errorf("container process has exited")
+			return nil, state.ErrNotRunning
 		}
 		return nil, fmt.Errorf("signal %d: %w", req.Signal, err)
 	}

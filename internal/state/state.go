@@ -25,7 +25,9 @@ var (
 	ErrNotExist   = errors.New("container does not exist")
 	ErrExist      = errors.New("container already exists")
 	ErrInvalidID  = errors.New("invalid container id")
-	ErrNotRunning = errors.New("container is not running")
+	// ErrNotRunning says runc's words: containerd's shim matches "container
+	// not running" to tell a finished process from a failed kill.
+	ErrNotRunning = errors.New("container not running")
 	ErrRunning    = errors.New("container is running")
 	ErrWrongState = errors.New("operation not allowed in the container's state")
 )

@@ -244,7 +244,7 @@ func TestWrongState(t *testing.T) {
 	failsOneLine(e, "stopped", "start", idS)
 	failsOneLine(e, "stopped", "exec", idS, "probe", "true")
 	failsOneLine(e, "stopped", "pause", idS)
-	failsOneLine(e, "not running", "kill", idS, "KILL")
+	failsOneLine(e, "container not running", "kill", idS, "KILL") // containerd matches these words
 	e.moat("delete", idS)
 
 	failsOneLine(e, "does not exist", "kill", idS, "KILL")
