@@ -22,9 +22,9 @@ import (
 
 // Sentinel errors; test with errors.Is.
 var (
-	ErrNotExist   = errors.New("container does not exist")
-	ErrExist      = errors.New("container already exists")
-	ErrInvalidID  = errors.New("invalid container id")
+	ErrNotExist  = errors.New("container does not exist")
+	ErrExist     = errors.New("container already exists")
+	ErrInvalidID = errors.New("invalid container id")
 	// ErrNotRunning says runc's words: containerd's shim matches "container
 	// not running" to tell a finished process from a failed kill.
 	ErrNotRunning = errors.New("container not running")
