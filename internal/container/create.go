@@ -57,6 +57,12 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}
+	if b.Spec.Process.Terminal {
+		// The terminal is the process's stdio. Ours must not reach the
+		// container: a shim reading `create`'s output until EOF (go-runc
+		// with --console-socket) would wait as long as init held it.
+		o.Stdio = [3]*os.File{}
+	}
 	cfg, err := r.Config.WithAnnotations(b.Spec.Annotations)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)

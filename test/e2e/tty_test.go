@@ -161,6 +161,43 @@ func TestConsoleSocketCreate(t *testing.T) {
 	e.moat("delete", id)
 }
 
+// TestConsoleSocketCreateOutputPipe: containerd's shim runs `create
+// --console-socket` with its output on a pipe and reads it to EOF. The
+// terminal is the container's stdio: create's must not reach the container
+// (init held it: create never returned, `ctr run -t` printed nothing and
+// `docker rm -f` hung).
+func TestConsoleSocketCreateOutputPipe(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"echo", "from-the-tty"}, withTerminal)
+	id := e.id()
+	sock, recv := consoleSocket(e)
+	cmd := moatCmd(e, nil, "create", "--console-socket", sock, "--bundle", b.dir, id)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	must(t, cmd.Start())
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("create: %v: %s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		e.moat("delete", "--force", id)
+		<-done
+		t.Fatal("create with a console socket never closed its output: the container holds it")
+	}
+	master := recv()
+	output := readAll(t, master)
+	e.moat("start", id)
+	e.waitStatus(id, "stopped")
+	if got := output(); !strings.Contains(got, "from-the-tty") {
+		t.Errorf("terminal output %q", got)
+	}
+	e.moat("delete", id)
+}
+
 // openPty makes a pseudo-terminal for the test to play the user's terminal.
 func openPty(t *testing.T, rows, cols int) (master, slave *os.File) {
 	t.Helper()
