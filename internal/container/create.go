@@ -187,8 +187,23 @@ func checkTerminal(b *spec.Bundle, o CreateOptions) error {
 		return fmt.Errorf("process.terminal is set: pass --console-socket (or use run without --detach)")
 	case !tty && o.ConsoleSocket != "":
 		return fmt.Errorf("--console-socket given but process.terminal is false")
+	case tty && o.AttachTty:
+		return needTerminal(o.Stdio[0], "process.terminal is true in "+filepath.Join(b.Dir, "config.json"),
+			`set "terminal": false under "process" (moat spec writes it so unless --tty)`)
 	}
 	return nil
+}
+
+// needTerminal refuses to attach a container's terminal to a stdin that is
+// not one: nobody could type into it, and its shell would ignore the
+// SIGTERM that ends a run (runc refuses too).
+func needTerminal(stdin *os.File, what, fix string) error {
+	if stdin != nil {
+		if _, err := unix.IoctlGetTermios(int(stdin.Fd()), unix.TCGETS); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s but stdin is not a terminal: run it from a terminal, pass --console-socket, or %s", what, fix)
 }
 
 func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
