@@ -168,6 +168,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 			return 1, fmt.Errorf("become a subreaper: %w", err)
 		}
 	}
+	o.Foreground = !o.Detach && o.Stdio[2] != nil
 	c, err := r.Create(o.CreateOptions)
 	if err != nil {
 		return 1, err
