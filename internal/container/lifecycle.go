@@ -87,11 +87,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 	switch st {
 	case specs.StateRunning, "paused":
 		if !force {
-			return fmt.Errorf("%w: cannot delete container %s: it is %s (stop it first, or use --force)", state.ErrRunning, id, st)
+			return state.Said(state.ErrRunning, "cannot delete container %s: it is %s (stop it first, or use --force)", id, st)
 		}
 	case specs.StateCreating:
 		if !force {
-			return fmt.Errorf("%w: cannot delete container %s: it is being created", state.ErrRunning, id)
+			return state.Said(state.ErrRunning, "cannot delete container %s: it is being created (or use --force)", id)
 		}
 	}
 	r.stop(s, st)
