@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -90,7 +91,7 @@ func subIDStart(t *testing.T, file string) uint32 {
 func subIDs(t *testing.T, file string) []uint32 {
 	t.Helper()
 	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	must(t, err)

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -604,7 +605,7 @@ func TestSandboxRunLogs(t *testing.T) {
 	logged := e.in(t)
 	logged.globals = append(append([]string{}, e.globals...), "--log="+logFile)
 	logged.moat("run", "--bundle", plain.dir, e.id())
-	if data, err := os.ReadFile(logFile); err != nil && !os.IsNotExist(err) {
+	if data, err := os.ReadFile(logFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	} else if len(data) != 0 {
 		t.Errorf("normal run and teardown logged:\n%s", data)
