@@ -6,12 +6,21 @@ COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/moat-sandbox/moat/internal/cli.Version=$(VERSION) -X github.com/moat-sandbox/moat/internal/cli.Commit=$(COMMIT)
 export CGO_ENABLED := 0
 
-.PHONY: all build probe demo test unit e2e e2e-rootless vet fmt clean
+.PHONY: all build probe demo test unit e2e e2e-rootless vet fmt clean install readme-walkthrough
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/moat ./cmd/moat
+
+# install: bin/moat to $(PREFIX)/bin (one static binary; nothing else).
+# Builds it first if missing (so `make && sudo make install` needs no Go as
+# root).
+PREFIX ?= /usr/local
+install:
+	@test -x $(BIN)/moat || $(MAKE) build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/moat $(DESTDIR)$(PREFIX)/bin/moat
 
 probe:
 	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/probe ./test/probe
@@ -38,8 +47,14 @@ e2e: build probe
 			$(GO) test -count=1 -timeout 12m ./test/e2e/... || exit 1; \
 	done
 
+# readme-walkthrough: README's commands, run on a clean clone in a scratch
+# directory (quick start, install to a scratch PREFIX, spec, run), their
+# output checked against what README shows.
+readme-walkthrough:
+	./scripts/readme-walkthrough.sh
+
 # test: everything CI runs (as root).
-test: vet unit e2e e2e-rootless
+test: vet unit e2e e2e-rootless readme-walkthrough
 
 clean:
 	rm -rf $(BIN)

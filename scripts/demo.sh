@@ -1,47 +1,35 @@
 #!/usr/bin/env bash
-# demo.sh: run a sandboxed container with moat, from a root filesystem built
-# here out of the static probe binary. Needs root (rootless: see README).
-# Usage: scripts/demo.sh   (after `make build probe`)
+# demo.sh: run sandboxed containers with moat, from a root filesystem built
+# here out of the static probe binary (no image download). Needs root.
+# Usage: scripts/demo.sh   (after `make build probe`; `make demo` does both)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 moat="$here/bin/moat"
 bundle=$(mktemp -d /tmp/moat-demo.XXXXXX)
-trap 'rm -rf "$bundle"' EXIT
+id="demo-$$"
+trap '"$moat" delete --force "$id" 2>/dev/null || true; rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin"
 cp "$here/bin/probe" "$bundle/rootfs/bin/probe"
-for c in true echo id hostname sleep cat ls env; do ln -s probe "$bundle/rootfs/bin/$c"; done
-"$moat" spec --bundle "$bundle"
-# A non-interactive process that shows where it runs.
-python3 - "$bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["/bin/probe", "id"]
-json.dump(c, open(p, "w"), indent=1)
-PY
-id="demo-$$"
-echo "+ moat run $id   (process: probe id, hostname moat, read-only root)"
-"$moat" run --bundle "$bundle" "$id"
-sed -i 's|"/bin/probe",\s*"id"|"/bin/probe", "hostname"|' "$bundle/config.json" 2>/dev/null || true
-python3 - "$bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["/bin/probe", "caps"]
-json.dump(c, open(p, "w"), indent=1)
-PY
-echo "+ moat run $id   (process: probe caps)"
-"$moat" run --bundle "$bundle" "$id"
+
+# run TEXT ARGS...: a fresh spec whose process is `probe ARGS...`, then run
+# it in the foreground (created, started, waited for, deleted).
+run() {
+	local what=$1
+	shift
+	rm -f "$bundle/config.json"
+	"$moat" spec --bundle "$bundle" -- /bin/probe "$@"
+	echo "+ moat run $id   ($what)"
+	"$moat" "${globals[@]}" run --bundle "$bundle" "$id"
+}
+globals=()
+run "probe hostname: the spec's hostname" hostname
+run "probe id: root in the container" id
+run "probe caps: the spec's three capabilities" caps
+run "probe open: the root is read-only" open /bin/probe wronly
 if [ -w /dev/net/tun ]; then
-	python3 - "$bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["/bin/probe", "cat", "/etc/resolv.conf", "/sys/class/net/tap0/address"]
-json.dump(c, open(p, "w"), indent=1)
-PY
-	echo "+ moat --network=sandbox run $id   (user-mode network in moat boot: tap0 and the gateway's DNS)"
-	"$moat" --network=sandbox run --bundle "$bundle" "$id"
+	globals=(--network=sandbox)
+	run "--network=sandbox: tap0 and the gateway's DNS, from moat boot" cat /etc/resolv.conf
 fi
-echo "demo done: containers ran and were deleted; nothing is left in $("$moat" list -q | wc -l) containers listed"
+left=$("$moat" list -q | grep -c "^$id\$" || true)
+[ "$left" = 0 ] || { echo "demo: container $id was left behind" >&2; exit 1; }
+echo "demo done: each container was deleted when its process exited (moat list shows none)"

@@ -35,7 +35,7 @@ import (
 var (
 	// ErrNoCgroupAccess reports that a rootless container cannot use cgroups
 	// because the target hierarchy is not writable (EACCES, EPERM, EROFS).
-	ErrNoCgroupAccess = errors.New("no write access to cgroups")
+	ErrNoCgroupAccess = errors.New("cgroups are unavailable")
 
 	// ErrSystemdNotRunning reports that the systemd cgroup driver was
 	// requested on a host that was not booted with systemd.
@@ -254,7 +254,23 @@ func (m *Manager) disable(why string) {
 
 // unavailable is the error returned by operations on a disabled manager.
 func (m *Manager) unavailable() error {
-	return fmt.Errorf("cgroups are unavailable for container %q: %s: %w", m.saved.ContainerID, m.saved.Unavailable, ErrNoCgroupAccess)
+	return fmt.Errorf("%w for container %q: %s (moat doctor checks this host)", ErrNoCgroupAccess, m.saved.ContainerID, m.saved.Unavailable)
+}
+
+// Why a user may not use cgroups, and the fix: what `moat doctor` says.
+const (
+	NoV2Reason    = "the host uses cgroup v1 (or hybrid): cgroups cannot be delegated to a user"
+	NoV2Fix       = "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+	NoDelegation  = "is not writable: this user has no delegated cgroup v2 subtree"
+	DelegationFix = "run moat from a systemd user session with delegation (systemd-run --user --scope -p Delegate=yes ...)"
+)
+
+// accessAdvice explains an unwritable cgroup path f as `moat doctor` does.
+func accessAdvice(v2 bool, f string) string {
+	if !v2 {
+		return NoV2Reason + "; " + NoV2Fix
+	}
+	return f + " " + NoDelegation + "; " + DelegationFix
 }
 
 // isAccessError reports whether err means "not allowed to use this cgroup".
@@ -291,7 +307,7 @@ func probeAccess(paths map[string]string) string {
 		}
 		for _, f := range check {
 			if err := unix.Faccessat(unix.AT_FDCWD, f, unix.W_OK, unix.AT_EACCESS); err != nil {
-				return fmt.Sprintf("%s is not writable (%v)", f, err)
+				return accessAdvice(v2, f)
 			}
 		}
 	}

@@ -141,6 +141,14 @@ func TestHostRootlessNoAccess(t *testing.T) {
 		t.Fatalf("New as uid %d = %v, %v; want a disabled manager and ErrNoCgroupAccess", nobody, m, err)
 	}
 	t.Logf("New: %v", err)
+	// Said as `moat doctor` says it, once.
+	want := NoDelegation
+	if !cgroups.IsCgroup2UnifiedMode() {
+		want = NoV2Reason
+	}
+	if msg := err.Error(); !strings.Contains(msg, want) || !strings.Contains(msg, "moat doctor") || strings.Count(msg, "unavailable") != 1 {
+		t.Errorf("New as uid %d: %q; want %q and moat doctor named, unavailable said once", nobody, msg, want)
+	}
 	checkDisabled(t, m)
 	loaded, err := Load(m.Saved())
 	if err != nil {

@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	global.BoolVar(&help, "help", false, "show help")
 	global.BoolVar(&help, "h", false, "show help")
 	if err := global.Parse(args[1:]); err != nil {
-		return fail(stderr, nil, "moat", flagError(err, "moat"))
+		return fail(stderr, nil, "moat", flagError(err, "moat", global, nil, args[1:]))
 	}
 	switch {
 	case version:
@@ -82,7 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c := lookup(global.Arg(0))
 	if c == nil {
-		return fail(stderr, nil, "moat", fmt.Errorf("unknown command %q (see moat --help)", global.Arg(0)))
+		hint := ""
+		if near := nearest(global.Arg(0), commandNames()); near != "" {
+			hint = ": did you mean " + near + "?"
+		}
+		return fail(stderr, nil, "moat", fmt.Errorf("unknown command %q%s (see moat --help)", global.Arg(0), hint))
 	}
 	if c.Name != "init" && c.Name != "boot" {
 		// Descriptors this process inherited (from a shim, a shell) reach
@@ -93,7 +97,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, nil, "moat", err)
 		}
 	}
-	return runCommand(c, &cfg, global.Args()[1:], stdout, stderr)
+	return runCommand(c, &cfg, global, global.Args()[1:], stdout, stderr)
+}
+
+func commandNames() []string {
+	var names []string
+	for _, c := range userCommands() {
+		names = append(names, c.Name)
+	}
+	return names
 }
 
 func isInternal(args []string) bool {
@@ -114,7 +126,7 @@ func lookup(name string) *cmd.Command {
 	return nil
 }
 
-func runCommand(c *cmd.Command, cfg *config.Config, args []string, stdout, stderr io.Writer) int {
+func runCommand(c *cmd.Command, cfg *config.Config, global *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var help bool
@@ -141,7 +153,7 @@ func runCommand(c *cmd.Command, cfg *config.Config, args []string, stdout, stder
 		logger = nil
 	}
 	if err := fs.Parse(args); err != nil {
-		return fail(stderr, logger, c.Name, flagError(err, "moat "+c.Name))
+		return fail(stderr, logger, c.Name, flagError(err, "moat "+c.Name, fs, global, args))
 	}
 	if help {
 		printCommandUsage(stdout, c, fs)
@@ -248,17 +260,102 @@ func fail(stderr io.Writer, l *slog.Logger, name string, err error) int {
 	return 1
 }
 
-// flagError rewrites the flag package's messages into moat's.
-func flagError(err error, where string) error {
+// flagError rewrites the flag package's messages into moat's. fs is where
+// the flag was looked for (args, what it parsed); global, for a command's
+// flags, the global ones, which go before the command.
+func flagError(err error, where string, fs, global *flag.FlagSet, args []string) error {
 	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-		name = strings.TrimLeft(name, "-")
-		if hint, dead := config.Graveyard(name); dead {
-			return fmt.Errorf("%w: flag --%s was removed: %s", cmd.ErrUsage, name, hint)
-		}
-		return fmt.Errorf("%w: unknown flag --%s (see %s --help)", cmd.ErrUsage, name, where)
+	name, ok := strings.CutPrefix(msg, "flag provided but not defined: ")
+	if !ok {
+		return fmt.Errorf("%w: %s (see %s --help)", cmd.ErrUsage, msg, where)
 	}
-	return fmt.Errorf("%w: %s (see %s --help)", cmd.ErrUsage, msg, where)
+	name = strings.TrimLeft(name, "-")
+	if hint, dead := config.Graveyard(name); dead {
+		return fmt.Errorf("%w: flag --%s was removed: %s", cmd.ErrUsage, name, hint)
+	}
+	if global != nil && global.Lookup(name) != nil {
+		return fmt.Errorf("%w: --%s is a global flag: it goes before the command (moat %s %s ...)",
+			cmd.ErrUsage, name, flagToken(args, global.Lookup(name)), fs.Name())
+	}
+	hint := ""
+	if near := nearest(name, flagNames(fs)); near != "" {
+		hint = ": did you mean --" + near + "?"
+	} else if near = nearest(name, flagNames(global)); near != "" {
+		hint = ": did you mean the global flag --" + near + " (it goes before the command)?"
+	}
+	return fmt.Errorf("%w: unknown flag --%s%s (see %s --help)", cmd.ErrUsage, name, hint, where)
+}
+
+// flagToken is how f was written in args ("--network=sandbox", "--root
+// DIR"), for a hint that shows it moved.
+func flagToken(args []string, f *flag.Flag) string {
+	b, _ := f.Value.(interface{ IsBoolFlag() bool })
+	for i, a := range args {
+		n := strings.TrimLeft(a, "-")
+		if strings.HasPrefix(n, f.Name+"=") || n == f.Name && (b != nil && b.IsBoolFlag() || i+1 == len(args)) {
+			return a
+		}
+		if n == f.Name {
+			return a + " " + args[i+1]
+		}
+	}
+	return "--" + f.Name
+}
+
+func flagNames(fs *flag.FlagSet) []string {
+	var names []string
+	if fs != nil {
+		fs.VisitAll(func(f *flag.Flag) {
+			if len(f.Name) > 1 {
+				names = append(names, f.Name)
+			}
+		})
+	}
+	return names
+}
+
+// nearest names the candidates nearest to typed, at most two edits away
+// (fewer than typed has letters), else the only one typed begins; "" if
+// none is near.
+func nearest(typed string, candidates []string) string {
+	var best, starts []string
+	bestDist := min(3, len(typed))
+	for _, c := range candidates {
+		switch d := editDistance(typed, c); {
+		case d < bestDist:
+			best, bestDist = []string{c}, d
+		case d == bestDist && best != nil:
+			best = append(best, c)
+		}
+		if len(typed) >= 3 && strings.HasPrefix(c, typed) {
+			starts = append(starts, c)
+		}
+	}
+	if best == nil && len(starts) == 1 {
+		best = starts
+	}
+	return strings.Join(best, " or ")
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // commit is the -ldflags commit, else the one the Go toolchain recorded in
@@ -310,23 +407,60 @@ func printUsage(w io.Writer, global *flag.FlagSet) {
 
 func printCommandUsage(w io.Writer, c *cmd.Command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: moat %s [flags] %s\n\n%s\n", c.Name, c.Args, c.Short)
+	if c.Long != "" {
+		fmt.Fprintf(w, "\n%s\n", c.Long)
+	}
 	fmt.Fprintf(w, "\nFlags:\n")
 	printFlags(w, fs)
 }
 
+// printFlags lists fs's flags, one line per flag with its aliases
+// ("-b, --bundle"), names in one column and help in the next.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
-	var lines []string
+	type entry struct {
+		short, long []string
+		f           *flag.Flag
+	}
+	var entries []*entry
 	fs.VisitAll(func(f *flag.Flag) {
-		dash := "--"
+		var e *entry
+		for _, o := range entries {
+			if o.f.Value == f.Value && o.f.Usage == f.Usage {
+				e = o
+			}
+		}
+		if e == nil {
+			e = &entry{f: f}
+			entries = append(entries, e)
+		}
 		if len(f.Name) == 1 {
-			dash = "-"
+			e.short = append(e.short, "-"+f.Name)
+		} else {
+			e.long = append(e.long, "--"+f.Name)
 		}
-		def := ""
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		lines = append(lines, fmt.Sprintf("  %s%-18s %s%s", dash, f.Name, f.Usage, def))
 	})
-	sort.Strings(lines)
+	labels, width := make([]string, len(entries)), 0
+	for i, e := range entries {
+		short := strings.Join(e.short, ", ")
+		switch {
+		case short == "":
+			short = "    "
+		case len(e.long) > 0:
+			short += ", "
+		}
+		labels[i] = short + strings.Join(e.long, ", ")
+		width = max(width, len(labels[i]))
+	}
+	var lines []string
+	for i, e := range entries {
+		def := ""
+		if d := e.f.DefValue; d != "" && d != "false" && d != "0" && d != "[]" {
+			def = fmt.Sprintf(" (default %s)", d)
+		}
+		lines = append(lines, fmt.Sprintf("  %-*s  %s%s", width, labels[i], e.f.Usage, def))
+	}
+	sort.Slice(lines, func(i, j int) bool {
+		return strings.TrimLeft(lines[i], " -,") < strings.TrimLeft(lines[j], " -,")
+	})
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -128,6 +129,62 @@ func TestUnknownFlags(t *testing.T) {
 	r = moat(t, "--root")
 	if r.code != 1 || !strings.Contains(r.stderr, "root") {
 		t.Errorf("flag without value: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestHints: a global flag after the command says where it goes; typos of
+// commands and flags get the nearest names.
+func TestHints(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--network=sandbox", "x"}, "--network is a global flag: it goes before the command (moat --network=sandbox run ...)"},
+		{[]string{"state", "--log", "f", "x"}, "--log is a global flag: it goes before the command (moat --log f state ...)"},
+		{[]string{"list", "--debug"}, "(moat --debug list ...)"},
+		{[]string{"rn", "x"}, `unknown command "rn": did you mean run?`},
+		{[]string{"stat", "x"}, `unknown command "stat": did you mean start or state?`},
+		{[]string{"--netwrk=sandbox", "run", "x"}, "unknown flag --netwrk: did you mean --network?"},
+		{[]string{"run", "--netwrk=sandbox", "x"}, "unknown flag --netwrk: did you mean the global flag --network (it goes before the command)?"},
+		{[]string{"run", "--bundel", "b", "x"}, "unknown flag --bundel: did you mean --bundle?"},
+		{[]string{"spec", "--rootles"}, "unknown flag --rootles: did you mean --rootless?"},
+	} {
+		r := moat(t, append([]string{"--root", root}, tc.args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want one line with %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	for _, args := range [][]string{{"frobnicate"}, {"run", "--x", "y"}} {
+		if r := moat(t, append([]string{"--root", root}, args...)...); strings.Contains(r.stderr, "did you mean") {
+			t.Errorf("%q: a hint for a name near nothing: %q", args, r.stderr)
+		}
+	}
+}
+
+var flagLine = regexp.MustCompile(`^  (?:-\w(?:, --[\w-]+)?|    --[\w-]+) +`)
+
+// TestHelpAligned: a flag's aliases share its line ("-b, --bundle") and the
+// help texts start in one column.
+func TestHelpAligned(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"spec", "--help"}, {"exec", "--help"}} {
+		r := moat(t, args...)
+		_, flags, _ := strings.Cut(r.stdout, "lags:\n")
+		flags, _, _ = strings.Cut(flags, "\n\n")
+		col := -1
+		for _, l := range strings.Split(strings.Trim(flags, "\n"), "\n") {
+			m := flagLine.FindString(l)
+			if m == "" {
+				t.Errorf("%q: flag line %q is not \"-s, --long  help\" nor \"    --long  help\"", args, l)
+			} else if col < 0 {
+				col = len(m)
+			} else if len(m) != col {
+				t.Errorf("%q: help starts at column %d, not %d, in %q:\n%s", args, len(m), col, l, flags)
+			}
+		}
+		if strings.Contains(flags, "\n  --bundle") || strings.Contains(flags, "\n  -b ") {
+			t.Errorf("%q: aliases on separate lines:\n%s", args, flags)
+		}
 	}
 }
 
@@ -262,6 +319,40 @@ func TestSpecCommand(t *testing.T) {
 	r := moat(t, "spec", "--bundle", filepath.Join(t.TempDir(), "missing"))
 	if r.code != 1 {
 		t.Errorf("spec into a missing directory: exit %d", r.code)
+	}
+}
+
+func TestSpecFlags(t *testing.T) {
+	load := func(args ...string) *specs.Spec {
+		t.Helper()
+		dir := t.TempDir()
+		if r := moat(t, append([]string{"spec", "--bundle", dir}, args...)...); r.code != 0 {
+			t.Fatalf("spec %q: exit %d: %s", args, r.code, r.all())
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s specs.Spec
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatal(err)
+		}
+		return &s
+	}
+	s := load()
+	if !s.Root.Readonly || s.Process.Terminal || !reflect.DeepEqual(s.Process.Args, []string{"sh"}) {
+		t.Errorf("default: readonly %v terminal %v args %q; want a read-only root, sh without a terminal",
+			s.Root.Readonly, s.Process.Terminal, s.Process.Args)
+	}
+	s = load("--writable", "--tty", "--", "python3", "-c", "print(1)")
+	if s.Root.Readonly || !s.Process.Terminal || !reflect.DeepEqual(s.Process.Args, []string{"python3", "-c", "print(1)"}) {
+		t.Errorf("--writable --tty -- CMD: readonly %v terminal %v args %q", s.Root.Readonly, s.Process.Terminal, s.Process.Args)
+	}
+	r := moat(t, "spec", "--help")
+	for _, want := range []string{"[-- COMMAND [ARG...]]", "--writable", "--tty", "--rootless", "read-only", "memory layer"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("spec --help lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }
 

@@ -143,5 +143,5 @@ func ownerName(uid int) string {
 
 // wrongState builds the error for an operation the status forbids.
 func wrongState(id, op string, st specs.ContainerState) error {
-	return fmt.Errorf("%w: cannot %s container %s: it is %s", state.ErrWrongState, op, id, st)
+	return state.Said(state.ErrWrongState, "cannot %s container %s: it is %s", op, id, st)
 }

@@ -33,6 +33,10 @@ type CreateOptions struct {
 	// AttachTty: `run -t` without --console-socket keeps the pty master
 	// for the CLI instead of sending it to a socket.
 	AttachTty bool
+	// Foreground: a `run` that waits. Without --log, boot logs to the
+	// CLI's stderr (Stdio[2]), where its user sees warnings and egress
+	// denials; otherwise to boot.log in the state directory.
+	Foreground bool
 }
 
 // Created is a container in state created.
@@ -193,12 +197,27 @@ func checkTerminal(b *spec.Bundle, o CreateOptions) error {
 		return fmt.Errorf("process.terminal is set: pass --console-socket (or use run without --detach)")
 	case !tty && o.ConsoleSocket != "":
 		return fmt.Errorf("--console-socket given but process.terminal is false")
+	case tty && o.AttachTty:
+		return needTerminal(o.Stdio[0], "process.terminal is true in "+filepath.Join(b.Dir, "config.json"),
+			`set "terminal": false under "process" (moat spec writes it so unless --tty)`)
 	}
 	return nil
 }
 
+// needTerminal refuses to attach a container's terminal to a stdin that is
+// not one: nobody could type into it, and its shell would ignore the
+// SIGTERM that ends a run (runc refuses too).
+func needTerminal(stdin *os.File, what, fix string) error {
+	if stdin != nil {
+		if _, err := unix.IoctlGetTermios(int(stdin.Fd()), unix.TCGETS); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s but stdin is not a terminal: run it from a terminal, pass --console-socket, or %s", what, fix)
+}
+
 func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
-	logFile, err := r.bootLog(st)
+	logFile, err := r.bootLog(st, o)
 	if err != nil {
 		return nil, err
 	}
@@ -247,11 +266,16 @@ func (r *Runtime) destroyCreated(c *Created) {
 	c.State.Remove()
 }
 
-// bootLog opens where boot logs: the --log file, or boot.log in the state
-// directory.
-func (r *Runtime) bootLog(st *state.State) (*os.File, error) {
-	if r.LogFile != nil {
-		fd, err := unix.Dup(int(r.LogFile.Fd()))
+// bootLog opens where boot logs: the --log file; else a foreground run's
+// stderr (boot.log would go with the container, unread); else boot.log in
+// the state directory.
+func (r *Runtime) bootLog(st *state.State, o CreateOptions) (*os.File, error) {
+	to := r.LogFile
+	if to == nil && o.Foreground {
+		to = o.Stdio[2]
+	}
+	if to != nil {
+		fd, err := unix.Dup(int(to.Fd()))
 		if err != nil {
 			return nil, err
 		}

@@ -59,6 +59,11 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
 		return 1, fmt.Errorf("exec --tty --detach needs --console-socket")
 	}
+	if p.Terminal && o.ConsoleSocket == "" {
+		if err := needTerminal(o.Stdio[0], "the process asks for a terminal (--tty, or terminal in --process)", "leave the terminal out"); err != nil {
+			return 1, err
+		}
+	}
 	if p.Terminal && o.ConsoleSocket == "" && p.ConsoleSize == nil {
 		// Attached: the process starts with the size of our terminal.
 		if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {

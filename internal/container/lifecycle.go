@@ -87,11 +87,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 	switch st {
 	case specs.StateRunning, "paused":
 		if !force {
-			return fmt.Errorf("%w: cannot delete container %s: it is %s (stop it first, or use --force)", state.ErrRunning, id, st)
+			return state.Said(state.ErrRunning, "cannot delete container %s: it is %s (stop it first, or use --force)", id, st)
 		}
 	case specs.StateCreating:
 		if !force {
-			return fmt.Errorf("%w: cannot delete container %s: it is being created", state.ErrRunning, id)
+			return state.Said(state.ErrRunning, "cannot delete container %s: it is being created (or use --force)", id)
 		}
 	}
 	r.stop(s, st)
@@ -168,6 +168,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 			return 1, fmt.Errorf("become a subreaper: %w", err)
 		}
 	}
+	o.Foreground = !o.Detach && o.Stdio[2] != nil
 	c, err := r.Create(o.CreateOptions)
 	if err != nil {
 		return 1, err

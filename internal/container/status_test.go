@@ -238,6 +238,9 @@ func TestDeleteRunning(t *testing.T) {
 	if !errors.Is(err, state.ErrRunning) || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("Delete of a running container = %v", err)
 	}
+	if n := strings.Count(err.Error(), "running"); n != 1 {
+		t.Errorf("Delete of a running container: %q says running %d times, want once", err, n)
+	}
 	if !procutil.Alive(cmd.Process.Pid, start) {
 		t.Fatal("Delete without --force killed the process")
 	}

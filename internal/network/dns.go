@@ -153,7 +153,7 @@ func (d *dnsServer) resolve(q []byte, overTCP bool) []byte {
 			return errorReply(q, rcodeFormErr)
 		}
 		if !eg.nameAllowed(qs.name) {
-			eg.logOnce("dns "+qs.name, "network: dns query for %q refused (not in --egress-domain)", qs.name)
+			eg.logOnce("dns "+qs.name, "dns query for %q refused (not in --egress-domain)", qs.name)
 			return errorReply(q, rcodeRefused)
 		}
 	}

@@ -181,7 +181,7 @@ func (sb *Sandbox) serveTCPForward(fl *forwardListener) {
 			// Out of descriptors, or a connection reset before it was
 			// accepted: the forward stays, and tries again.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			sb.eg.logOnce("accept "+fl.fwd.String(), "network: port forward %v: accept: %v (retrying)", fl.fwd, err)
+			sb.eg.logOnce("accept "+fl.fwd.String(), "port forward %v: accept: %v (retrying)", fl.fwd, err)
 			select {
 			case <-sb.ctx.Done():
 				return
@@ -305,7 +305,7 @@ func (sb *Sandbox) newUDPForwardFlow(fl *forwardListener, client netip.AddrPort,
 		c, err = gonet.DialUDP(sb.s, &local, &remote, ipv4.ProtocolNumber)
 	}
 	if err != nil {
-		sb.cfg.Log("network: forward %v: client %v: %v", fl.fwd, client, err)
+		sb.cfg.Log("forward %v: client %v: %v", fl.fwd, client, err)
 		return nil
 	}
 	f := &fwdFlow{conn: c, oob: oob}

@@ -390,3 +390,15 @@ func portOf(a net.Addr) uint16 {
 }
 
 func addrPort(a netip.Addr, port uint16) string { return netip.AddrPortFrom(a, port).String() }
+
+// TestCloseNotLogged: Close, the end of every run, stops netstack's TAP
+// reader with an error; that is no warning.
+func TestCloseNotLogged(t *testing.T) {
+	c := newCtr(t, Config{})
+	if err := c.sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.logs.lines); n != 0 {
+		t.Errorf("Close logged %d lines: %q", n, c.logs.lines)
+	}
+}

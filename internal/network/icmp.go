@@ -107,7 +107,7 @@ func (sb *Sandbox) releaseEcho() {
 func (sb *Sandbox) proxyEcho(req *echoRequest) {
 	conn, err := pingSocket()
 	if err != nil {
-		sb.eg.logOnce("icmp-socket", "network: cannot proxy ping (%v); answering host unreachable. "+
+		sb.eg.logOnce("icmp-socket", "cannot proxy ping (%v); answering host unreachable. "+
 			"Allow it with sysctl net.ipv4.ping_group_range", err)
 		sb.sendUnreachable(req, header.ICMPv4HostUnreachable)
 		return

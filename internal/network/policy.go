@@ -344,7 +344,7 @@ func (e *egress) logDenial(proto string, dst netip.Addr, port uint16, why string
 	if proto == "icmp" {
 		key = fmt.Sprintf("icmp %v", dst)
 	}
-	e.logOnce(key, "network: egress denied: %s (%s)", key, why)
+	e.logOnce(key, "egress denied: %s (%s)", key, why)
 }
 
 // logOnce logs the first message for key (at most maxDenyLogged keys).

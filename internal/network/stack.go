@@ -98,8 +98,10 @@ func (sb *Sandbox) newStack() (*stack.Stack, error) {
 		RXChecksumOffload:  true, // frames come from the kernel; TX sums are computed
 		PacketDispatchMode: fdbased.Readv,
 		ClosedFunc: func(e tcpip.Error) {
-			if e != nil {
-				sb.cfg.Log("network: tap closed: %v", e)
+			// Close stops the reader with an error ("endpoint is in
+			// invalid state"): the end of every run, no warning.
+			if e != nil && !sb.ctxDone() {
+				sb.cfg.Log("tap closed: %v", e)
 			}
 		},
 	})
@@ -214,6 +216,9 @@ func (sb *Sandbox) Close() error {
 	}
 	return nil
 }
+
+// ctxDone reports whether Close began.
+func (sb *Sandbox) ctxDone() bool { return sb.ctx.Err() != nil }
 
 // enter registers a goroutine about to start; false once Close began.
 func (sb *Sandbox) enter() bool {

@@ -54,7 +54,7 @@ func (sb *Sandbox) handleTCP(r *tcp.ForwarderRequest) {
 	// in the supervisor, outside the container's cgroup.
 	if sb.tcpConns.Add(1) > maxTCPConns {
 		sb.tcpConns.Add(-1)
-		sb.eg.logOnce("tcp-table-full", "network: %d TCP connections open; refusing new ones", maxTCPConns)
+		sb.eg.logOnce("tcp-table-full", "%d TCP connections open; refusing new ones", maxTCPConns)
 		r.Complete(true)
 		return
 	}
@@ -65,7 +65,7 @@ func (sb *Sandbox) handleTCP(r *tcp.ForwarderRequest) {
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			sb.cfg.Log("network: tcp %v:%d: dial timed out after %v", dst, port, sb.cfg.DialTimeout)
+			sb.cfg.Log("tcp %v:%d: dial timed out after %v", dst, port, sb.cfg.DialTimeout)
 		}
 		r.Complete(true)
 		return

@@ -70,7 +70,7 @@ func (sb *Sandbox) reserveUDPFlow() bool {
 	}
 	if sb.udpFlows >= maxUDPFlows {
 		if sb.udpFlows == maxUDPFlows {
-			sb.cfg.Log("network: %d UDP flows open; dropping new flows", maxUDPFlows)
+			sb.cfg.Log("%d UDP flows open; dropping new flows", maxUDPFlows)
 			sb.udpFlows++ // log once until the table drains
 		}
 		return false

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/cgroup"
 )
 
 // Check is one diagnosis of `moat doctor`.
@@ -144,16 +146,16 @@ func checkCgroups() Check {
 		return c
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
-		c.Detail = "the host uses cgroup v1 (or hybrid): cgroups cannot be delegated to a user; containers run without resource limits"
-		c.Fix = "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+		c.Detail = cgroup.NoV2Reason + "; containers run without resource limits"
+		c.Fix = cgroup.NoV2Fix
 		return c
 	}
 	data, _ := os.ReadFile("/proc/self/cgroup")
 	rel := strings.TrimPrefix(strings.TrimSpace(string(data)), "0::")
 	dir := filepath.Join("/sys/fs/cgroup", rel)
 	if unix.Access(dir, unix.W_OK) != nil {
-		c.Detail = dir + " is not writable: containers run without resource limits"
-		c.Fix = "run moat from a systemd user session with delegation (systemd-run --user --scope -p Delegate=yes ...)"
+		c.Detail = dir + " " + cgroup.NoDelegation + ": containers run without resource limits"
+		c.Fix = cgroup.DelegationFix
 		return c
 	}
 	ctl, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))

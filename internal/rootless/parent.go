@@ -65,7 +65,7 @@ func Decide(setting string, s *specs.Spec) (*Mode, error) {
 		// existing one (rootless Podman: _CONTAINERS_USERNS_CONFIGURED)
 		// uses the one it is in.
 		m.NewUserNS = true
-		m.UIDMap, m.GIDMap = defaultMaps()
+		m.UIDMap, m.GIDMap = DefaultMaps()
 	}
 	if m.NewUserNS && euid != 0 {
 		if err := m.checkAllowed(); err != nil {
@@ -118,9 +118,10 @@ func subRanges(file string, id int) []subRange {
 	return out
 }
 
-// defaultMaps: container root is the caller; container ids 1..N are the
-// caller's first subordinate range, when it has one.
-func defaultMaps() (uid, gid []specs.LinuxIDMapping) {
+// DefaultMaps: container root is the caller; container ids 1..N are the
+// caller's first subordinate range, when it has one (in /etc/subuid and
+// /etc/subgid both); else a single-ID map.
+func DefaultMaps() (uid, gid []specs.LinuxIDMapping) {
 	uid = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(os.Geteuid()), Size: 1}}
 	gid = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(os.Getegid()), Size: 1}}
 	us, gs := subRanges("/etc/subuid", os.Geteuid()), subRanges("/etc/subgid", os.Getegid())

@@ -32,6 +32,21 @@ var (
 	ErrWrongState = errors.New("operation not allowed in the container's state")
 )
 
+// Said is an error that errors.Is matches with sentinel but whose message is
+// its own sentence alone, when the sentinel's words would repeat it
+// ("container is running: cannot delete container x: it is running").
+func Said(sentinel error, format string, a ...any) error {
+	return &said{sentinel: sentinel, msg: fmt.Sprintf(format, a...)}
+}
+
+type said struct {
+	sentinel error
+	msg      string
+}
+
+func (e *said) Error() string { return e.msg }
+func (e *said) Unwrap() error { return e.sentinel }
+
 // Files inside a container's directory.
 const (
 	stateFile      = "state.json"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,7 +80,20 @@ func hasSubuidRange() bool {
 // (/etc/subuid or /etc/subgid).
 func subIDStart(t *testing.T, file string) uint32 {
 	t.Helper()
+	r := subIDs(t, file)
+	if r == nil {
+		t.Fatalf("%s grants this user no range", file)
+	}
+	return r[0]
+}
+
+// subIDs is this user's first range in file: start and count, or nil.
+func subIDs(t *testing.T, file string) []uint32 {
+	t.Helper()
 	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	must(t, err)
 	name := ""
 	if u, err := user.Current(); err == nil {
@@ -88,13 +102,16 @@ func subIDStart(t *testing.T, file string) uint32 {
 	for _, l := range strings.Split(string(data), "\n") {
 		f := strings.Split(strings.TrimSpace(l), ":")
 		if len(f) == 3 && (f[0] == name || f[0] == fmt.Sprint(os.Getuid())) {
-			n, err := strconv.ParseUint(f[1], 10, 32)
+			start, err := strconv.ParseUint(f[1], 10, 32)
 			must(t, err)
-			return uint32(n)
+			count, err := strconv.ParseUint(f[2], 10, 32)
+			must(t, err)
+			if count > 0 {
+				return []uint32{uint32(start), uint32(count)}
+			}
 		}
 	}
-	t.Fatalf("%s grants %s no range", file, name)
-	return 0
+	return nil
 }
 
 // hostUID and hostGID are the host ids of container id n in this tier's

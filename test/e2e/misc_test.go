@@ -207,10 +207,10 @@ func TestSpecCommand(t *testing.T) {
 	data, err := os.ReadFile(config)
 	must(t, err)
 	must(t, json.Unmarshal(data, &s))
-	if !s.Process.Terminal || s.Root.Path != "rootfs" || s.Version != specs.Version {
-		t.Errorf("default spec: terminal %v root %q version %q", s.Process.Terminal, s.Root.Path, s.Version)
+	if s.Process.Terminal || !s.Root.Readonly || s.Root.Path != "rootfs" || s.Version != specs.Version {
+		t.Errorf("default spec: terminal %v readonly %v root %q version %q; want no terminal, a read-only rootfs",
+			s.Process.Terminal, s.Root.Readonly, s.Root.Path, s.Version)
 	}
-	s.Process.Terminal = false
 	s.Process.Args = []string{"/bin/probe", "echo", "from-spec"}
 	b.spec = &s
 	b.save(t)
@@ -227,13 +227,20 @@ func TestSpecCommand(t *testing.T) {
 		data, err := os.ReadFile(config)
 		must(t, err)
 		must(t, json.Unmarshal(data, &s))
-		own := func(id int) []specs.LinuxIDMapping {
-			return []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(id), Size: 1}}
+		// The caller is root; its subordinate range (when it has one in
+		// both files) is 1..N, as a spec without a user namespace gets.
+		uids, gids := subIDs(t, "/etc/subuid"), subIDs(t, "/etc/subgid")
+		own := func(id int, sub []uint32) []specs.LinuxIDMapping {
+			m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(id), Size: 1}}
+			if uids != nil && gids != nil {
+				m = append(m, specs.LinuxIDMapping{ContainerID: 1, HostID: sub[0], Size: sub[1]})
+			}
+			return m
 		}
 		if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace }) ||
-			!slices.Equal(s.Linux.UIDMappings, own(os.Getuid())) || !slices.Equal(s.Linux.GIDMappings, own(os.Getgid())) {
-			t.Errorf("spec --rootless: namespaces %v uidMappings %v gidMappings %v; want a user namespace mapping only the caller",
-				s.Linux.Namespaces, s.Linux.UIDMappings, s.Linux.GIDMappings)
+			!slices.Equal(s.Linux.UIDMappings, own(os.Getuid(), uids)) || !slices.Equal(s.Linux.GIDMappings, own(os.Getgid(), gids)) {
+			t.Errorf("spec --rootless: namespaces %v uidMappings %v gidMappings %v; want a user namespace mapping the caller (subuid %v subgid %v)",
+				s.Linux.Namespaces, s.Linux.UIDMappings, s.Linux.GIDMappings, uids, gids)
 		}
 		for _, m := range s.Mounts {
 			if m.Type == "devpts" && slices.ContainsFunc(m.Options, func(o string) bool { return strings.HasPrefix(o, "gid=") }) {
@@ -243,7 +250,6 @@ func TestSpecCommand(t *testing.T) {
 		if s.Linux.Resources != nil {
 			t.Errorf("spec --rootless has resources %+v", s.Linux.Resources)
 		}
-		s.Process.Terminal = false
 		s.Process.Args = []string{"/bin/probe", "echo", "from-rootless-spec"}
 		b.spec = &s
 		b.save(t)

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -579,5 +580,34 @@ func TestSandboxSpecUserNamespace(t *testing.T) {
 	must(t, err)
 	if st.Mode().Perm()&0o066 != 0 {
 		t.Errorf("state root mode %o: readable or writable by others", st.Mode().Perm())
+	}
+}
+
+// TestSandboxRunLogs: a foreground run without --log shows boot's warnings
+// and denials on its stderr (boot.log would go with the container, unread);
+// normal teardown logs nothing at warning level, there or in --log.
+func TestSandboxRunLogs(t *testing.T) {
+	e := netEnv(t, "--egress=allow=192.0.2.1/32:9")
+	denied := e.newBundle([]string{"dial", "198.51.100.7:80", "2"})
+	r := e.run(nil, "run", "--bundle", denied.dir, e.id())
+	want := "sandbox network: egress denied: tcp 198.51.100.7:80 (not in the egress allowlist)"
+	if r.code != 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("foreground run: want %q on stderr\n%s", want, r)
+	}
+	if n := strings.Count(r.stderr, "\n"); n != 1 {
+		t.Errorf("foreground run: %d lines on stderr, want the denial alone:\n%s", n, r.stderr)
+	}
+	plain := e.newBundle([]string{"true"})
+	if r := e.run(nil, "run", "--bundle", plain.dir, e.id()); r.code != 0 || r.stderr != "" {
+		t.Errorf("normal run and teardown wrote to stderr:\n%s", r)
+	}
+	logFile := filepath.Join(e.dir, "moat.log")
+	logged := e.in(t)
+	logged.globals = append(append([]string{}, e.globals...), "--log="+logFile)
+	logged.moat("run", "--bundle", plain.dir, e.id())
+	if data, err := os.ReadFile(logFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	} else if len(data) != 0 {
+		t.Errorf("normal run and teardown logged:\n%s", data)
 	}
 }

@@ -79,7 +79,11 @@ func TestUnprivilegedLifecycle(t *testing.T) {
 	} else {
 		// No delegated cgroup: pause and update say why, and the container
 		// keeps running.
-		e.fails("cgroups are unavailable", "pause", id)
+		// Said as `moat doctor` says it (no delegated cgroup v2).
+		if r := e.fails("cgroups are unavailable", "pause", id); !strings.Contains(r.stderr, "moat doctor") ||
+			!strings.Contains(r.stderr, "delegat") {
+			t.Errorf("pause without cgroups does not say what moat doctor says:\n%s", r.stderr)
+		}
 		e.fails("cgroups are unavailable", "update", "--resources", writeResources(e, limits(64<<20, 32)), id)
 		e.fails("cgroups are unavailable", "events", "--stats", id)
 	}

@@ -329,4 +329,15 @@ func TestTerminalErrors(t *testing.T) {
 	}
 	id, _ := holding(e)
 	e.fails("--console-socket", "exec", "-t", "-d", id, "probe", "tty")
+	// Attached to a stdin that is no terminal (here /dev/null), a terminal
+	// process could never be reached nor ended: refused at once, saying
+	// how to fix the spec, as runc does.
+	r := e.fails("stdin is not a terminal", "run", "--bundle", tty.dir, e.id())
+	if !strings.Contains(r.stderr, `"terminal": false`) || !strings.Contains(r.stderr, "--tty") {
+		t.Errorf("the refusal does not say how to fix the spec: %s", r.stderr)
+	}
+	e.fails("stdin is not a terminal", "exec", "-t", id, "probe", "tty")
+	if q := strings.Fields(e.moat("list", "-q")); len(q) != 1 {
+		t.Errorf("refused runs left containers: %q", q)
+	}
 }

@@ -31,6 +31,7 @@ type Command struct {
 	Name  string
 	Args  string // synopsis of the positional arguments
 	Short string
+	Long  string // more for `moat COMMAND --help` (optional)
 	// MinArgs and MaxArgs bound the positional arguments (-1: no bound).
 	MinArgs, MaxArgs int
 	// Flags registers the command's flags; Run gets the positional args.

@@ -9,17 +9,31 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/rootless"
 )
 
-// Spec is `moat spec`: write a starting config.json, as `runc spec` does.
+// Spec is `moat spec`: write a starting config.json, as `runc spec` does,
+// with the few choices people make most as flags.
 func Spec() *Command {
 	bundle := "."
-	var rootless bool
+	var o SpecOptions
 	return &Command{
-		Name: "spec", Short: "write a default config.json into the bundle directory", MinArgs: 0, MaxArgs: 0,
+		Name: "spec", Args: "[-- COMMAND [ARG...]]", MinArgs: 0, MaxArgs: -1,
+		Short: "write a default config.json into the bundle directory",
+		Long: "The process is sh, or COMMAND, without a terminal unless --tty (a terminal needs\n" +
+			"one on stdin, or a --console-socket).\n\n" +
+			"The root is read-only (root.readonly) unless --writable, as in runc's spec: no\n" +
+			"process can change the programs and libraries it and the next ones run, and\n" +
+			"nothing is lost, since by default moat keeps no write: with --writable, writes\n" +
+			"go to moat's memory layer and vanish when the container ends (with the global\n" +
+			"--overlay=none, to the bundle's rootfs). Programs that want to write (apt,\n" +
+			"package managers) need --writable.",
 		Flags: func(fs *flag.FlagSet) {
 			stringAlias(fs, &bundle, "bundle directory to write config.json into", "bundle", "b")
-			fs.BoolVar(&rootless, "rootless", false, "write a spec for an unprivileged user (user namespace, no cgroup limits)")
+			fs.BoolVar(&o.Rootless, "rootless", false, "for an unprivileged user: a user namespace mapping you to root (and your /etc/subuid range to 1..N), no cgroup limits")
+			fs.BoolVar(&o.Writable, "writable", false, "a writable root (writes go to the memory layer; default read-only)")
+			fs.BoolVar(&o.Tty, "tty", false, "give the process a terminal (process.terminal)")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			path := filepath.Join(bundle, "config.json")
@@ -28,11 +42,8 @@ func Spec() *Command {
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return 1, err
 			}
-			s := DefaultSpec()
-			if rootless {
-				makeRootless(s)
-			}
-			data, err := json.MarshalIndent(s, "", "\t")
+			o.Args = args
+			data, err := json.MarshalIndent(NewSpec(o), "", "\t")
 			if err != nil {
 				return 1, err
 			}
@@ -41,18 +52,38 @@ func Spec() *Command {
 	}
 }
 
-// DefaultSpec is the starting configuration: a shell in a container with
-// every namespace, the usual mounts and a conservative capability set.
+// SpecOptions are `moat spec`'s choices.
+type SpecOptions struct {
+	Rootless, Writable, Tty bool
+	Args                    []string // the process; empty: sh
+}
+
+// NewSpec is DefaultSpec with o applied.
+func NewSpec(o SpecOptions) *specs.Spec {
+	s := DefaultSpec()
+	if o.Rootless {
+		makeRootless(s)
+	}
+	s.Root.Readonly = !o.Writable
+	s.Process.Terminal = o.Tty
+	if len(o.Args) > 0 {
+		s.Process.Args = o.Args
+	}
+	return s
+}
+
+// DefaultSpec is the starting configuration: a shell (no terminal) in a
+// container with every namespace, a read-only root, the usual mounts and a
+// conservative capability set.
 func DefaultSpec() *specs.Spec {
 	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
 	return &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: "rootfs", Readonly: true},
 		Process: &specs.Process{
-			Terminal: true,
-			Args:     []string{"sh"},
-			Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
-			Cwd:      "/",
+			Args: []string{"sh"},
+			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
+			Cwd:  "/",
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
@@ -84,11 +115,10 @@ func DefaultSpec() *specs.Spec {
 
 // makeRootless adapts the default spec for an unprivileged user.
 func makeRootless(s *specs.Spec) {
-	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	s.Linux.Resources = nil
 	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-	s.Linux.UIDMappings = []specs.LinuxIDMapping{{HostID: uid, ContainerID: 0, Size: 1}}
-	s.Linux.GIDMappings = []specs.LinuxIDMapping{{HostID: gid, ContainerID: 0, Size: 1}}
+	// The maps a spec without a user namespace gets at run time.
+	s.Linux.UIDMappings, s.Linux.GIDMappings = rootless.DefaultMaps()
 	var mounts []specs.Mount
 	for _, m := range s.Mounts {
 		switch m.Destination {
