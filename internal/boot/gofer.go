@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -201,8 +200,9 @@ func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
 	return memTotal() / 2, nil
 }
 
-// ErrNoFuse marks a host where /dev/fuse cannot be used.
-var ErrNoFuse = errors.New("/dev/fuse is not usable")
+// ErrNoFuse marks a host where /dev/fuse cannot be used (its identity
+// crosses to the CLI: see package ipc).
+var ErrNoFuse = ipc.ErrNoFuse
 
 // openFuse opens n /dev/fuse descriptors, one per tree the gofer serves.
 func openFuse(n int) ([]*os.File, error) {

@@ -253,21 +253,20 @@ func TestLargeMessage(t *testing.T) {
 	}
 }
 
-var errTestSentinel = errors.New("test sentinel condition")
-
-func init() { RegisterSentinel("ipc-test-sentinel", errTestSentinel) }
+// errTestSentinel is one of the table's (errors.go).
+var errTestSentinel = ErrNoFuse
 
 func TestWaitForFailed(t *testing.T) {
 	a, b := pair(t)
 	wrapped := fmt.Errorf("mount /proc: %w", errTestSentinel)
-	if got := SentinelName(wrapped); got != "ipc-test-sentinel" {
+	if got := SentinelName(wrapped); got != "no-fuse" {
 		t.Fatalf("SentinelName = %q", got)
 	}
 	if got := SentinelName(errors.New("plain")); got != "" {
 		t.Fatalf("SentinelName of an unregistered error = %q", got)
 	}
 	f := FailedFrom("init", wrapped)
-	if f.Kind() != "InitFailed" || f.Sentinel != "ipc-test-sentinel" || f.Error != wrapped.Error() {
+	if f.Kind() != "InitFailed" || f.Sentinel != "no-fuse" || f.Error != wrapped.Error() {
 		t.Fatalf("FailedFrom = %+v (kind %s)", f, f.Kind())
 	}
 	r, w := pipe(t)
@@ -308,6 +307,25 @@ func TestWaitForFailed(t *testing.T) {
 	}
 	if errors.Unwrap(ferr) != nil {
 		t.Errorf("unnamed sentinel unwraps to %v", errors.Unwrap(ferr))
+	}
+}
+
+// TestSentinelTable: every sentinel has one wire name, and a name the
+// receiver does not know leaves a plain error (no false match).
+func TestSentinelTable(t *testing.T) {
+	seen := map[error]string{}
+	for name, err := range sentinels {
+		if other, dup := seen[err]; dup {
+			t.Errorf("%v has two names: %s and %s", err, name, other)
+		}
+		seen[err] = name
+		if got := SentinelName(fmt.Errorf("context: %w", err)); got != name {
+			t.Errorf("SentinelName(wrapped %v) = %q, want %q", err, got, name)
+		}
+	}
+	raw := &Raw{Type: "BootFailed", Body: []byte(`{"role":"boot","error":"x","sentinel":"from-a-newer-moat"}`)}
+	if err := raw.AsError(); err == nil || errors.Unwrap(err) != nil {
+		t.Errorf("unknown sentinel name gave %v (unwraps to %v)", err, errors.Unwrap(err))
 	}
 }
 

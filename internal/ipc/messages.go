@@ -46,15 +46,8 @@ func (e *RemoteError) Error() string { return e.Msg }
 // Unwrap lets errors.Is match the sentinel the sender named.
 func (e *RemoteError) Unwrap() error { return e.Sentinel }
 
-// sentinels is filled by RegisterSentinel so that errors named by a peer can
-// be matched on this side.
-var sentinels = map[string]error{}
-
-// RegisterSentinel makes a sentinel error transportable by name.
-// Precondition: called during package initialisation of the owner of err.
-func RegisterSentinel(name string, err error) { sentinels[name] = err }
-
-// SentinelName returns the registered name of the first sentinel err wraps.
+// SentinelName returns the wire name of the first sentinel (errors.go) err
+// wraps, or "".
 func SentinelName(err error) string {
 	for name, s := range sentinels {
 		if errors.Is(err, s) {

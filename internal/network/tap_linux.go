@@ -8,14 +8,17 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
 )
 
 // TunDevice is the clone device CreateTap opens.
 const TunDevice = "/dev/net/tun"
 
 // ErrTunUnusable wraps every failure caused by /dev/net/tun being absent or
-// not accessible, so callers can tell it from other setup errors.
-var ErrTunUnusable = errors.New("/dev/net/tun is not usable")
+// not accessible, so callers (across processes: see package ipc) can tell
+// it from other setup errors.
+var ErrTunUnusable = ipc.ErrTunUnusable
 
 const tunHint = "the sandbox network needs /dev/net/tun: as root on the host, " +
 	"load the tun module and chmod 0666 /dev/net/tun (this is harmless), " +

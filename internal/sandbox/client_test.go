@@ -154,9 +154,8 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
-var errRemote = errors.New("sandbox test: container is frozen")
-
-func init() { ipc.RegisterSentinel("sandbox-test-frozen", errRemote) }
+// errRemote is a sentinel of ipc's table: its identity crosses processes.
+var errRemote = ipc.ErrNotRunning
 
 func TestRequest(t *testing.T) {
 	path := filepath.Join(longDir(t), "ctl.sock")

@@ -18,6 +18,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -25,9 +27,9 @@ var (
 	ErrNotExist  = errors.New("container does not exist")
 	ErrExist     = errors.New("container already exists")
 	ErrInvalidID = errors.New("invalid container id")
-	// ErrNotRunning says runc's words: containerd's shim matches "container
-	// not running" to tell a finished process from a failed kill.
-	ErrNotRunning = errors.New("container not running")
+	// ErrNotRunning says runc's words (see package ipc, where it lives so
+	// that it keeps its identity when boot reports it).
+	ErrNotRunning = ipc.ErrNotRunning
 	ErrRunning    = errors.New("container is running")
 	ErrWrongState = errors.New("operation not allowed in the container's state")
 )
