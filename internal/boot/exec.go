@@ -64,15 +64,12 @@ func (b *boot) exec(conn *ipc.Conn, req *ipc.ClientExecRequested, files []*os.Fi
 	} else if req.Detached {
 		_ = cmd.Process.Kill()
 	}
-	err = cmd.Wait()
+	code, err := procutil.WaitCode(cmd)
 	close(done)
 	b.mu.Lock()
 	delete(b.execPids, cmd.Process.Pid)
 	b.mu.Unlock()
-	code := 255
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		code = procutil.ExitCode(ws)
-	} else if err != nil {
+	if err != nil {
 		b.log.Warn("exec wait", "error", err)
 	}
 	conn.SetDeadline(time.Now().Add(requestTimeout))

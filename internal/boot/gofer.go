@@ -154,17 +154,8 @@ func (g *goferProc) exitStatus(d time.Duration) (string, bool) {
 	if g.pidfd < 0 {
 		return "", false
 	}
-	deadline := time.Now().Add(d)
-	for {
-		fds := []unix.PollFd{{Fd: int32(g.pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0).Milliseconds()))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n == 0 {
-			return "", false
-		}
-		break
+	if exited, err := procutil.PollReadable(g.pidfd, d); err != nil || !exited {
+		return "", false
 	}
 	select {
 	case <-g.done:

@@ -162,37 +162,18 @@ func WaitExec(conn *ipc.Conn, tty *attachedTty, ready *os.File) int {
 		ready.Write([]byte{1})
 		ready.Close()
 	}
-	type result struct {
-		code int
-		err  error
-	}
-	res := make(chan result, 1)
+	done := make(chan int, 1)
 	go func() {
 		var exited ipc.BootExecExited
-		_, err := conn.WaitFor(&exited)
-		res <- result{exited.ExitCode, err}
-	}()
-	for {
-		select {
-		case r := <-res:
-			if r.err != nil {
-				return 255
-			}
-			return r.code
-		case s := <-sigs:
-			sig := s.(syscall.Signal)
-			switch sig {
-			case unix.SIGCHLD, unix.SIGPIPE, unix.SIGURG:
-				continue
-			case unix.SIGWINCH:
-				if tty != nil {
-					tty.resize()
-				}
-				continue
-			}
-			_ = conn.Send(ipc.ClientSignalRequested{Signal: int(sig)})
+		if _, err := conn.WaitFor(&exited); err != nil {
+			done <- 255
+			return
 		}
-	}
+		done <- exited.ExitCode
+	}()
+	return relaySignals(sigs, done, tty, func(sig unix.Signal) {
+		_ = conn.Send(ipc.ClientSignalRequested{Signal: int(sig)})
+	})
 }
 
 // startExecProxy leaves a `moat exec-proxy` behind that holds the exec

@@ -225,24 +225,9 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 func (r *Runtime) waitForwarding(c *Created, pidfd int, sigs chan os.Signal, tty *attachedTty) int {
 	done := make(chan int, 1)
 	go func() { done <- c.Sandbox.Wait() }()
-	for {
-		select {
-		case code := <-done:
-			return code
-		case s := <-sigs:
-			sig := s.(unix.Signal)
-			switch sig {
-			case unix.SIGCHLD, unix.SIGPIPE, unix.SIGURG:
-				continue
-			case unix.SIGWINCH:
-				if tty != nil {
-					tty.resize()
-				}
-				continue
-			}
-			if pidfd >= 0 {
-				_ = unix.PidfdSendSignal(pidfd, sig, nil, 0)
-			}
+	return relaySignals(sigs, done, tty, func(sig unix.Signal) {
+		if pidfd >= 0 {
+			_ = unix.PidfdSendSignal(pidfd, sig, nil, 0)
 		}
-	}
+	})
 }

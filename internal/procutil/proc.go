@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -124,6 +125,39 @@ func WaitGone(pid int, start uint64, timeout time.Duration) bool {
 		}
 		time.Sleep(d)
 	}
+}
+
+// PollReadable waits up to d for fd to become readable (a pidfd: the
+// process exited), retrying after signals. It reports whether it did.
+func PollReadable(fd int, d time.Duration) (bool, error) {
+	deadline := time.Now().Add(d)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0).Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		return n > 0, nil
+	}
+}
+
+// WaitCode waits for cmd and returns the code a shell would show (see
+// ExitCode); 255 when it left no status, with the wait's error.
+// Precondition: cmd was started.
+func WaitCode(cmd *exec.Cmd) (int, error) {
+	err := cmd.Wait()
+	if cmd.ProcessState != nil {
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+			return ExitCode(ws), nil
+		}
+	}
+	if err == nil {
+		return 0, nil
+	}
+	return 255, err
 }
 
 // ExitCode turns a wait status into the code a shell would show: the exit

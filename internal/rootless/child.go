@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // reexecGuard marks the re-executed boot, so it never re-executes twice.
@@ -75,21 +77,14 @@ func withoutSyncFlag(args []string) []string {
 }
 
 func waitReadable(f *os.File, d time.Duration) error {
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}}
-	deadline := time.Now().Add(d)
-	for {
-		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for user namespace maps: %w", err)
-		}
-		if n == 0 {
-			return fmt.Errorf("no user namespace maps after %s", d)
-		}
-		return nil
+	ready, err := procutil.PollReadable(int(f.Fd()), d)
+	if err != nil {
+		return fmt.Errorf("wait for user namespace maps: %w", err)
 	}
+	if !ready {
+		return fmt.Errorf("no user namespace maps after %s", d)
+	}
+	return nil
 }
 
 // hasCap reports whether the calling thread has c in its effective set.

@@ -202,12 +202,6 @@ func (sb *Sandbox) reap(timeout time.Duration) {
 
 // Wait waits for boot to exit and returns the container's exit code.
 func (sb *Sandbox) Wait() int {
-	err := sb.Cmd.Wait()
-	if ws, ok := sb.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		return procutil.ExitCode(ws)
-	}
-	if err != nil {
-		return 255
-	}
-	return 0
+	code, _ := procutil.WaitCode(sb.Cmd)
+	return code
 }
