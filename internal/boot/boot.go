@@ -27,14 +27,13 @@ import (
 	"github.com/moat-sandbox/moat/internal/network"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
-	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // Args are `moat boot`'s flags: its donated descriptors and identity.
 type Args struct {
 	ID           string
 	Bundle       string
-	SpecFD       int      // the validated config.json
+	PlanFD       int      // the CLI's plan (ipc.Plan): the effective spec and what was decided for it
 	ExeFD        int      // protected moat (procutil.ExeCopy) for the init and exec helpers
 	CreateSyncFD int      // socket to the creating CLI
 	ControllerFD int      // listening controller socket
@@ -42,7 +41,9 @@ type Args struct {
 	ExtraFDs     []int    // --preserve-fds and LISTEN_FDS, in order
 	ListenFDs    int      // how many of ExtraFDs came from LISTEN_FDS
 	LogFile      *os.File // boot's log, shared with its helpers (nil: stderr)
-	Config       *config.Config
+	// Config is the effective configuration (annotations already applied
+	// by the CLI).
+	Config *config.Config
 }
 
 // commitTimeout bounds the wait for the CLI to record a created container.
@@ -52,8 +53,8 @@ const commitTimeout = 60 * time.Second
 type boot struct {
 	args   Args
 	log    *slog.Logger
-	spec   *specs.Spec
-	rootfs string
+	plan   *ipc.Plan
+	spec   *specs.Spec // plan.Spec
 	cg     *cgroup.Manager // nil without cgroups
 	init   *initProc
 	exe    *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
@@ -108,22 +109,14 @@ func Main(a Args, log *slog.Logger) (int, error) {
 // create reads the spec, starts init, and while init starts up prepares
 // the container's cgroup; then it walks init through creation.
 func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
-	f := os.NewFile(uintptr(b.args.SpecFD), "spec")
-	s, err := spec.Decode(f)
+	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
+	plan, err := ipc.ReadPlan(f)
 	f.Close()
 	if err != nil {
 		return nil, err
 	}
-	b.spec = s
-
-	b.rootfs = s.Root.Path
-	if b.rootfs == "" || b.rootfs[0] != '/' {
-		b.rootfs = b.args.Bundle + "/" + b.rootfs
-	}
-	cfg, err := b.args.Config.WithAnnotations(s.Annotations)
-	if err != nil {
-		return nil, err
-	}
+	b.plan, b.spec = plan, plan.Spec
+	cfg := b.args.Config
 	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
 	}
@@ -131,7 +124,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg); err != nil {
+		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
 			return nil, err
 		}
 	}
@@ -143,18 +136,18 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.newCgroup(); err != nil {
 		return nil, err
 	}
-	var plan *ipc.GoferPlan
+	var goferPlan *ipc.GoferPlan
 	if b.gofer != nil {
 		procutil.Trace("boot", "cgroup ready, awaiting gofer")
 		mounts, err := b.gofer.awaitMounts()
 		if err != nil {
 			return nil, err
 		}
-		if plan, err = b.goferPlan(cfg, mounts); err != nil {
+		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
 			return nil, err
 		}
 	}
-	return b.configureInit(initTypes, initNS, plan)
+	return b.configureInit(initTypes, initNS, goferPlan)
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.

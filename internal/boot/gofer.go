@@ -15,7 +15,6 @@ import (
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
-	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // goferProc is `moat gofer` as boot sees it.
@@ -33,12 +32,12 @@ const goferMountsTimeout = 60 * time.Second
 
 // startGofer spawns the gofer in a mount namespace of its own, from the
 // boot's own executable, before init, so that both start up together.
-func (b *boot) startGofer(cfg *config.Config) error {
+// mounts are the indices in spec.mounts of the bind mounts it serves (the
+// CLI's choice, in the plan).
+func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 	var served []string
-	for i, m := range b.spec.Mounts {
-		if spec.IsBind(m) && spec.ServedByGofer(m, b.args.Bundle) {
-			served = append(served, strconv.Itoa(i))
-		}
+	for _, i := range mounts {
+		served = append(served, strconv.Itoa(i))
 	}
 	n := 1 + len(served)
 	var goferEnds []*os.File
@@ -71,7 +70,7 @@ func (b *boot) startGofer(cfg *config.Config) error {
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
 	// The gofer runs boot's own executable, not the protected one: it never
 	// enters the container, and the copy can go once the container runs.
-	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--overlay="+cfg.Overlay,
+	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--rootfs="+b.plan.Rootfs, "--overlay="+cfg.Overlay,
 		"--mounts="+strings.Join(served, ","))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,

@@ -3,33 +3,30 @@ package boot
 import (
 	"errors"
 	"fmt"
-	"os"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"net/netip"
 
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/network"
-	"github.com/moat-sandbox/moat/internal/spec"
 )
 
-// planNetwork decides whether the container gets the sandbox network (its
-// own new network namespace and --network=sandbox: the CLI already made the
-// spec's namespaces match the mode) and parses its settings.
+// planNetwork takes the sandbox network from the plan (the CLI decided it
+// and matched the spec's namespaces to the mode) and parses its settings.
 func (b *boot) planNetwork(cfg *config.Config) error {
-	if cfg.Network != config.NetworkSandbox || !spec.NewNamespace(b.spec, specs.NetworkNamespace) {
+	if b.plan.Network == nil {
 		return nil
 	}
 	st, err := cfg.NetworkSettings()
 	if err != nil {
 		return err
 	}
-	if len(st.Config.DNSServers) == 0 {
-		resolv, err := os.ReadFile("/etc/resolv.conf")
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("read the host's resolv.conf: %w", err)
+	st.Config.DNSServers = nil
+	for _, s := range b.plan.Network.DNSServers {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return fmt.Errorf("plan: dns server %q: %w", s, err)
 		}
-		st.Config.DNSServers = network.HostDNSServers(resolv)
+		st.Config.DNSServers = append(st.Config.DNSServers, ap)
 	}
 	st.Config.Log = func(format string, args ...any) {
 		b.log.Warn("sandbox network: " + fmt.Sprintf(format, args...))

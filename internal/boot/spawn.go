@@ -276,7 +276,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 		}
 	}
 	cfg := ipc.BootInitConfig{
-		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.rootfs, Spec: b.spec,
+		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.plan.Rootfs, Spec: b.spec,
 		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,
 		UserNS: b.userNS, Debug: b.args.Config.Debug, Gofer: plan,
 	}

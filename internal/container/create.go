@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/network"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
@@ -101,11 +102,15 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		return nil, err
 	}
 	defer lk.Unlock()
+	plan := &ipc.Plan{Spec: b.Spec, Rootfs: b.Rootfs}
+	if cfg.FileAccess == config.FileAccessGofer {
+		plan.GoferMounts = goferMounts(b)
+	}
 	if sandboxNet {
-		err = addEtcMounts(cfg, b, st.Dir(), userns)
+		plan.Network, err = addEtcMounts(cfg, b, st.Dir(), userns)
 	}
 	if err == nil {
-		c, err = r.createLocked(st, b, o, exe, userns)
+		c, err = r.createLocked(st, b, plan, cfg, o, exe, userns)
 	}
 	if err != nil {
 		st.Remove()
@@ -133,23 +138,50 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 // root, a host id with no access to root's 0700 state directories: they
 // become 0711 (searchable, not listable; what they hold stays 0600), as
 // Docker does for its remapped root.
-func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string, userns *rootless.Mode) error {
+//
+// It returns the network's part of the plan: the upstream resolvers are
+// --dns's, else the host's resolv.conf's, read here once.
+func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string, userns *rootless.Mode) (*ipc.NetworkPlan, error) {
 	settings, err := cfg.NetworkSettings()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hostResolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read the host's resolv.conf: %w", err)
+		return nil, fmt.Errorf("read the host's resolv.conf: %w", err)
 	}
 	if !userns.Rootless && userns.NewUserNS {
 		for _, d := range []string{filepath.Dir(dir), dir} {
 			if err := os.Chmod(d, 0o711); err != nil {
-				return fmt.Errorf("let the container's root reach its /etc files: %w", err)
+				return nil, fmt.Errorf("let the container's root reach its /etc files: %w", err)
 			}
 		}
 	}
-	return network.AddEtcMounts(b.Spec, dir, hostResolv, settings.Config)
+	if err := network.AddEtcMounts(b.Spec, dir, hostResolv, settings.Config); err != nil {
+		return nil, err
+	}
+	servers := settings.Config.DNSServers
+	if len(servers) == 0 {
+		servers = network.HostDNSServers(hostResolv)
+	}
+	np := &ipc.NetworkPlan{}
+	for _, ap := range servers {
+		np.DNSServers = append(np.DNSServers, ap.String())
+	}
+	return np, nil
+}
+
+// goferMounts decides which bind mounts the gofer serves: sources that are
+// host directories, not kernel file systems (those and devices are bound
+// directly). The CLI looks at host files; boot never does.
+func goferMounts(b *spec.Bundle) []int {
+	var out []int
+	for i, m := range b.Spec.Mounts {
+		if spec.IsBind(m) && spec.ServedByGofer(m, b.Dir) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // notifyForbidden are syscalls moat itself makes between installing the
@@ -216,7 +248,7 @@ func needTerminal(stdin *os.File, what, fix string) error {
 	return fmt.Errorf("%s but stdin is not a terminal: run it from a terminal, pass --console-socket, or %s", what, fix)
 }
 
-func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
+func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, cfg *config.Config, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
 	logFile, err := r.bootLog(st, o)
 	if err != nil {
 		return nil, err
@@ -224,7 +256,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, o CreateOptions,
 	defer logFile.Close()
 	extra, listen := extraFiles(o.PreserveFDs)
 	sb, err := sandbox.Start(sandbox.Options{
-		ID: st.ID, Bundle: b, StateDir: st.Dir(), Config: r.Config, LogFile: logFile,
+		ID: st.ID, Bundle: b.Dir, Plan: plan, StateDir: st.Dir(), Config: cfg, LogFile: logFile,
 		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,
 	}, r.Log)
 	if err != nil {

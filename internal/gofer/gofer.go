@@ -40,9 +40,10 @@ import (
 // Args are `moat gofer`'s flags.
 type Args struct {
 	Bundle   string
-	SpecFD   int   // the validated config.json
-	MountsFD int   // where the resolved mount list goes (GoferMountsResolved)
-	IoFDs    []int // one socket per served tree: root first, then bind mounts in spec order
+	Rootfs   string // absolute (the CLI resolved it)
+	SpecFD   int    // the effective spec
+	MountsFD int    // where the resolved mount list goes (GoferMountsResolved)
+	IoFDs    []int  // one socket per served tree: root first, then bind mounts in spec order
 	Overlay  string
 	// Mounts are the indices in spec.mounts of the bind mounts to serve
 	// (boot's choice: kernel interfaces and devices are bound directly).
@@ -81,7 +82,7 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	trees, err := planTrees(s, a.Bundle, a.Overlay, a.Mounts)
+	trees, err := planTrees(s, a.Bundle, a.Rootfs, a.Overlay, a.Mounts)
 	if err != nil {
 		return nil, nil, err
 	}

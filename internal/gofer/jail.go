@@ -36,14 +36,10 @@ func (t *tree) options() fsys.Options {
 	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true}
 }
 
-func planTrees(s *specs.Spec, bundle, overlay string, served []int) ([]*tree, error) {
+func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*tree, error) {
 	serve := map[int]bool{}
 	for _, i := range served {
 		serve[i] = true
-	}
-	rootfs := s.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
 	}
 	rootRO := s.Root.Readonly || overlay == config.OverlayMemory
 	root := &tree{

@@ -18,15 +18,19 @@ import (
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
-	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // Options describe the sandbox to start.
 type Options struct {
-	ID       string
-	Bundle   *spec.Bundle
+	ID string
+	// Bundle is the absolute bundle directory.
+	Bundle string
+	// Plan is what the CLI worked out for the container (boot's --plan-fd).
+	Plan     *ipc.Plan
 	StateDir string
-	Config   *config.Config
+	// Config is the effective configuration: the operator's flags with the
+	// bundle's annotations applied. Boot gets it as its flags.
+	Config *config.Config
 	// LogFile receives boot's log lines (the --log file, or one in the
 	// state directory).
 	LogFile *os.File
@@ -64,11 +68,11 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 		return nil, err
 	}
 	defer ln.Close()
-	specFile, err := ipc.SpecMemfd(o.Bundle.Spec)
+	planFile, err := ipc.PlanMemfd(o.Plan)
 	if err != nil {
 		return nil, err
 	}
-	defer specFile.Close()
+	defer planFile.Close()
 	cliEnd, bootEnd, err := ipc.SocketPair("create-sync")
 	if err != nil {
 		return nil, err
@@ -76,7 +80,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	cmd := bootCommand(o)
 	var d procutil.Donations
 	d.Donate("exe-fd", o.Exe.File)
-	d.Donate("spec-fd", specFile)
+	d.Donate("plan-fd", planFile)
 	d.Donate("create-sync-fd", bootEnd)
 	d.Donate("controller-fd", ln)
 	d.Donate("log-fd", o.LogFile)
@@ -127,7 +131,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 
 func bootCommand(o Options) *exec.Cmd {
 	args := append([]string{"moat"}, o.Config.ToFlags()...)
-	args = append(args, "boot", "--id="+o.ID, "--bundle="+o.Bundle.Dir)
+	args = append(args, "boot", "--id="+o.ID, "--bundle="+o.Bundle)
 	if o.ListenFDs > 0 {
 		args = append(args, "--listen-fds="+strconv.Itoa(o.ListenFDs))
 	}

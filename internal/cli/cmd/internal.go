@@ -28,7 +28,7 @@ func Boot() *Command {
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&a.ID, "id", "", "container id")
 			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
-			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the validated config.json")
+			fs.IntVar(&a.PlanFD, "plan-fd", -1, "fd holding the CLI's plan (the effective spec and what was decided for it)")
 			fs.IntVar(&a.ExeFD, "exe-fd", -1, "protected moat (sealed memfd, or read-only overlay as root), run by the init and exec helpers")
 			fs.IntVar(&a.CreateSyncFD, "create-sync-fd", -1, "socket to the creating CLI (BootCreated, ClientCreateCommitted)")
 			fs.IntVar(&a.ControllerFD, "controller-fd", -1, "listening controller socket")
@@ -52,8 +52,8 @@ func Boot() *Command {
 			if a.ExtraFDs, err = procutil.ParseFDList(extra); err != nil {
 				return 1, fmt.Errorf("--extra-fds: %w", err)
 			}
-			if a.ID == "" || a.Bundle == "" || a.SpecFD < 0 || a.ExeFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
-				return 1, usageErr("boot is internal: it needs --id, --bundle, --spec-fd, --exe-fd, --create-sync-fd and --controller-fd")
+			if a.ID == "" || a.Bundle == "" || a.PlanFD < 0 || a.ExeFD < 0 || a.CreateSyncFD < 0 || a.ControllerFD < 0 {
+				return 1, usageErr("boot is internal: it needs --id, --bundle, --plan-fd, --exe-fd, --create-sync-fd and --controller-fd")
 			}
 			// What boot was handed reaches its children (hooks, the gofer,
 			// helpers) only when donated explicitly. (Not before the
@@ -111,7 +111,8 @@ func Gofer() *Command {
 		Name: "gofer", Short: "(internal) serves the container's files over FUSE", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
-			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the validated config.json")
+			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the effective spec")
+			fs.StringVar(&a.Rootfs, "rootfs", "", "absolute root filesystem path")
 			fs.IntVar(&a.MountsFD, "mounts-fd", -1, "socket the resolved mount list is sent on")
 			fs.StringVar(&ioFDs, "io-fds", "", "one socket per served tree (root first, then bind mounts in spec order); init sends each its /dev/fuse descriptor")
 			fs.StringVar(&a.Overlay, "overlay", "memory", "memory or none: whether the root is served read-only")
@@ -128,8 +129,8 @@ func Gofer() *Command {
 			if a.Mounts, err = procutil.ParseFDList(mounts); err != nil {
 				return 1, fmt.Errorf("--mounts: %w", err)
 			}
-			if a.Bundle == "" || a.SpecFD < 0 || a.MountsFD < 0 || len(a.IoFDs) == 0 {
-				return 1, usageErr("gofer is internal: it needs --bundle, --spec-fd, --mounts-fd and --io-fds")
+			if a.Bundle == "" || a.Rootfs == "" || a.SpecFD < 0 || a.MountsFD < 0 || len(a.IoFDs) == 0 {
+				return 1, usageErr("gofer is internal: it needs --bundle, --rootfs, --spec-fd, --mounts-fd and --io-fds")
 			}
 			var w io.Writer = io.Discard
 			if logFD >= 0 {
