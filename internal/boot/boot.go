@@ -78,6 +78,8 @@ type boot struct {
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
 	// devices are bound, locked mount flags kept, cgroups best-effort.
 	userNS bool
+	// ownNS are boot's own namespaces, read before any thread left them.
+	ownNS ownNamespaces
 }
 
 // Main creates the container and supervises it until its process exits. It
@@ -93,6 +95,10 @@ func Main(a Args, log *slog.Logger) (int, error) {
 	}
 	defer createConn.Close()
 	b := &boot{args: a, log: log, userNS: rootless.InUserNS()}
+	if b.ownNS, err = readOwnNamespaces(); err != nil {
+		_ = createConn.Send(ipc.FailedFrom("boot", err))
+		return 1, err
+	}
 	pty, err := b.create(createConn)
 	if err != nil {
 		b.abort()

@@ -3,9 +3,11 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -252,12 +254,45 @@ func (p *initProc) closeNamespaces() {
 	}
 }
 
+// ownNamespaces identifies boot's own namespaces (device and inode of each
+// /proc/<pid>/ns link), read once at start: later, a thread of boot joins
+// the container's network namespace to create the TAP, and when Go parks
+// that thread it may be the main one, which /proc/self then shows.
+type ownNamespaces map[string]unix.Stat_t
+
+// readOwnNamespaces snapshots boot's namespaces.
+// Precondition: no thread of this process has changed namespace yet.
+func readOwnNamespaces() (ownNamespaces, error) {
+	own := ownNamespaces{}
+	for _, name := range append(slices.Collect(maps.Values(nsProcName)), "time") {
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/self/ns/"+name, &st); err != nil {
+			if name == "time" && errors.Is(err, unix.ENOENT) {
+				continue // Linux < 5.6
+			}
+			return nil, fmt.Errorf("stat boot's %s namespace: %w", name, err)
+		}
+		own[name] = st
+	}
+	return own, nil
+}
+
+// has reports whether ns (an open namespace) is one of boot's own.
+func (own ownNamespaces) has(name string, ns *os.File) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &st); err != nil {
+		return false, fmt.Errorf("stat namespace: %w", err)
+	}
+	mine, ok := own[name]
+	return ok && mine.Dev == st.Dev && mine.Ino == st.Ino, nil
+}
+
 // openInitNamespaces keeps handles on init's namespaces for exec: only
 // those the container has of its own. A namespace init shares with boot
 // (the host's network under `runc spec --rootless`, say) is one an exec'd
 // process is in already, and joining it may not even be allowed.
 // Precondition: init is alive and is boot's unwaited child (no pid reuse).
-func (p *initProc) openInitNamespaces() error {
+func (p *initProc) openInitNamespaces(own ownNamespaces) error {
 	p.ns = map[specs.LinuxNamespaceType]*os.File{}
 	for t, name := range nsProcName {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", p.pid, name))
@@ -265,7 +300,7 @@ func (p *initProc) openInitNamespaces() error {
 			p.closeNamespaces()
 			return fmt.Errorf("open init's %s namespace: %w", name, err)
 		}
-		shared, err := sameNamespace(f, "/proc/self/ns/"+name)
+		shared, err := own.has(name, f)
 		if err != nil {
 			f.Close()
 			p.closeNamespaces()
@@ -277,22 +312,12 @@ func (p *initProc) openInitNamespaces() error {
 		}
 		p.ns[t] = f
 	}
-	mine, err1 := os.Readlink("/proc/self/ns/time")
-	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", p.pid))
-	p.ownTimeNS = err1 == nil && err2 == nil && mine != theirs
+	if tf, err := os.Open(fmt.Sprintf("/proc/%d/ns/time", p.pid)); err == nil {
+		shared, err := own.has("time", tf)
+		tf.Close()
+		p.ownTimeNS = err == nil && !shared && own["time"].Ino != 0
+	}
 	return nil
-}
-
-// sameNamespace reports whether ns is the namespace at path.
-func sameNamespace(ns *os.File, path string) (bool, error) {
-	var a, b unix.Stat_t
-	if err := unix.Fstat(int(ns.Fd()), &a); err != nil {
-		return false, fmt.Errorf("stat namespace: %w", err)
-	}
-	if err := unix.Stat(path, &b); err != nil {
-		return false, fmt.Errorf("stat %s: %w", path, err)
-	}
-	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
 // execExe returns a descriptor of the protected moat for an exec helper:

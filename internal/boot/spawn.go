@@ -332,7 +332,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	if err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
-	if err := p.openInitNamespaces(); err != nil {
+	if err := p.openInitNamespaces(b.ownNS); err != nil {
 		closeFiles(files)
 		return nil, err
 	}

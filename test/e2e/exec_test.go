@@ -544,6 +544,30 @@ func TestExecDetachProxyKilled(t *testing.T) {
 	}
 }
 
+// TestExecSandboxNetNamespace: with the sandbox network, an exec'd process
+// is in the container's network namespace. Boot creates the TAP from a
+// thread that joins that namespace; when that thread was boot's main one,
+// /proc/self showed the container's namespace as boot's own, exec skipped
+// it as shared, and the exec'd process ran in the host's network, outside
+// the egress policy (seen rootless, single-ID map, about one run in two).
+func TestExecSandboxNetNamespace(t *testing.T) {
+	for i := 0; i < 6; i++ {
+		e := newEnv(t)
+		e.globals = append(e.globals, "--network=sandbox")
+		id, _ := holding(e)
+		pidFile := filepath.Join(e.dir, "exec.pid")
+		p := startMoat(e, nil, "exec", "--pid-file", pidFile, id, "probe", "hold", "60")
+		waitFile(t, pidFile)
+		pid := readPid(t, pidFile)
+		if got, want := ns(t, pid, "net"), ns(t, initPidOf(e, id), "net"); got != want {
+			t.Errorf("container %d: exec'd process in network namespace %s, init in %s", i, got, want)
+		}
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+		p.wait()
+		e.moat("delete", "--force", id)
+	}
+}
+
 // TestExecSharedNamespaces: exec joins only the namespaces the container
 // has of its own. A spec sharing one with the host (`runc spec --rootless`
 // has no network namespace) gets an exec'd process in the host's, as init
