@@ -51,13 +51,13 @@ const commitTimeout = 60 * time.Second
 
 // boot is the supervisor's state.
 type boot struct {
-	args   Args
-	log    *slog.Logger
-	plan   *ipc.Plan
-	spec   *specs.Spec // plan.Spec
-	cg     *cgroup.Manager // nil without cgroups
-	init   *initProc
-	exe    *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
+	args Args
+	log  *slog.Logger
+	plan *ipc.Plan
+	spec *specs.Spec     // plan.Spec
+	cg   *cgroup.Manager // nil without cgroups
+	init *initProc
+	exe  *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
 	// exeCopied: exe is a memfd copy, dropped once the container runs.
 	exeCopied bool
 
