@@ -135,6 +135,13 @@ func (r *rootfs) mountFS(m specs.Mount, mo *spec.MountOptions) error {
 		return err
 	}
 	defer dest.Close()
+	var covered *os.File
+	if mo.TmpCopyUp && m.Type == "tmpfs" {
+		if covered, err = openCopyUpSource(dest); err != nil {
+			return err
+		}
+		defer covered.Close()
+	}
 	flags := mo.Flags &^ (unix.MS_BIND | unix.MS_REC)
 	err = unix.Mount(m.Source, fdPath(dest), m.Type, flags, mo.DataString())
 	if err == unix.EINVAL && r.userNS {
@@ -155,7 +162,30 @@ func (r *rootfs) mountFS(m specs.Mount, mo *spec.MountOptions) error {
 	if err != nil {
 		return err
 	}
+	if covered != nil {
+		if err := r.copyUpInto(m.Destination, covered); err != nil {
+			return err
+		}
+	}
 	return r.afterMount(m.Destination, mo)
+}
+
+// copyUpInto fills the tmpfs just mounted at dest with what it covers.
+func (r *rootfs) copyUpInto(dest string, covered *os.File) error {
+	h, err := r.lookup(dest)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	dst, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("tmpcopyup: open the new tmpfs: %w", err)
+	}
+	defer dst.Close()
+	if err := copyUp(covered, dst); err != nil {
+		return fmt.Errorf("tmpcopyup: %w", err)
+	}
+	return nil
 }
 
 // withoutIDOptions drops uid= and gid= from filesystem data.

@@ -21,6 +21,10 @@ type MountOptions struct {
 	RecAttrSet  uint64    // MOUNT_ATTR_* set recursively ("rro", "rnosuid", ...)
 	RecAttrClr  uint64    // MOUNT_ATTR_* cleared recursively ("rrw", "rsuid", ...)
 	Data        []string  // filesystem-specific options, passed as data
+	// TmpCopyUp (runc's "tmpcopyup", which Podman gives --read-only's
+	// tmpfs mounts): a tmpfs starts with a copy of what the destination
+	// held in the image.
+	TmpCopyUp bool
 }
 
 // flagOption: set or clear a mount(2) flag.
@@ -106,7 +110,7 @@ func ParseMountOptions(opts []string) (*MountOptions, error) {
 		case o == "idmap" || o == "ridmap" || strings.HasPrefix(o, "idmap="):
 			return nil, fmt.Errorf("option %q: id-mapped mounts are not supported by moat", o)
 		case o == "tmpcopyup":
-			return nil, fmt.Errorf("option %q is a runc extension moat does not support", o)
+			mo.TmpCopyUp = true
 		case strings.HasPrefix(o, "x-"):
 			// userspace-only options (mount(8) convention): ignored
 		case o == "":
@@ -132,6 +136,7 @@ func MountOptionNames() []string {
 	for n := range recAttrOptions {
 		out = append(out, n)
 	}
+	out = append(out, "tmpcopyup")
 	sort.Strings(out)
 	return out
 }

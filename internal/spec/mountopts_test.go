@@ -123,7 +123,7 @@ func TestMountDataOptions(t *testing.T) {
 }
 
 func TestMountOptionsRefused(t *testing.T) {
-	for _, o := range []string{"idmap", "ridmap", "idmap=uids=0-1000-10;gids=0-1000-10", "tmpcopyup"} {
+	for _, o := range []string{"idmap", "ridmap", "idmap=uids=0-1000-10;gids=0-1000-10"} {
 		_, err := ParseMountOptions([]string{"rbind", o})
 		if err == nil || !strings.Contains(err.Error(), o) {
 			t.Errorf("%q: %v", o, err)
@@ -146,7 +146,7 @@ func TestMountOptionNames(t *testing.T) {
 			t.Errorf("listed option %q is refused: %v", n, err)
 		}
 	}
-	if want := len(flagOptions) + len(propagationOptions) + len(recAttrOptions); len(names) != want {
+	if want := len(flagOptions) + len(propagationOptions) + len(recAttrOptions) + 1; len(names) != want {
 		t.Errorf("%d names, want %d", len(names), want)
 	}
 	for _, n := range []string{"ro", "rw", "bind", "rbind", "nosuid", "rprivate", "rshared", "rro", "rnoexec", "nosymfollow", "strictatime"} {
@@ -160,7 +160,10 @@ func TestMountOptionNames(t *testing.T) {
 			t.Errorf("listed option %q treated as data", n)
 		}
 	}
-	for _, n := range []string{"idmap", "tmpcopyup", "mode=755"} {
+	if !mustParse(t, "tmpcopyup").TmpCopyUp {
+		t.Error("tmpcopyup not understood")
+	}
+	for _, n := range []string{"idmap", "mode=755"} {
 		if seen[n] {
 			t.Errorf("%q must not be listed", n)
 		}
