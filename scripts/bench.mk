@@ -14,10 +14,15 @@
 CONFORMANCE_RUNTIMES ?= runc "bin/moat --overlay=none" "bin/moat --file-access=direct"
 BENCH_FLAGS ?=
 
-.PHONY: conformance bench-run
+.PHONY: conformance bench-run trace-run
 
 conformance: build
 	./scripts/conformance.sh $(CONFORMANCE_RUNTIMES)
+
+# trace-run: the start-up timeline of one `moat run` (the median of RUNS),
+# each phase's share; FLAGS are moat's global flags (e.g. --file-access=direct).
+trace-run: build
+	$(if $(RUNS),RUNS=$(RUNS)) ./scripts/trace-run.sh $(FLAGS)
 
 bench-run: build
 	$(if $(N),N=$(N)) $(if $(RUNTIMES),RUNTIMES='$(RUNTIMES)') ./scripts/bench-run.sh $(BENCH_FLAGS)
