@@ -36,13 +36,13 @@ func userCommands() []*cmd.Command {
 	return []*cmd.Command{
 		cmd.Create(), cmd.Start(), cmd.Run(), cmd.State(), cmd.List(), cmd.Kill(),
 		cmd.Delete(), cmd.Exec(), cmd.Port(), cmd.Ps(), cmd.Pause(), cmd.Resume(), cmd.Update(),
-		cmd.Events(), cmd.Features(), cmd.Spec(), cmd.Doctor(),
+		cmd.Events(), cmd.Features(), cmd.Spec(), cmd.Doctor(), cmd.Do(),
 	}
 }
 
 // internalCommands are moat's own process roles, started only by moat.
 func internalCommands() []*cmd.Command {
-	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.Gofer(), cmd.ExecProxy()}
+	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.Gofer(), cmd.ExecProxy(), cmd.DoInit()}
 }
 
 // Main runs moat and exits.
@@ -171,7 +171,11 @@ func runCommand(c *cmd.Command, cfg *config.Config, global *flag.FlagSet, args [
 	env.Runtime = func() (*container.Runtime, error) { return newRuntime(cfg, cmdLog, logFile, stderr) }
 	code, err := c.Run(env, fs.Args())
 	if err != nil {
-		return fail(stderr, logger, c.Name, err)
+		failed := fail(stderr, logger, c.Name, err)
+		if code > 1 {
+			return code // a command's own status for its failure (moat do: 125)
+		}
+		return failed
 	}
 	return code
 }

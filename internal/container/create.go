@@ -38,6 +38,10 @@ type CreateOptions struct {
 	// CLI's stderr (Stdio[2]), where its user sees warnings and egress
 	// denials; otherwise to boot.log in the state directory.
 	Foreground bool
+	// Spec, when set, is the configuration made in memory (`moat do`):
+	// no config.json is read, and Bundle is the absolute directory that
+	// stands for the bundle.
+	Spec *specs.Spec
 }
 
 // Created is a container in state created.
@@ -52,7 +56,12 @@ type Created struct {
 // process waits for start.
 // Postcondition on error: no state, processes, mounts or cgroups remain.
 func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
-	b, err := spec.Load(o.Bundle)
+	var b *spec.Bundle
+	if o.Spec != nil {
+		b, err = spec.FromSpec(o.Bundle, o.Spec)
+	} else {
+		b, err = spec.Load(o.Bundle)
+	}
 	if err != nil {
 		return nil, err
 	}

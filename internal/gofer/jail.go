@@ -211,7 +211,7 @@ func buildJail(trees []*tree) ([]*os.File, error) {
 	}
 	// The jail covers the root filesystem's path: only in this mount
 	// namespace, and nothing is created on the host.
-	jail := trees[0].source
+	jail := spec.CoverDir(trees[0].source)
 	if err := unix.Mount("moat-gofer", jail, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64k"); err != nil {
 		return nil, fmt.Errorf("jail tmpfs: %w", err)
 	}

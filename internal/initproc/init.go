@@ -202,7 +202,7 @@ func newGoferRoot(cfg *ipc.BootInitConfig, io []*os.File) (*goferRoot, error) {
 	if len(io) != 2*n {
 		return nil, fmt.Errorf("boot sent %d gofer descriptors for %d served trees", len(io), n)
 	}
-	g := &goferRoot{plan: cfg.Gofer, base: cfg.Rootfs, userNS: cfg.UserNS, fuse: io[n:]}
+	g := &goferRoot{plan: cfg.Gofer, base: spec.CoverDir(cfg.Rootfs), userNS: cfg.UserNS, fuse: io[n:]}
 	for _, f := range io[:n] {
 		g.io = append(g.io, ipc.NewConn(f))
 	}

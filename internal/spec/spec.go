@@ -52,11 +52,32 @@ func Load(dir string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Dir: abs, Spec: s}
+	return FromSpec(abs, s)
+}
+
+// FromSpec validates a spec made in memory (`moat do`), as Load does a
+// bundle's config.json.
+// Precondition: dir is absolute; relative paths in s are resolved there.
+func FromSpec(dir string, s *specs.Spec) (*Bundle, error) {
+	b := &Bundle{Dir: dir, Spec: s}
 	if err := b.validate(); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// CoverDir is where a process that builds or serves the container's root
+// mounts its private tmpfs: over the root filesystem's own path, or, when
+// the root is the host's "/" (`moat do`), over /proc/driver (always there;
+// never a bind source, which `moat do` refuses under /proc; init still
+// opens every other host path after covering it). A mount over "/" itself
+// is not seen by lookups that start from "/": names made "in" it would
+// land on the host.
+func CoverDir(rootfs string) string {
+	if filepath.Clean(rootfs) == "/" {
+		return "/proc/driver"
+	}
+	return rootfs
 }
 
 // Decode parses a config.json strictly: unknown top-level or nested fields

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/boot"
 	"github.com/moat-sandbox/moat/internal/container"
+	"github.com/moat-sandbox/moat/internal/doinit"
 	"github.com/moat-sandbox/moat/internal/gofer"
 	"github.com/moat-sandbox/moat/internal/initproc"
 	"github.com/moat-sandbox/moat/internal/ipc"
@@ -168,6 +169,19 @@ func ExecProxy() *Command {
 				ready = os.NewFile(uintptr(readyFD), "ready")
 			}
 			return container.WaitExec(conn, nil, ready), nil
+		},
+	}
+}
+
+// DoInit is `moat do-init -- CMD...`, the reaper `moat do` runs as the
+// sandbox's first process.
+func DoInit() *Command {
+	return &Command{
+		Name: "do-init", Args: "-- COMMAND [ARG...]", Short: "(internal) runs moat do's command as its child and reaps",
+		MinArgs: 1, MaxArgs: -1,
+		Run: func(env *Env, args []string) (int, error) {
+			// The sandbox's stderr is the user's: say it there.
+			return doinit.Main(args, os.Stderr), nil
 		},
 	}
 }
