@@ -25,8 +25,9 @@ type Host struct {
 	// Submounts are the host's disk file systems below "/" that the gofer
 	// serves as trees of their own (it never crosses a mount).
 	Submounts []string
-	// EmptyFile is the source that hides a file.
-	EmptyFile string
+	// EmptyFile makes the source that hides a file (asked only when a
+	// file is hidden).
+	EmptyFile func() (string, error)
 }
 
 // CurrentHost reads the facts of this host and caller. stateRoot is the
@@ -34,8 +35,11 @@ type Host struct {
 func CurrentHost(stateRoot string) *Host {
 	h := &Host{UID: os.Geteuid(), GID: os.Getegid(), SubUID: -1, SubGID: -1}
 	h.Home = os.Getenv("HOME")
-	if u, err := user.LookupId(strconv.Itoa(h.UID)); err == nil && u.HomeDir != "" {
-		h.Home = u.HomeDir
+	if !filepath.IsAbs(h.Home) {
+		h.Home = ""
+		if u, err := user.LookupId(strconv.Itoa(h.UID)); err == nil {
+			h.Home = u.HomeDir
+		}
 	}
 	h.Hostname, _ = os.Hostname()
 	h.SubUID = firstRange("/etc/subuid", h.UID)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -19,41 +18,41 @@ import (
 // ExitTimeout is the exit status after --timeout, as coreutils timeout's.
 const ExitTimeout = 124
 
-// emptyName is the empty, read-only file in the state root that hidden
-// files are replaced by.
-const emptyName = "do-empty"
+// EmptyFiles makes, in a state root, the empty read-only files that hidden
+// files show; Remove deletes them once the sandbox is gone.
+type EmptyFiles struct {
+	Root  string
+	paths []string
+}
 
-// EnsureEmptyFile returns the path of the empty file hidden files show,
-// making it if needed.
-// Precondition: root is the state root, owned by the caller and closed to
+// Make creates one.
+// Precondition: Root is the state root, owned by the caller and closed to
 // others (state.Open checks it).
-func EnsureEmptyFile(root string) (string, error) {
-	p := filepath.Join(root, emptyName)
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err == nil {
-		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && st.Mode&0o222 == 0 && int(st.Uid) == os.Geteuid() {
-			return p, nil
-		}
-		if err := os.Remove(p); err != nil {
-			return "", fmt.Errorf("replace %s: %w", p, err)
-		}
+func (e *EmptyFiles) Make() (string, error) {
+	if len(e.paths) > 0 {
+		return e.paths[0], nil
 	}
-	tmp, err := os.CreateTemp(root, "."+emptyName+".*")
+	f, err := os.CreateTemp(e.Root, ".do-empty-*")
 	if err != nil {
 		return "", fmt.Errorf("empty file for hidden files: %w", err)
 	}
-	err = tmp.Chmod(0o444)
-	if cerr := tmp.Close(); err == nil {
+	e.paths = append(e.paths, f.Name())
+	err = f.Chmod(0o444)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
 	if err != nil {
-		os.Remove(tmp.Name())
 		return "", fmt.Errorf("empty file for hidden files: %w", err)
 	}
-	return p, nil
+	return f.Name(), nil
+}
+
+// Remove deletes what Make made.
+func (e *EmptyFiles) Remove() {
+	for _, p := range e.paths {
+		os.Remove(p)
+	}
+	e.paths = nil
 }
 
 // Configure sets the runtime's global settings from the plan: the gofer

@@ -230,7 +230,7 @@ func fileMounts(o *Options, h *Host, cwd string) (*files, error) {
 		return paths[i] < paths[j]
 	})
 	for _, p := range paths {
-		m, err := mountFor(p, kind[p], h)
+		m, err := mountFor(p, kind[p], h, parentOf(p, paths))
 		if err != nil {
 			return nil, err
 		}
@@ -256,8 +256,20 @@ func defaults(h *Host) []string {
 	return out
 }
 
-// mountFor is the spec mount for one path.
-func mountFor(p, kind string, h *Host) (specs.Mount, error) {
+// parentOf reports whether a path in paths lies below p.
+func parentOf(p string, paths []string) bool {
+	for _, q := range paths {
+		if strings.HasPrefix(q, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// mountFor is the spec mount for one path. A hidden directory is an empty
+// read-only tmpfs, writable (a throwaway) only when paths below it are
+// mounted: init makes their mount points in it.
+func mountFor(p, kind string, h *Host, parent bool) (specs.Mount, error) {
 	st, err := os.Stat(p)
 	isDir := err == nil && st.IsDir()
 	switch kind {
@@ -267,12 +279,17 @@ func mountFor(p, kind string, h *Host) (specs.Mount, error) {
 		return specs.Mount{Destination: p, Type: "bind", Source: p, Options: []string{"rbind", "ro", "nosuid", "nodev"}}, nil
 	}
 	if isDir {
-		return specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=4k", "mode=0755"}}, nil
+		opts := []string{"nosuid", "nodev", "noexec", "size=64k", "mode=0755"}
+		if !parent {
+			opts = append(opts, "ro")
+		}
+		return specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: opts}, nil
 	}
-	if h.EmptyFile == "" {
-		return specs.Mount{}, fmt.Errorf("hide %s: no empty file to hide it with", p)
+	empty, err := h.EmptyFile()
+	if err != nil {
+		return specs.Mount{}, fmt.Errorf("hide %s: %w", p, err)
 	}
-	return specs.Mount{Destination: p, Type: "bind", Source: h.EmptyFile, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}, nil
+	return specs.Mount{Destination: p, Type: "bind", Source: empty, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}, nil
 }
 
 // reachable reports whether the caller can open p at all (a directory it

@@ -27,13 +27,16 @@ type tree struct {
 	cache       fsys.Cache
 	passthrough bool
 	jailName    string // its directory in the jail
+	// unmappedAsRoot: a read-only tree of the host's own files under the
+	// memory overlay, served in a user namespace (see fsys.Options).
+	unmappedAsRoot bool
 }
 
 // planTrees lists what the gofer serves: the root, then every bind mount
 // in spec order, with destinations resolved inside the root filesystem.
 // options are the server options of t, asking for passthrough.
 func (t *tree) options() fsys.Options {
-	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true}
+	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true, UnmappedAsRoot: t.unmappedAsRoot}
 }
 
 func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*tree, error) {
@@ -73,6 +76,14 @@ func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*
 			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 		}
 		trees = append(trees, t)
+	}
+	// The host's own "/" under the memory overlay (`moat do`) is mostly
+	// owned by ids a rootless namespace does not map: shown as the
+	// overflow id, the overlay could copy none of it up.
+	if filepath.Clean(rootfs) == "/" && rootRO && !s.Root.Readonly && !procutil.InitialUserNS() {
+		for _, t := range trees {
+			t.unmappedAsRoot = t.mount.ReadOnly
+		}
 	}
 	if writeThrough && s.Process != nil && s.Process.Cwd != "" && !underAny(s.Process.Cwd, earlier) {
 		if err := ensureDest(rootfs, s.Process.Cwd, false); err != nil {

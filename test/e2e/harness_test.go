@@ -51,6 +51,8 @@ type env struct {
 	dir  string
 	// globals are extra global flags for every invocation.
 	globals []string
+	// environ is added to moat's environment.
+	environ []string
 }
 
 // fileAccess is the tier's --file-access (MOAT_E2E_FILE_ACCESS): the
@@ -111,6 +113,9 @@ func (e *env) runCtx(ctx context.Context, stdin io.Reader, args ...string) resul
 	full := append([]string{"--root", e.root}, e.globals...)
 	cmd := exec.CommandContext(ctx, moatBin, append(full, args...)...)
 	cmd.Stdin = stdin
+	if len(e.environ) > 0 {
+		cmd.Env = append(os.Environ(), e.environ...)
+	}
 	// Files, not pipes: a detached container keeps writing to the stdio of
 	// the moat command that created it, and a closed pipe would kill it
 	// with SIGPIPE.

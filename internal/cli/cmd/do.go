@@ -73,9 +73,9 @@ func runDo(env *Env, o *do.Options) (int, error) {
 		return exitDoFailed, err
 	}
 	h := do.CurrentHost(rt.Store.Root)
-	if h.EmptyFile, err = do.EnsureEmptyFile(rt.Store.Root); err != nil {
-		return exitDoFailed, err
-	}
+	empty := &do.EmptyFiles{Root: rt.Store.Root}
+	defer empty.Remove()
+	h.EmptyFile = empty.Make
 	p, err := do.Generate(o, h)
 	if err != nil {
 		return exitDoFailed, err

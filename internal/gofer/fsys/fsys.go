@@ -119,6 +119,13 @@ type Options struct {
 	// with CacheLong and ReadOnly: passthrough needs an OPEN round trip per
 	// open, and answering no OPEN at all measured faster there (see Cache).
 	Passthrough bool
+	// UnmappedAsRoot shows files whose owner has no id in the server's user
+	// namespace as owned by its root instead of the overflow id: a
+	// read-only lower layer of the host's own tree (`moat do` rootless),
+	// which the overlay could not copy up otherwise (it cannot chown to
+	// the overflow id). The server's host credentials still decide every
+	// access.
+	UnmappedAsRoot bool
 	// AllowPrivilegedXattrs allows setting and removing trusted.* and
 	// security.* extended attributes.
 	AllowPrivilegedXattrs bool

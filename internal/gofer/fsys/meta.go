@@ -68,6 +68,7 @@ func (fs *fileSystem) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.A
 				return status(err)
 			}
 			fillAttr(&out.Attr, &st)
+			fs.squashOwner(&out.Attr)
 			out.SetTimeout(fs.attrTTL)
 			return fuse.OK
 		}

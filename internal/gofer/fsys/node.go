@@ -242,6 +242,36 @@ func placeholderAttr(a *fuse.Attr, mnt *unix.Stat_t) {
 // stat returns n's current attributes: from its cached descriptor, else by
 // name in its parent (not opening it), checked to still be n's inode.
 func (fs *fileSystem) stat(n *node, a *fuse.Attr) error {
+	err := fs.statHost(n, a)
+	if err == nil {
+		fs.squashOwner(a)
+	}
+	return err
+}
+
+// squashOwner shows an owner without an id in the server's user namespace
+// (the kernel's overflow id) as that namespace's root, with
+// Options.UnmappedAsRoot. Only what the kernel inside believes changes:
+// every access still goes through the server's own host credentials.
+func (fs *fileSystem) squashOwner(a *fuse.Attr) {
+	if !fs.opts.UnmappedAsRoot {
+		return
+	}
+	if a.Uid == overflowUID {
+		a.Uid = 0
+	}
+	if a.Gid == overflowGID {
+		a.Gid = 0
+	}
+}
+
+// overflowUID and overflowGID are what stat reports for an id without a
+// mapping: the kernel's defaults (/proc/sys/kernel/overflow{u,g}id, which
+// the jailed server cannot read; hosts that change them are rare).
+const overflowUID, overflowGID = 65534, 65534
+
+// statHost is stat without squashOwner.
+func (fs *fileSystem) statHost(n *node, a *fuse.Attr) error {
 	if n.mnt != nil {
 		placeholderAttr(a, n.mnt)
 		return nil
@@ -307,6 +337,7 @@ func (fs *fileSystem) fillEntry(out *fuse.EntryOut, n *node, st *unix.Stat_t) {
 	} else {
 		fillAttr(&out.Attr, st)
 	}
+	fs.squashOwner(&out.Attr)
 	out.SetEntryTimeout(fs.entryTTL)
 	out.SetAttrTimeout(fs.attrTTL)
 }

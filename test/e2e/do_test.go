@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// `moat do` tests. The host's /tmp is replaced in the sandbox, so the trees
+// a test writes to live under /var/tmp (the host's disk, seen through the
+// gofer), and the probe's directory is re-exposed with --ro.
+
+// doEnv is a test's state root plus a host directory outside /tmp.
+type doEnv struct {
+	*env
+	host string // a fresh directory under /var/tmp
+}
+
+func newDoEnv(t *testing.T) *doEnv {
+	t.Helper()
+	if fileAccess != "gofer" {
+		t.Skip("moat do serves host files through the gofer only")
+	}
+	e := newEnv(t)
+	dir, err := os.MkdirTemp("/var/tmp", "moat-e2e-do-")
+	must(t, err)
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &doEnv{env: e, host: dir}
+}
+
+// do runs `moat do` with the probe's directory visible.
+func (e *doEnv) do(args ...string) result {
+	full := append([]string{"do", "--ro", filepath.Dir(probeBin)}, args...)
+	return e.run(nil, full...)
+}
+
+// stateEmpty fails unless the state root holds nothing.
+func (e *doEnv) stateEmpty() {
+	e.t.Helper()
+	ents, _ := os.ReadDir(e.root)
+	if len(ents) > 0 {
+		var names []string
+		for _, d := range ents {
+			names = append(names, d.Name())
+		}
+		e.t.Fatalf("state root not empty after moat do: %v", names)
+	}
+}
+
+func TestDoExitStatus(t *testing.T) {
+	e := newDoEnv(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		err  string
+	}{
+		{"status", []string{probeBin, "exit", "7"}, 7, ""},
+		{"success", []string{probeBin, "true"}, 0, ""},
+		{"signal", []string{probeBin, "exitsig", "SIGTERM"}, 128 + 15, ""},
+		{"missing", []string{"moat-no-such-command"}, 127, "moat-no-such-command: command not found"},
+		{"timeout", []string{"--timeout", "1s", "--", probeBin, "sleep", "30"}, 124, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			de := &doEnv{env: e.in(t), host: e.host}
+			r := de.do(c.args...)
+			if r.code != c.code || !strings.Contains(r.stderr, c.err) {
+				t.Fatalf("want exit %d and %q on stderr; got %s", c.code, c.err, r)
+			}
+			de.stateEmpty()
+		})
+	}
+}
+
+func TestDoStdio(t *testing.T) {
+	e := newDoEnv(t)
+	r := e.run(strings.NewReader("through stdin\n"), "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "cat")
+	if r.code != 0 || r.stdout != "through stdin\n" {
+		t.Fatalf("stdin was not passed through: %s", r)
+	}
+	// cwd defaults to the current directory (the test's, under /var/tmp)
+	r = e.do("--cwd", e.host, "--", probeBin, "cwd")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != e.host {
+		t.Fatalf("--cwd %s: %s", e.host, r)
+	}
+}
+
+// A signal to `moat do` reaches the command (not pid 1's ignore-by-default).
+func TestDoSignalForwarded(t *testing.T) {
+	e := newDoEnv(t)
+	done := make(chan result, 1)
+	cmd := []string{"do", "--ro", filepath.Dir(probeBin), "--", probeBin, "sleep", "60"}
+	go func() { done <- e.run(nil, cmd...) }()
+	// Find the CLI (moat ... do) and signal it once its sandbox runs.
+	deadline := time.Now().Add(30 * time.Second)
+	var pid int
+	for pid == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		pid = findProcess(e.root, "do")
+		if pid != 0 && len(listState(e.root)) == 0 {
+			pid = 0 // not created yet
+		}
+	}
+	if pid == 0 {
+		t.Fatal("moat do did not start")
+	}
+	time.Sleep(500 * time.Millisecond)
+	must(t, unix.Kill(pid, unix.SIGTERM))
+	select {
+	case r := <-done:
+		if r.code != 128+15 {
+			t.Fatalf("SIGTERM to moat do: want exit 143; got %s", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("SIGTERM to moat do did not end the command")
+	}
+	e.stateEmpty()
+}
+
+// findProcess is the pid of a moat process with this state root running
+// the subcommand, or 0.
+func findProcess(root, sub string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		var pid int
+		if _, err := fmt.Sscan(d.Name(), &pid); err != nil {
+			continue
+		}
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(string(cl), "\x00")
+		if len(args) > 3 && args[0] == moatBin && args[1] == "--root" && args[2] == root && contains(args, sub) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func listState(root string) []string {
+	ents, _ := os.ReadDir(root)
+	var out []string
+	for _, d := range ents {
+		if d.IsDir() {
+			out = append(out, d.Name())
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Writes outside --rw stay in the sandbox; writes inside reach the host.
+func TestDoWritesStayInside(t *testing.T) {
+	e := newDoEnv(t)
+	ro, rw := filepath.Join(e.host, "ro"), filepath.Join(e.host, "rw")
+	must(t, os.Mkdir(ro, 0o777))
+	must(t, os.Mkdir(rw, 0o777))
+	must(t, os.WriteFile(filepath.Join(ro, "old"), []byte("host"), 0o666))
+	script := fmt.Sprintf(`set -e
+echo sandbox > %[1]s/old; echo new > %[1]s/new; cat %[1]s/old
+echo reached > %[2]s/out`, ro, rw)
+	r := e.do("--rw", rw, "--", "sh", "-c", script)
+	if r.code != 0 || r.stdout != "sandbox\n" {
+		t.Fatalf("writes inside the sandbox: %s", r)
+	}
+	if data, _ := os.ReadFile(filepath.Join(ro, "old")); string(data) != "host" {
+		t.Errorf("a write outside --rw reached the host: %q", data)
+	}
+	if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
+		t.Errorf("a file created outside --rw reached the host")
+	}
+	if data, err := os.ReadFile(filepath.Join(rw, "out")); err != nil || string(data) != "reached\n" {
+		t.Errorf("a write in --rw did not reach the host: %q %v", data, err)
+	}
+	e.stateEmpty()
+}
+
+// Hidden paths read as empty; credentials are hidden by default.
+func TestDoHides(t *testing.T) {
+	e := newDoEnv(t)
+	home := filepath.Join(e.host, "home")
+	must(t, os.MkdirAll(filepath.Join(home, ".ssh"), 0o700))
+	must(t, os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), []byte("PRIVATE KEY"), 0o600))
+	must(t, os.WriteFile(filepath.Join(home, ".netrc"), []byte("machine x password y"), 0o600))
+	secretDir := filepath.Join(e.host, "secret")
+	must(t, os.Mkdir(secretDir, 0o755))
+	must(t, os.WriteFile(filepath.Join(secretDir, "f"), []byte("s"), 0o644))
+	plain := filepath.Join(e.host, "plain")
+	must(t, os.WriteFile(plain, []byte("p"), 0o644))
+	script := fmt.Sprintf(`ls -A %[1]s/.ssh; cat %[1]s/.ssh/id_ed25519 2>/dev/null; echo "netrc=[$(cat %[1]s/.netrc)]"; ls -A %[2]s; echo "plain=[$(cat %[3]s)]"`, home, secretDir, plain)
+	r := e.runEnv([]string{"HOME=" + home}, "do", "--hide", secretDir, "--hide", plain, "--", "sh", "-c", script)
+	if r.code != 0 || r.stdout != "netrc=[]\nplain=[]\n" {
+		t.Fatalf("hidden paths are not empty: %s", r)
+	}
+	r = e.runEnv([]string{"HOME=" + home}, "do", "--no-default-hides", "--", "cat", filepath.Join(home, ".ssh", "id_ed25519"))
+	if r.code != 0 || r.stdout != "PRIVATE KEY" || !strings.Contains(r.stderr, "not hiding "+filepath.Join(home, ".ssh")) {
+		t.Fatalf("--no-default-hides: %s", r)
+	}
+	// --ro re-exposes a path under a hidden parent.
+	r = e.runEnv([]string{"HOME=" + home}, "do", "--hide", home, "--ro", filepath.Join(home, ".netrc"), "--", "sh", "-c", "ls -A "+home+"; cat "+filepath.Join(home, ".netrc"))
+	if r.code != 0 || r.stdout != ".netrc\n.ssh\nmachine x password y" {
+		t.Fatalf("--ro under a hidden parent: %s", r)
+	}
+	e.stateEmpty()
+}
+
+// runEnv is run with extra environment variables for moat.
+func (e *env) runEnv(extra []string, args ...string) result {
+	c := *e
+	c.environ = append(append([]string{}, e.environ...), extra...)
+	return c.run(nil, args...)
+}
+
+// Bad input: one line, exit 125, nothing left.
+func TestDoBadInput(t *testing.T) {
+	e := newDoEnv(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rw", filepath.Join(e.host, "missing"), "true"}, "--rw " + filepath.Join(e.host, "missing") + ": no such file or directory"},
+		{[]string{"--rw", e.host, "--hide", e.host, "true"}, "is given to both --rw and --hide"},
+		{[]string{"--egress", "allow=10.0.0.0/8", "true"}, "need --network=sandbox"},
+		{[]string{"--network", "bridge", "true"}, `--network "bridge"`},
+		{[]string{"--timeout", "soon", "true"}, `--timeout "soon"`},
+		{[]string{"--rw", "/proc/self", "true"}, "own /proc"},
+	} {
+		r := e.run(nil, append([]string{"do"}, c.args...)...)
+		if r.code != 125 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("moat do %v: want exit 125 and one line about %q; got %s", c.args, c.want, r)
+		}
+	}
+	e.stateEmpty()
+}
+
+// No network by default: a host loopback listener is unreachable; the
+// sandbox has only its own loopback.
+func TestDoNoNetwork(t *testing.T) {
+	e := newDoEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host"))
+			c.Close()
+		}
+	}()
+	r := e.do("--", probeBin, "dial", ln.Addr().String(), "2")
+	var res struct {
+		OK   bool   `json:"ok"`
+		Data string `json:"data"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.OK {
+		t.Fatalf("a host loopback listener was reachable (or the probe failed): %s", r)
+	}
+	r = e.do("--network=host", "--", probeBin, "dial", ln.Addr().String(), "5")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || !res.OK || res.Data != "host" {
+		t.Fatalf("--network=host: the host listener was not reachable: %s", r)
+	}
+}
+
+// What a command inside can reach of the host: no host process, no moat
+// state, no way out of a --rw tree through a symlink.
+func TestDoAttacks(t *testing.T) {
+	e := newDoEnv(t)
+	rw := filepath.Join(e.host, "rw")
+	outside := filepath.Join(e.host, "outside")
+	must(t, os.Mkdir(rw, 0o777))
+	must(t, os.WriteFile(outside, []byte("host"), 0o666))
+	// A symlink planted in the --rw tree pointing out of it.
+	must(t, os.Symlink(outside, filepath.Join(rw, "link")))
+	script := fmt.Sprintf(`echo pwned > %[1]s/link; echo pwned > %[1]s/link2 2>/dev/null; ln -s %[2]s %[1]s/link3; echo pwned > %[1]s/link3
+ls /proc | grep -c '^[0-9]'; readlink /proc/1/root || echo denied; ls -A %[3]s | wc -l`, rw, outside, e.root)
+	r := e.do("--rw", rw, "--", "sh", "-c", script)
+	if data, _ := os.ReadFile(outside); string(data) != "host" {
+		t.Fatalf("a symlink in a --rw tree wrote outside it: %q (%s)", data, r)
+	}
+	lines := strings.Fields(r.stdout)
+	if len(lines) != 3 {
+		t.Fatalf("unexpected output: %s", r)
+	}
+	// pid 1 (the reaper), sh, ls, grep: never a host process
+	if n := lines[0]; n > "5" || len(n) > 1 {
+		t.Errorf("the sandbox sees %s processes: host processes are visible", n)
+	}
+	if lines[1] != "/" && lines[1] != "denied" {
+		t.Errorf("/proc/1/root is %q, want the sandbox's / (or no access)", lines[1])
+	}
+	if lines[2] != "0" {
+		t.Errorf("moat's state root (and its controller sockets) is visible: %s entries", lines[2])
+	}
+	// Kill of a host process from inside: not even visible.
+	r = e.do("--", "kill", "-0", fmt.Sprint(os.Getpid()))
+	if r.code == 0 {
+		t.Errorf("a host process could be signalled from the sandbox")
+	}
+}
