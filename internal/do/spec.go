@@ -145,6 +145,10 @@ func setIdentity(s *specs.Spec, o *Options, h *Host) {
 	}
 }
 
+// reaperTasks is what --pids adds for the reaper (a Go program: its
+// threads count as tasks), so that N is what the command may start.
+const reaperTasks = 16
+
 func setLimits(s *specs.Spec, l limits) {
 	r := &specs.LinuxResources{}
 	if l.memory > 0 {
@@ -155,7 +159,7 @@ func setLimits(s *specs.Spec, l limits) {
 		r.CPU = &specs.LinuxCPU{Quota: &l.quota, Period: &period}
 	}
 	if l.pids > 0 {
-		pids := l.pids
+		pids := l.pids + reaperTasks
 		r.Pids = &specs.LinuxPids{Limit: &pids}
 	}
 	if r.Memory != nil || r.CPU != nil || r.Pids != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +313,146 @@ ls /proc | grep -c '^[0-9]'; readlink /proc/1/root || echo denied; ls -A %[3]s |
 	r = e.do("--", "kill", "-0", fmt.Sprint(os.Getpid()))
 	if r.code == 0 {
 		t.Errorf("a host process could be signalled from the sandbox")
+	}
+}
+
+// A terminal on stdin gives the command a terminal of the same size, in
+// the foreground; ^C typed there ends the command (130).
+func TestDoTty(t *testing.T) {
+	e := newDoEnv(t)
+	out, code := attached(e.env, "", "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "tty")
+	if code != 0 {
+		t.Fatalf("moat do on a terminal: exit %d: %q", code, out)
+	}
+	v := decodeTty(t, out)
+	if !v.Stdin || !v.Stdout || !v.Stderr || !v.Ctty || v.Rows != 40 || v.Cols != 120 {
+		t.Errorf("the command's terminal: %+v; want stdio on a 40x120 controlling terminal", v)
+	}
+	master, slave := openPty(t, 40, 120)
+	makeRaw(t, slave)
+	cmd := moatCmd(e.env, nil, "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "hold", "60")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	p := startBg(e.env, cmd)
+	slave.Close()
+	// Wait for the command's "ready", then type ^C.
+	master.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var seen []byte
+	buf := make([]byte, 256)
+	for !strings.Contains(string(seen), "ready") {
+		n, err := master.Read(buf)
+		if err != nil {
+			t.Fatalf("no ready from the command: %v (%q)", err, seen)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+	_, err := master.WriteString("\x03")
+	must(t, err)
+	if r := p.wait(); r.code != 128+2 {
+		t.Fatalf("^C on the terminal: want exit 130; got %d", r.code)
+	}
+	e.stateEmpty()
+}
+
+// --network=sandbox with --egress-domain: only addresses resolved for an
+// allowed name are reachable.
+func TestDoNetworkSandboxDomain(t *testing.T) {
+	ha := hostAddr(t)
+	open := greeter(t, ha+":0", "open")
+	dns := dnsServer(t, map[string]string{"allowed.moat.test": ha})
+	e := newDoEnv(t)
+	e.globals = append(e.globals, fmt.Sprintf("--dns=127.0.0.1:%d", dns))
+	target := fmt.Sprintf("%s:%d", ha, open)
+	script := fmt.Sprintf(`%[1]s dial %[2]s 5; %[1]s dns %[3]s allowed.moat.test A; %[1]s dial %[2]s 5`, probeBin, target, gateway)
+	r := e.do("--network=sandbox", "--egress-domain=allow=allowed.moat.test", "--", "sh", "-c", script)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 3 {
+		t.Fatalf("moat do --network=sandbox: %s", r)
+	}
+	var before, after dialResult
+	var d dnsResult
+	decodeJSON(t, lines[0], &before)
+	decodeJSON(t, lines[1], &d)
+	decodeJSON(t, lines[2], &after)
+	if before.OK {
+		t.Errorf("address reached before an allowed name resolved to it: %+v", before)
+	}
+	if d.Rcode != 0 || len(d.Answers) != 1 || d.Answers[0].Data != ha {
+		t.Errorf("allowed name: %+v", d)
+	}
+	if !after.OK || after.Data != "hi open\n" {
+		t.Errorf("address resolved for an allowed name: %+v", after)
+	}
+	e.stateEmpty()
+}
+
+// --pids and --memory are cgroup limits.
+func TestDoLimits(t *testing.T) {
+	needCgroups(t, "moat do --pids/--memory")
+	e := newDoEnv(t)
+	r := e.do("--pids", "8", "--", "sh", "-c", "for i in $(seq 40); do sleep 2 & done; wait; echo end")
+	if r.stdout == "end\n" || !strings.Contains(strings.ToLower(r.stderr), "fork") {
+		t.Errorf("--pids 8: 40 background processes did not hit the limit: %s", r)
+	}
+	r = e.do("--memory", "32m", "--", "sh", "-c", "head -c 200000000 /dev/zero | tail -c 1 >/dev/null; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived")
+	if r.code != 128+9 {
+		t.Errorf("--memory 32m: 100 MB in a shell variable: want the sandbox killed (137); got %s", r)
+	}
+	e.stateEmpty()
+}
+
+// Without delegated cgroups the limits are skipped with one warning.
+func TestDoLimitsWarning(t *testing.T) {
+	if !rootless || cgroupWritable() {
+		t.Skip("SKIP (this tier has cgroups): the warning is for a tier without them")
+	}
+	e := newDoEnv(t)
+	r := e.do("--memory", "64m", "--", probeBin, "true")
+	if r.code != 0 || strings.Count(r.stderr, "warning") != 1 || !strings.Contains(r.stderr, "resource limits are not applied") {
+		t.Fatalf("--memory without cgroups: want one warning; got %s", r)
+	}
+}
+
+// --dry-run prints the spec and starts nothing; --profile holds the flags
+// and flags given override it.
+func TestDoDryRunProfile(t *testing.T) {
+	e := newDoEnv(t)
+	profile := filepath.Join(e.host, "profile.json")
+	must(t, os.WriteFile(profile, []byte(`{"rw": ["`+e.host+`"], "memory": "1g", "pids": 100, "network": "sandbox"}`), 0o644))
+	r := e.run(nil, "do", "--dry-run", "--profile", profile, "--network", "none", "--", "true")
+	var s struct {
+		Process struct{ Args []string }
+		Mounts  []struct {
+			Destination, Type string
+			Options           []string
+		}
+		Linux struct {
+			Resources struct {
+				Memory struct{ Limit int64 }
+				Pids   struct{ Limit int64 }
+			}
+		}
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &s) != nil {
+		t.Fatalf("--dry-run: %s", r)
+	}
+	if s.Linux.Resources.Memory.Limit != 1<<30 || s.Linux.Resources.Pids.Limit < 100 {
+		t.Errorf("the profile's limits are not in the spec: %+v", s.Linux.Resources)
+	}
+	rw := false
+	for _, m := range s.Mounts {
+		rw = rw || m.Destination == e.host && contains(m.Options, "rw")
+	}
+	if !rw || s.Process.Args[len(s.Process.Args)-1] != "true" {
+		t.Errorf("the profile's --rw or the command is missing: %s", r.stdout)
+	}
+	e.stateEmpty()
+	r = e.run(nil, "do", "--profile", profile, "--egress", "allow=10.0.0.0/8", "--network", "none", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "need --network=sandbox") {
+		t.Errorf("--network given overrides the profile's: %s", r)
+	}
+	must(t, os.WriteFile(profile, []byte(`{"rww": ["/"]}`), 0o644))
+	if r := e.run(nil, "do", "--profile", profile, "true"); r.code != 125 || !strings.Contains(r.stderr, `unknown field "rww"`) {
+		t.Errorf("a profile with an unknown setting: %s", r)
 	}
 }

@@ -38,7 +38,7 @@ func Do() *Command {
 			fs.Var(&publish, "publish", "sandbox network: [hostIP:]hostPort:containerPort[/tcp|udp] (repeatable)")
 			fs.StringVar(&f.Memory, "memory", "", "memory limit (bytes, or k/m/g suffix)")
 			fs.StringVar(&f.CPUs, "cpus", "", "CPU limit, in CPUs (e.g. 1.5)")
-			fs.Int64Var(&f.Pids, "pids", 0, "limit on the number of processes")
+			fs.Int64Var(&f.Pids, "pids", 0, "limit on the number of processes (and threads) the command may run")
 			fs.StringVar(&f.Timeout, "timeout", "", "kill the sandbox after this long (e.g. 30s, 5m); exit status 124")
 			fs.BoolVar(&f.DryRun, "dry-run", false, "print the generated OCI spec and run nothing")
 			fs.StringVar(&profile, "profile", "", "JSON file with the same settings (named as the flags); flags given override it, lists add")
