@@ -36,7 +36,7 @@ func userCommands() []*cmd.Command {
 	return []*cmd.Command{
 		cmd.Create(), cmd.Start(), cmd.Run(), cmd.State(), cmd.List(), cmd.Kill(),
 		cmd.Delete(), cmd.Exec(), cmd.Port(), cmd.Ps(), cmd.Pause(), cmd.Resume(), cmd.Update(),
-		cmd.Events(), cmd.Features(), cmd.Spec(), cmd.Doctor(), cmd.Do(),
+		cmd.Events(), cmd.Features(), cmd.Spec(), cmd.Doctor(), cmd.Do(), cmd.Apply(),
 	}
 }
 

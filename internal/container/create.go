@@ -42,6 +42,9 @@ type CreateOptions struct {
 	// no config.json is read, and Bundle is the absolute directory that
 	// stands for the bundle.
 	Spec *specs.Spec
+	// Extra are more descriptors for the container, right after the
+	// --preserve-fds ones.
+	Extra []*os.File
 }
 
 // Created is a container in state created.
@@ -264,6 +267,9 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	}
 	defer logFile.Close()
 	extra, listen := extraFiles(o.PreserveFDs)
+	if len(o.Extra) > 0 {
+		extra = append(append(append([]*os.File{}, extra[:o.PreserveFDs]...), o.Extra...), extra[o.PreserveFDs:]...)
+	}
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b.Dir, Plan: plan, StateDir: st.Dir(), Config: cfg, LogFile: logFile,
 		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,

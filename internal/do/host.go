@@ -123,8 +123,8 @@ func diskSubmounts(mountinfo string) []string {
 		if mp == "/" || !diskFS[fstype] || under(mp, skipUnder) || contains(out, mp) {
 			continue
 		}
-		if st, err := os.Stat(mp); err != nil || !st.IsDir() {
-			continue
+		if !reachable(mp) {
+			continue // the gofer could not serve it either
 		}
 		out = append(out, mp)
 	}

@@ -59,6 +59,12 @@ type Options struct {
 	Pids           int64    `json:"pids,omitempty"`
 	Timeout        string   `json:"timeout,omitempty"`
 
+	// Changes prints what the command changed after it exits, in Format
+	// (text or json); KeepChanges saves the change set to a directory.
+	Changes     bool   `json:"changes,omitempty"`
+	Format      string `json:"format,omitempty"`
+	KeepChanges string `json:"keep-changes,omitempty"`
+
 	// Set by the command, not by a profile.
 	DryRun bool     `json:"-"`
 	Tty    bool     `json:"-"`
@@ -105,6 +111,8 @@ func (o *Options) Merge(flags *Options, set map[string]bool) {
 		"network":          func() { o.Network = flags.Network }, "memory": func() { o.Memory = flags.Memory },
 		"cpus": func() { o.CPUs = flags.CPUs }, "pids": func() { o.Pids = flags.Pids },
 		"timeout": func() { o.Timeout = flags.Timeout },
+		"changes": func() { o.Changes = flags.Changes }, "format": func() { o.Format = flags.Format },
+		"keep-changes": func() { o.KeepChanges = flags.KeepChanges },
 	}
 	for name, apply := range scalars {
 		if set[name] {

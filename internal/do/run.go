@@ -3,9 +3,12 @@ package do
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -79,9 +82,10 @@ func (p *Plan) Configure(cfg *config.Config, o *Options) error {
 }
 
 // Run runs the plan to its end and returns the command's exit status:
-// its own, 128+N if a signal N ended it, 124 after --timeout.
+// its own, 128+N if a signal N ended it, 124 after --timeout. The change
+// report (--changes) goes to report.
 // Postcondition: nothing of the sandbox is left (processes, state).
-func Run(rt *container.Runtime, p *Plan) (int, error) {
+func Run(rt *container.Runtime, p *Plan, report io.Writer) (int, error) {
 	id, err := newID()
 	if err != nil {
 		return 1, err
@@ -89,6 +93,13 @@ func Run(rt *container.Runtime, p *Plan) (int, error) {
 	o := container.RunOptions{CreateOptions: container.CreateOptions{
 		ID: id, Bundle: "/", Spec: p.Spec, Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
 	}}
+	var col *collecting
+	if p.changes || p.keep != "" {
+		if col, err = p.collect(); err != nil {
+			return 1, err
+		}
+		o.Extra = []*os.File{col.w}
+	}
 	var timedOut atomic.Bool
 	stop := make(chan struct{})
 	defer close(stop)
@@ -97,9 +108,91 @@ func Run(rt *container.Runtime, p *Plan) (int, error) {
 	}
 	code, err := rt.Run(o)
 	if timedOut.Load() {
-		return ExitTimeout, nil
+		code, err = ExitTimeout, nil
+	}
+	if col != nil {
+		if cerr := col.finish(p, report); cerr != nil && err == nil {
+			rt.Warn(fmt.Sprintf("changes: %v", cerr))
+		}
 	}
 	return code, err
+}
+
+// collecting is a change list being received.
+type collecting struct {
+	w    *os.File // the sandbox's end, passed to the reaper
+	done chan error
+	c    *collector
+}
+
+// collect starts receiving the reaper's stream (and keeping it).
+func (p *Plan) collect() (*collecting, error) {
+	c := &collector{roots: p.roots}
+	if p.keep != "" {
+		if err := os.MkdirAll(filepath.Join(p.keep, TreeName), 0o700); err != nil {
+			return nil, fmt.Errorf("--keep-changes: %w", err)
+		}
+		tree, err := os.OpenFile(filepath.Join(p.keep, TreeName), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("--keep-changes: %w", err)
+		}
+		c.tree = tree
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	col := &collecting{w: w, done: make(chan error, 1), c: c}
+	go func() {
+		err := c.receive(r)
+		r.Close()
+		col.done <- err
+	}()
+	return col, nil
+}
+
+// collectTimeout bounds the wait for the rest of the change list once the
+// sandbox is gone (its writers are closed: it ends at once).
+const collectTimeout = 30 * time.Second
+
+// finish waits for the list, prints it and writes the manifest.
+// Precondition: the sandbox is gone.
+func (col *collecting) finish(p *Plan, report io.Writer) error {
+	col.w.Close()
+	if col.c.tree != nil {
+		defer col.c.tree.Close()
+	}
+	var err error
+	select {
+	case err = <-col.done:
+	case <-time.After(collectTimeout):
+		err = fmt.Errorf("no end of the change list after %s", collectTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	changes := col.c.changes()
+	if p.changes {
+		if err := PrintChanges(report, changes, p.format); err != nil {
+			return err
+		}
+	}
+	if p.keep == "" {
+		return nil
+	}
+	m := Manifest{Version: 1, Roots: p.roots, Changes: []Change{}}
+	for _, c := range changes {
+		if underAny(c.Path, p.roots) {
+			m.Changes = append(m.Changes, c)
+		} else {
+			m.Outside++
+		}
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(p.keep, ManifestName), append(data, '\n'), 0o600)
 }
 
 // killAfter kills the whole sandbox once d has passed, unless stop closes

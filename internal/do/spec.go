@@ -10,6 +10,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // Plan is a generated sandbox: the spec, and what the user should be told.
@@ -19,6 +21,10 @@ type Plan struct {
 	Unhidden []string
 	limits   limits
 	network  string
+	changes  bool
+	format   string
+	keep     string   // --keep-changes DIR, absolute
+	roots    []string // what a kept change set may be applied to
 }
 
 // defaultHides are the paths below $HOME hidden unless --no-default-hides.
@@ -39,7 +45,7 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{limits: lim, network: o.Network}
+	p := &Plan{limits: lim, network: o.Network, changes: o.Changes, format: o.Format}
 	if p.network == "" {
 		p.network = NetNone
 	}
@@ -60,6 +66,9 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 	if !filepath.IsAbs(cwd) {
 		return nil, inputErr("--cwd %q: not an absolute path", cwd)
 	}
+	if err := p.planChanges(o, cwd); err != nil {
+		return nil, err
+	}
 	files, err := fileMounts(o, h, cwd)
 	if err != nil {
 		return nil, err
@@ -77,8 +86,43 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 		s.Hostname = ""
 		s.Linux.Namespaces = withoutNS(s.Linux.Namespaces, specs.UTSNamespace)
 	}
+	if p.changes || p.keep != "" {
+		s.Annotations = map[string]string{spec.AnnotationUpper: upperPath}
+		flags := []string{"--changes-fd=3", "--upper=" + upperPath}
+		if p.keep != "" {
+			flags = append(flags, "--content")
+		}
+		s.Process.Args = append(append(s.Process.Args[:2:2], flags...), s.Process.Args[2:]...)
+	}
 	p.Spec = s
 	return p, nil
+}
+
+// upperPath is where the sandbox shows its upper layer to the reaper.
+const upperPath = "/dev/.moat-upper"
+
+// planChanges checks --changes, --format and --keep-changes.
+func (p *Plan) planChanges(o *Options, cwd string) error {
+	switch {
+	case o.Format != "" && o.Format != "text" && o.Format != "json":
+		return inputErr("--format %q: want text or json", o.Format)
+	case o.Format != "" && !o.Changes:
+		return inputErr("--format is the format of --changes")
+	}
+	if o.KeepChanges == "" {
+		return nil
+	}
+	keep := o.KeepChanges
+	if !filepath.IsAbs(keep) {
+		keep = filepath.Join(cwd, keep)
+	}
+	if ents, err := os.ReadDir(keep); err == nil && len(ents) > 0 {
+		return inputErr("--keep-changes %s: not empty", keep)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return inputErr("--keep-changes %s: %v", keep, describe(err))
+	}
+	p.keep, p.roots = filepath.Clean(keep), []string{cwd}
+	return nil
 }
 
 // ReaperPath is where moat's executable is bound read-only for the reaper
@@ -209,8 +253,8 @@ func fileMounts(o *Options, h *Host, cwd string) (*files, error) {
 	f := &files{}
 	explicit := append(append([]string{}, rw...), ro...)
 	for _, p := range defaults(h) {
-		if !reachable(p) || kind[p] != "" || under(p, explicit) {
-			continue // absent, closed to the caller anyway, or asked for explicitly
+		if !reachable(p) || kind[p] != "" || under(p, explicit) || under(p, []string{"/tmp", "/proc", "/sys", "/dev"}) {
+			continue // absent, closed to the caller anyway, asked for explicitly, or not the host's
 		}
 		if o.NoDefaultHides {
 			f.unhidden = append(f.unhidden, p)

@@ -31,8 +31,32 @@ const (
 	ExitCannotRun = 126
 )
 
-// Main runs args (the command) and returns its exit status.
-func Main(args []string, stderr io.Writer) int {
+// Args are `moat do-init`'s arguments.
+type Args struct {
+	Command []string
+	// ChangesFD, if >= 0, receives the upper layer shown at Upper once the
+	// command has ended (ipc.UpperEntry), with file contents if Content.
+	ChangesFD int
+	Upper     string
+	Content   bool
+}
+
+// Main runs the command and returns its exit status.
+func Main(a Args, stderr io.Writer) int {
+	code := run(a.Command, stderr)
+	if a.ChangesFD >= 0 {
+		endOthers()
+		out := os.NewFile(uintptr(a.ChangesFD), "changes")
+		if err := streamUpper(a.Upper, out, a.Content); err != nil {
+			fmt.Fprintf(stderr, "moat do: listing the changes: %v\n", err)
+		}
+		out.Close()
+	}
+	return code
+}
+
+// run runs args as a child and returns its exit status.
+func run(args []string, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "moat do: no command")
 		return ExitCannotRun

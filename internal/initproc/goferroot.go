@@ -22,6 +22,7 @@ type goferRoot struct {
 	fuse   []*os.File  // an open /dev/fuse per entry, from boot
 	base   string      // the sandbox tmpfs, covering the bundle's rootfs path
 	userNS bool
+	upper  string // the memory overlay's upper directory, once made
 }
 
 // buildGoferRoot mounts the container's root from the gofer: the read-only
@@ -56,7 +57,7 @@ func (g *goferRoot) build(s *specs.Spec) (*rootfs, error) {
 	top := fuseDir
 	if g.plan.Overlay == "memory" && rootRO && !s.Root.Readonly {
 		var err error
-		if top, err = g.overlay(fuseDir); err != nil {
+		if top, err = g.overlay(fuseDir, s.Annotations[spec.AnnotationUpper] != ""); err != nil {
 			return nil, err
 		}
 	}
@@ -69,8 +70,10 @@ func (g *goferRoot) build(s *specs.Spec) (*rootfs, error) {
 	return r, nil
 }
 
-// overlay stacks a writable memory layer on the read-only FUSE root.
-func (g *goferRoot) overlay(lower string) (string, error) {
+// overlay stacks a writable memory layer on the read-only FUSE root. An
+// upper layer shown to the container (exposeUpper) keeps its overlay
+// attributes in user.overlay.* xattrs, which its processes can read.
+func (g *goferRoot) overlay(lower string, shown bool) (string, error) {
 	upper, work, merged := filepath.Join(g.base, "upper"), filepath.Join(g.base, "work"), filepath.Join(g.base, "merged")
 	for _, d := range []string{upper, work, merged} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -78,7 +81,8 @@ func (g *goferRoot) overlay(lower string) (string, error) {
 		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
-	if g.userNS {
+	g.upper = upper
+	if g.userNS || shown {
 		// Without userxattr an overlay in a user namespace cannot write
 		// its whiteouts: rm -rf of a lower directory fails with EIO.
 		opts += ",userxattr"
@@ -89,6 +93,32 @@ func (g *goferRoot) overlay(lower string) (string, error) {
 		return "", fmt.Errorf("memory overlay over the gofer's root: %w", err)
 	}
 	return merged, nil
+}
+
+// exposeUpper binds the overlay's upper directory, read-only, at the
+// destination the spec's moat.upper annotation names: `moat do` lists (and
+// keeps) the command's changes from it once the command has ended. It is
+// the container's own writes, nothing of the host.
+// Precondition: every spec mount is made (a mount on /dev would cover it).
+func (g *goferRoot) exposeUpper(r *rootfs, s *specs.Spec) error {
+	dest := s.Annotations[spec.AnnotationUpper]
+	if dest == "" || g.upper == "" {
+		return nil
+	}
+	dest = cleanDest(dest)
+	d, err := r.ensureDir(dest)
+	if err != nil {
+		return fmt.Errorf("%s: %w", spec.AnnotationUpper, err)
+	}
+	err = unix.Mount(g.upper, fdPath(d), "", unix.MS_BIND, "")
+	d.Close()
+	if err == nil {
+		err = r.remountBind(dest, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, false)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: show the upper layer: %w", spec.AnnotationUpper, err)
+	}
+	return nil
 }
 
 // mountFuse mounts FUSE connection i at target (a path or /proc/self/fd

@@ -242,6 +242,12 @@ func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView, g *goferRoot) (*rootfs, 
 			return nil, err
 		}
 	}
+	if g != nil {
+		if err := g.exposeUpper(r, s); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
 	// Like runc, a missing working directory is created (inside the root).
 	if cwd, err := r.ensureDir(s.Process.Cwd); err != nil {
 		r.close()

@@ -66,6 +66,11 @@ func FromSpec(dir string, s *specs.Spec) (*Bundle, error) {
 	return b, nil
 }
 
+// AnnotationUpper names where in the container the memory overlay's upper
+// layer is shown, read-only (`moat do --changes`); the container sees
+// only its own writes there.
+const AnnotationUpper = "moat.upper"
+
 // CoverDir is where a process that builds or serves the container's root
 // mounts its private tmpfs: over the root filesystem's own path, or, when
 // the root is the host's "/" (`moat do`), over /proc/driver (always there;

@@ -456,3 +456,131 @@ func TestDoDryRunProfile(t *testing.T) {
 		t.Errorf("a profile with an unknown setting: %s", r)
 	}
 }
+
+// changeTree makes the tree the change tests script against.
+func changeTree(t *testing.T, dir string) {
+	t.Helper()
+	must(t, os.MkdirAll(filepath.Join(dir, "gone", "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "gone", "sub", "f"), []byte("x"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "edit"), []byte("old"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "mode"), []byte("m"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "target"), []byte("t"), 0o644))
+	must(t, os.Symlink("target", filepath.Join(dir, "link")))
+	must(t, os.Chmod(dir, 0o755))
+}
+
+// The changes script: a deleted directory, a modified file, a chmod, a
+// replaced symlink, a created tree; and a write outside the tree.
+const changeScript = `set -e
+rm -rf gone; echo newer >> edit; chmod 755 mode; rm link; ln -s edit link
+mkdir -p made/deep; echo fresh > made/deep/file; echo x > /etc/moat-e2e-do`
+
+type changeOut struct {
+	Path, Kind, Type string
+	Size, OldSize    int64
+	Mode             uint32
+	Target           string
+}
+
+func TestDoChanges(t *testing.T) {
+	e := newDoEnv(t)
+	tree := filepath.Join(e.host, "tree")
+	must(t, os.Mkdir(tree, 0o755))
+	changeTree(t, tree)
+	r := e.do("--cwd", tree, "--changes", "--format", "json", "--", "sh", "-c", changeScript)
+	var got []changeOut
+	if r.code != 0 || json.Unmarshal([]byte(r.stderr), &got) != nil {
+		t.Fatalf("--changes --format json: %s", r)
+	}
+	want := []changeOut{
+		{Path: "/etc/moat-e2e-do", Kind: "created", Type: "file", Size: 2, Mode: 0o644},
+		{Path: tree + "/edit", Kind: "modified", Type: "file", Size: 9, OldSize: 3, Mode: 0o644},
+		{Path: tree + "/gone", Kind: "deleted", Type: "dir", Size: 4096},
+		{Path: tree + "/link", Kind: "modified", Type: "symlink", Size: 4, OldSize: 6, Mode: 0o777, Target: "edit"},
+		{Path: tree + "/made", Kind: "created", Type: "dir", Mode: 0o755},
+		{Path: tree + "/made/deep", Kind: "created", Type: "dir", Mode: 0o755},
+		{Path: tree + "/made/deep/file", Kind: "created", Type: "file", Size: 6, Mode: 0o644},
+		{Path: tree + "/mode", Kind: "modified", Type: "file", Size: 1, OldSize: 1, Mode: 0o755},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("changes:\n got %+v\nwant %+v", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "gone")); err != nil {
+		t.Errorf("the sandbox's deletion reached the host: %v", err)
+	}
+	e.stateEmpty()
+}
+
+// --keep-changes then moat apply --onto a copy reproduces the changes
+// below the tree there (and nothing of the write outside it).
+func TestDoKeepAndApply(t *testing.T) {
+	e := newDoEnv(t)
+	tree, copyDir, keep := filepath.Join(e.host, "tree"), filepath.Join(e.host, "copy"), filepath.Join(e.host, "kept")
+	must(t, os.Mkdir(tree, 0o755))
+	must(t, os.Mkdir(copyDir, 0o755))
+	changeTree(t, tree)
+	changeTree(t, copyDir)
+	if r := e.do("--cwd", tree, "--keep-changes", keep, "--", "sh", "-c", changeScript); r.code != 0 {
+		t.Fatalf("--keep-changes: %s", r)
+	}
+	r := e.run(strings.NewReader("n\n"), "apply", "--onto", copyDir, keep)
+	if r.code == 0 || !strings.Contains(r.stdout, "apply these 7 changes below "+copyDir) {
+		t.Fatalf("apply answered no: %s", r)
+	}
+	if r := e.run(nil, "apply", "--yes", "--onto", copyDir, keep); r.code != 0 {
+		t.Fatalf("apply --yes: %s", r)
+	}
+	// The copy now is what the sandbox saw.
+	check := map[string]string{"edit": "oldnewer\n", "made/deep/file": "fresh\n", "mode": "m"}
+	for name, content := range check {
+		if data, err := os.ReadFile(filepath.Join(copyDir, name)); err != nil || string(data) != content {
+			t.Errorf("%s after apply: %q %v; want %q", name, data, err, content)
+		}
+	}
+	if l, _ := os.Readlink(filepath.Join(copyDir, "link")); l != "edit" {
+		t.Errorf("link after apply points to %q, want edit", l)
+	}
+	if st, err := os.Stat(filepath.Join(copyDir, "mode")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("mode after apply: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(copyDir, "gone")); err == nil {
+		t.Errorf("the deleted directory is still there")
+	}
+	if data, err := os.ReadFile(filepath.Join(tree, "edit")); err != nil || string(data) != "old" {
+		t.Errorf("the original tree changed: %q %v", data, err)
+	}
+	e.stateEmpty()
+}
+
+// moat apply never follows a symlink out of the root, and refuses paths
+// outside it.
+func TestDoApplyRefuses(t *testing.T) {
+	e := newDoEnv(t)
+	tree, keep, outside := filepath.Join(e.host, "tree"), filepath.Join(e.host, "kept"), filepath.Join(e.host, "outside")
+	must(t, os.Mkdir(tree, 0o755))
+	must(t, os.Mkdir(outside, 0o755))
+	if r := e.do("--cwd", tree, "--keep-changes", keep, "--", "sh", "-c", "mkdir -p sub && echo data > sub/file"); r.code != 0 {
+		t.Fatalf("--keep-changes: %s", r)
+	}
+	// A symlink planted where the change set makes a directory.
+	must(t, os.Symlink(outside, filepath.Join(tree, "sub")))
+	r := e.run(nil, "apply", "--yes", keep)
+	if _, err := os.Stat(filepath.Join(outside, "file")); err == nil {
+		t.Fatalf("apply followed a symlink out of the root: %s", r)
+	}
+	if r.code == 0 {
+		t.Errorf("apply over a planted symlink succeeded: %s", r)
+	}
+	// A manifest edited to name a path outside its root.
+	mf := filepath.Join(keep, "manifest.json")
+	data, err := os.ReadFile(mf)
+	must(t, err)
+	must(t, os.WriteFile(mf, []byte(strings.ReplaceAll(string(data), tree+"/sub/file", outside+"/file")), 0o600))
+	r = e.run(nil, "apply", "--yes", keep)
+	if r.code != 125 || !strings.Contains(r.stderr, "outside the change set's roots") {
+		t.Errorf("apply of a path outside the root: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "file")); err == nil {
+		t.Errorf("apply wrote outside the root")
+	}
+}

@@ -41,6 +41,9 @@ func Do() *Command {
 			fs.Int64Var(&f.Pids, "pids", 0, "limit on the number of processes (and threads) the command may run")
 			fs.StringVar(&f.Timeout, "timeout", "", "kill the sandbox after this long (e.g. 30s, 5m); exit status 124")
 			fs.BoolVar(&f.DryRun, "dry-run", false, "print the generated OCI spec and run nothing")
+			fs.BoolVar(&f.Changes, "changes", false, "after the command, list on stderr what it created, modified and deleted outside --rw paths")
+			fs.StringVar(&f.Format, "format", "", "format of --changes: text (default) or json")
+			fs.StringVar(&f.KeepChanges, "keep-changes", "", "save the changes below the current directory to this new directory (a tree and manifest.json) for moat apply")
 			fs.StringVar(&profile, "profile", "", "JSON file with the same settings (named as the flags); flags given override it, lists add")
 		},
 		Run: func(env *Env, args []string) (int, error) {
@@ -94,7 +97,7 @@ func runDo(env *Env, o *do.Options) (int, error) {
 		fmt.Fprintln(env.Stdout, string(data))
 		return 0, nil
 	}
-	code, err := do.Run(rt, p)
+	code, err := do.Run(rt, p, env.Stderr)
 	if err != nil {
 		return exitDoFailed, err
 	}

@@ -176,12 +176,22 @@ func ExecProxy() *Command {
 // DoInit is `moat do-init -- CMD...`, the reaper `moat do` runs as the
 // sandbox's first process.
 func DoInit() *Command {
+	a := doinit.Args{ChangesFD: -1}
 	return &Command{
 		Name: "do-init", Args: "-- COMMAND [ARG...]", Short: "(internal) runs moat do's command as its child and reaps",
 		MinArgs: 1, MaxArgs: -1,
+		Flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&a.ChangesFD, "changes-fd", -1, "where the upper layer's entries go once the command has ended")
+			fs.StringVar(&a.Upper, "upper", "", "where the upper layer is shown (read-only)")
+			fs.BoolVar(&a.Content, "content", false, "send regular files' contents with their entries")
+		},
 		Run: func(env *Env, args []string) (int, error) {
+			if a.ChangesFD >= 0 && a.Upper == "" {
+				return 1, usageErr("do-init is internal: --changes-fd needs --upper")
+			}
+			a.Command = args
 			// The sandbox's stderr is the user's: say it there.
-			return doinit.Main(args, os.Stderr), nil
+			return doinit.Main(a, os.Stderr), nil
 		},
 	}
 }
