@@ -21,7 +21,7 @@ type ApplyOptions struct {
 	// to review it on a copy of the tree.
 	Onto string
 	In   io.Reader
-	Out io.Writer
+	Out  io.Writer
 }
 
 // Apply shows a kept change set and, once confirmed, makes its changes on
