@@ -58,6 +58,8 @@ type Options struct {
 	CPUs           string   `json:"cpus,omitempty"`
 	Pids           int64    `json:"pids,omitempty"`
 	Timeout        string   `json:"timeout,omitempty"`
+	// Seccomp is default, none, or an OCI seccomp profile (JSON file).
+	Seccomp string `json:"seccomp,omitempty"`
 
 	// Changes prints what the command changed after it exits, in Format
 	// (text or json); KeepChanges saves the change set to a directory.
@@ -113,6 +115,7 @@ func (o *Options) Merge(flags *Options, set map[string]bool) {
 		"timeout": func() { o.Timeout = flags.Timeout },
 		"changes": func() { o.Changes = flags.Changes }, "format": func() { o.Format = flags.Format },
 		"keep-changes": func() { o.KeepChanges = flags.KeepChanges },
+		"seccomp":      func() { o.Seccomp = flags.Seccomp },
 	}
 	for name, apply := range scalars {
 		if set[name] {

@@ -81,6 +81,9 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 	}
 	setIdentity(s, o, h)
 	setLimits(s, lim)
+	if s.Linux.Seccomp, err = seccompFor(o.Seccomp); err != nil {
+		return nil, err
+	}
 	if p.network == NetHost {
 		s.Linux.Namespaces = withoutNS(s.Linux.Namespaces, specs.NetworkNamespace)
 		s.Hostname = ""

@@ -584,3 +584,44 @@ func TestDoApplyRefuses(t *testing.T) {
 		t.Errorf("apply wrote outside the root")
 	}
 }
+
+// The default seccomp profile denies nested namespaces, io_uring, bpf,
+// ptrace, the key ring, userfaultfd, perf_event_open, and the TIOCSTI and
+// TIOCLINUX ioctls (also with high bits set: the kernel reads 32).
+func TestDoSeccomp(t *testing.T) {
+	e := newDoEnv(t)
+	calls := [][]string{
+		{"io_uring_setup", "1", "0"}, {"bpf", "0", "0", "0"}, {"ptrace", "16", "1"}, {"keyctl", "0"},
+		{"add_key", "0"}, {"userfaultfd", "0"}, {"perf_event_open", "0", "0", "0", "0", "0"}, {"setns", "0", "0"},
+		{"unshare", "0x10000000"}, {"kexec_load", "0", "0", "0", "0"}, {"init_module", "0", "0", "0"},
+		{"mount", "0", "0", "0", "0", "0"},
+		{"16", "0", "0x5412", "@buf"}, {"16", "0", "0x100005412", "@buf"}, {"16", "0", "0x541c", "@buf"},
+	}
+	var script []string
+	for _, c := range calls {
+		script = append(script, probeBin+" syscall "+strings.Join(c, " "))
+	}
+	script = append(script, probeBin+" syscall 16 0 0x5401 @buf") // TCGETS: allowed
+	r := e.do("--", "sh", "-c", strings.Join(script, "; "))
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != len(calls)+1 {
+		t.Fatalf("probe syscalls: %s", r)
+	}
+	for i, c := range calls {
+		var res struct{ Name string }
+		decodeJSON(t, lines[i], &res)
+		if res.Name != "EPERM" && res.Name != "EACCES" {
+			t.Errorf("%v: %s; want it denied", c, lines[i])
+		}
+	}
+	var tcgets struct{ Name string }
+	decodeJSON(t, lines[len(calls)], &tcgets)
+	if tcgets.Name != "ENOTTY" {
+		t.Errorf("TCGETS on a pipe: %s; want ENOTTY (allowed, then refused by the kernel)", lines[len(calls)])
+	}
+	// --seccomp=none lifts it (the sandbox's other walls stay).
+	r = e.do("--seccomp=none", "--", probeBin, "syscall", "16", "0", "0x5412", "@buf")
+	if !strings.Contains(r.stdout, "ENOTTY") {
+		t.Errorf("--seccomp=none: TIOCSTI on a pipe: %s", r)
+	}
+}

@@ -40,6 +40,7 @@ func Do() *Command {
 			fs.StringVar(&f.CPUs, "cpus", "", "CPU limit, in CPUs (e.g. 1.5)")
 			fs.Int64Var(&f.Pids, "pids", 0, "limit on the number of processes (and threads) the command may run")
 			fs.StringVar(&f.Timeout, "timeout", "", "kill the sandbox after this long (e.g. 30s, 5m); exit status 124")
+			fs.StringVar(&f.Seccomp, "seccomp", "", "system call filter: default (an allowlist; no nested namespaces, io_uring, bpf, ptrace, keyring, TIOCSTI), none, or an OCI seccomp profile JSON file")
 			fs.BoolVar(&f.DryRun, "dry-run", false, "print the generated OCI spec and run nothing")
 			fs.BoolVar(&f.Changes, "changes", false, "after the command, list on stderr what it created, modified and deleted outside --rw paths")
 			fs.StringVar(&f.Format, "format", "", "format of --changes: text (default) or json")
