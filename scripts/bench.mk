@@ -58,3 +58,13 @@ BENCH_RL_DIR := /tmp/moat-bench-rootless
 bench-rootless: build
 	rm -rf $(BENCH_RL_DIR) && mkdir -p $(BENCH_RL_DIR) && cp $(BIN)/moat $(BENCH_RL_DIR)/ && chmod -R a+rX $(BENCH_RL_DIR)
 	RSS=0 $(if $(N),N=$(N)) RUNTIMES='moat-root=runuser -u root -- $(BENCH_RL_DIR)/moat,moat-rootless=runuser -u $(BENCH_USER) -- $(BENCH_RL_DIR)/moat,rootlesskit-runc=runuser -u $(BENCH_USER) -- rootlesskit runc --root /tmp/runc-$(BENCH_USER)' ./scripts/bench-run.sh
+
+# moat do (issue 15): start-up of `true` in moat do, bwrap and runsc do;
+# go build, python3 -m compileall and git status with the directory
+# writable: host vs moat do --rw vs bwrap; the syscall surface left by moat
+# do's default seccomp profile (../shared/tools/surface.c). Needs root,
+# bubblewrap and runsc (apt-get install bubblewrap runsc), gcc for the
+# surface. Env: N (rounds of true), WN (rounds of each workload).
+.PHONY: bench-do
+bench-do: build
+	$(GO) run ./test/bench/dobench -moat $(BIN)/moat -surface $(CURDIR)/../shared/tools/surface.c $(if $(N),-n $(N)) $(if $(WN),-wn $(WN))
