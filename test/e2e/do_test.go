@@ -625,3 +625,54 @@ func TestDoSeccomp(t *testing.T) {
 		t.Errorf("--seccomp=none: TIOCSTI on a pipe: %s", r)
 	}
 }
+
+// More attacks from inside: a hard link from a --rw tree to a hidden file,
+// the session bus socket under /run/user, the state root and its
+// controller sockets, a storm of FUSE requests at the gofer.
+func TestDoAttacksMore(t *testing.T) {
+	e := newDoEnv(t)
+	rw := filepath.Join(e.host, "rw")
+	must(t, os.Mkdir(rw, 0o777))
+	home := filepath.Join(e.host, "home")
+	must(t, os.MkdirAll(filepath.Join(home, ".ssh"), 0o700))
+	secret := filepath.Join(home, ".ssh", "id_ed25519")
+	must(t, os.WriteFile(secret, []byte("PRIVATE"), 0o600))
+	must(t, os.WriteFile(filepath.Join(home, ".netrc"), []byte("password"), 0o600))
+	// The state root of this test, outside /tmp, with a container's
+	// controller socket in it.
+	state := filepath.Join(e.host, "state")
+	saved := e.root
+	e.root = state
+	defer func() { e.root = saved }()
+	must(t, os.MkdirAll(filepath.Join(state, "other"), 0o700))
+	ln, err := net.Listen("unix", filepath.Join(state, "other", "ctl.sock"))
+	must(t, err)
+	defer ln.Close()
+	script := fmt.Sprintf(`ln %[1]s %[2]s/l1 2>/dev/null; ln %[3]s/.netrc %[2]s/l2 2>/dev/null
+ls -A %[4]s | wc -l; ls -A /run/user 2>/dev/null | while read d; do ls -A /run/user/$d; done | wc -l
+cat %[2]s/l1 %[2]s/l2 2>/dev/null; echo end`, secret, rw, home, state)
+	r := e.runEnv([]string{"HOME=" + home}, "do", "--rw", rw, "--", "sh", "-c", script)
+	if r.code != 0 || r.stdout != "0\n0\nend\n" {
+		t.Errorf("hidden files linked into --rw, or state, or /run/user sockets visible: %s", r)
+	}
+	for _, l := range []string{"l1", "l2"} {
+		if st, err := os.Stat(filepath.Join(rw, l)); err == nil && st.Size() > 0 {
+			t.Errorf("a hard link to a hidden file reached the --rw tree: %s", l)
+		}
+	}
+	// A storm of lookups, reads and directory listings from many
+	// processes: the sandbox ends on its own, and another one still runs.
+	storm := "for i in 1 2 3 4 5 6 7 8; do find /usr/lib /usr/share -xdev -type f -size -2k 2>/dev/null | head -3000 | xargs cat >/dev/null 2>&1 & done; wait; echo survived"
+	done := make(chan result, 1)
+	go func() { done <- e.run(nil, "do", "--", "sh", "-c", storm) }()
+	if r := e.run(nil, "do", "--", "true"); r.code != 0 {
+		t.Errorf("a sandbox beside the storm: %s", r)
+	}
+	if r := <-done; r.code != 0 || r.stdout != "survived\n" {
+		t.Errorf("FUSE storm: %s", r)
+	}
+	ents, _ := os.ReadDir(state)
+	if len(ents) != 1 {
+		t.Errorf("state root after the storm: %v", ents)
+	}
+}
