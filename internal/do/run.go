@@ -100,6 +100,14 @@ func Run(rt *container.Runtime, p *Plan, report io.Writer) (int, error) {
 		}
 		o.Extra = []*os.File{col.w}
 	}
+	if p.profile != nil {
+		r, err := profilePipe(p.profile)
+		if err != nil {
+			return 1, err
+		}
+		defer r.Close()
+		o.Extra = append(o.Extra, r)
+	}
 	var timedOut atomic.Bool
 	stop := make(chan struct{})
 	defer close(stop)
@@ -216,6 +224,21 @@ func killAfter(rt *container.Runtime, id string, d time.Duration, stop chan stru
 		case <-tick.C:
 		}
 	}
+}
+
+// profilePipe is a pipe holding data, whose read end the sandbox gets.
+func profilePipe(data []byte) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		// Bounded by the pipe's reader: the sandbox's reaper, or EOF when
+		// it is gone.
+		w.Write(data)
+		w.Close()
+	}()
+	return r, nil
 }
 
 func newID() (string, error) {

@@ -1,6 +1,7 @@
 package do
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,9 @@ type Plan struct {
 	format   string
 	keep     string   // --keep-changes DIR, absolute
 	roots    []string // what a kept change set may be applied to
+	// profile is the seccomp profile (JSON; empty: none) handed to the
+	// reaper when the command runs in a nested user namespace; nil else.
+	profile []byte
 }
 
 // defaultHides are the paths below $HOME hidden unless --no-default-hides.
@@ -79,7 +83,7 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 	if o.Tty {
 		s.Process.Env = setEnv(s.Process.Env, "TERM", envOr(o.Env, "TERM", "xterm"))
 	}
-	setIdentity(s, o, h)
+	nested := setIdentity(s, o, h)
 	setLimits(s, lim)
 	if s.Linux.Seccomp, err = seccompFor(o.Seccomp); err != nil {
 		return nil, err
@@ -89,14 +93,30 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 		s.Hostname = ""
 		s.Linux.Namespaces = withoutNS(s.Linux.Namespaces, specs.UTSNamespace)
 	}
+	// The reaper's descriptors from 3 on: the change list, the profile.
+	var flags []string
+	fd := 3
 	if p.changes || p.keep != "" {
 		s.Annotations = map[string]string{spec.AnnotationUpper: upperPath}
-		flags := []string{"--changes-fd=3", "--upper=" + upperPath}
+		flags = append(flags, fmt.Sprintf("--changes-fd=%d", fd), "--upper="+upperPath)
 		if p.keep != "" {
 			flags = append(flags, "--content")
 		}
-		s.Process.Args = append(append(s.Process.Args[:2:2], flags...), s.Process.Args[2:]...)
+		fd++
 	}
+	if nested {
+		// The reaper makes the command's user namespace, which the profile
+		// forbids: the command's second stage installs it instead.
+		p.profile = []byte{}
+		if s.Linux.Seccomp != nil {
+			if p.profile, err = json.Marshal(s.Linux.Seccomp); err != nil {
+				return nil, err
+			}
+		}
+		s.Linux.Seccomp = nil
+		flags = append(flags, fmt.Sprintf("--uid=%d", h.UID), fmt.Sprintf("--gid=%d", h.GID), fmt.Sprintf("--seccomp-fd=%d", fd))
+	}
+	s.Process.Args = append(append(s.Process.Args[:2:2], flags...), s.Process.Args[2:]...)
 	p.Spec = s
 	return p, nil
 }
@@ -174,11 +194,12 @@ func baseSpec(o *Options, h *Host, cwd string) *specs.Spec {
 }
 
 // setIdentity sets the process's uid and gid inside. Real root stays uid
-// 0. An unprivileged caller is uid 0 inside its user namespace, mapped to
-// itself outside (as with --root): boot must be the namespace's root to
-// regain its capabilities after the maps, so container root is the
-// caller. (Keeping the caller's own uid inside needs a nested namespace.)
-func setIdentity(s *specs.Spec, o *Options, h *Host) {
+// 0. For an unprivileged caller, boot's user namespace maps its root to
+// the caller (boot must be that root to regain its capabilities after the
+// maps); the reaper runs as that root and, unless --root, runs the command
+// in a nested user namespace as the caller's own uid and gid (mapped to
+// that root, so still the caller outside): nested is then true.
+func setIdentity(s *specs.Spec, o *Options, h *Host) (nested bool) {
 	uid, gid := uint32(h.UID), uint32(h.GID)
 	if h.UID != 0 {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
@@ -190,6 +211,7 @@ func setIdentity(s *specs.Spec, o *Options, h *Host) {
 	if uid == 0 {
 		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: rootCaps, Effective: rootCaps, Permitted: rootCaps}
 	}
+	return h.UID != 0 && !o.Root
 }
 
 // reaperTasks is what --pids adds for the reaper (a Go program: its

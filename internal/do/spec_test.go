@@ -158,6 +158,15 @@ func TestGenerateIdentityNetworkLimits(t *testing.T) {
 	if s.Annotations["moat.upper"] != upperPath || !contains(s.Process.Args, "--changes-fd=3") {
 		t.Errorf("--changes: annotations %v, args %v", s.Annotations, s.Process.Args)
 	}
+	// The command runs as the caller's ids in a nested namespace; its
+	// profile goes to the reaper (fd 4, after the change list).
+	if !contains(s.Process.Args, "--uid=1000") || !contains(s.Process.Args, "--seccomp-fd=4") || s.Linux.Seccomp != nil || len(p.profile) == 0 {
+		t.Errorf("nested identity: args %v, spec seccomp %v, profile %d bytes", s.Process.Args, s.Linux.Seccomp != nil, len(p.profile))
+	}
+	o.Root = true
+	if p, err = Generate(o, h); err != nil || contains(p.Spec.Process.Args, "--uid=1000") || p.Spec.Linux.Seccomp == nil || p.profile != nil {
+		t.Errorf("--root: %v %v", p.Spec.Process.Args, err)
+	}
 }
 
 func TestDiskSubmounts(t *testing.T) {

@@ -676,3 +676,34 @@ cat %[2]s/l1 %[2]s/l2 2>/dev/null; echo end`, secret, rw, home, state)
 		t.Errorf("state root after the storm: %v", ents)
 	}
 }
+
+// The command runs as the caller's uid and gid inside (--root: as 0), and
+// as the caller outside: a file it creates in a --rw tree is the caller's.
+func TestDoIdentity(t *testing.T) {
+	e := newDoEnv(t)
+	rw := filepath.Join(e.host, "rw")
+	must(t, os.Mkdir(rw, 0o755))
+	var id struct{ UID, GID, EUID int }
+	for _, c := range []struct {
+		flags    []string
+		uid, gid int
+	}{{nil, os.Getuid(), os.Getgid()}, {[]string{"--root"}, 0, 0}} {
+		args := append(append([]string{"--rw", rw}, c.flags...), "--", probeBin, "id")
+		r := e.do(args...)
+		if r.code != 0 {
+			t.Fatalf("probe id: %s", r)
+		}
+		decodeJSON(t, r.stdout, &id)
+		if id.UID != c.uid || id.EUID != c.uid || id.GID != c.gid {
+			t.Errorf("moat do %v: ids %+v; want uid %d gid %d", c.flags, id, c.uid, c.gid)
+		}
+	}
+	if r := e.do("--rw", rw, "--", probeBin, "write", filepath.Join(rw, "f"), "x"); r.code != 0 {
+		t.Fatalf("write in --rw: %s", r)
+	}
+	var st unix.Stat_t
+	must(t, unix.Stat(filepath.Join(rw, "f"), &st))
+	if int(st.Uid) != os.Getuid() {
+		t.Errorf("a file made in --rw is owned by %d, want the caller %d", st.Uid, os.Getuid())
+	}
+}

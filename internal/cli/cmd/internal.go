@@ -176,7 +176,7 @@ func ExecProxy() *Command {
 // DoInit is `moat do-init -- CMD...`, the reaper `moat do` runs as the
 // sandbox's first process.
 func DoInit() *Command {
-	a := doinit.Args{ChangesFD: -1}
+	a := doinit.Args{ChangesFD: -1, UID: -1, GID: -1, SeccompFD: -1}
 	return &Command{
 		Name: "do-init", Args: "-- COMMAND [ARG...]", Short: "(internal) runs moat do's command as its child and reaps",
 		MinArgs: 1, MaxArgs: -1,
@@ -184,10 +184,17 @@ func DoInit() *Command {
 			fs.IntVar(&a.ChangesFD, "changes-fd", -1, "where the upper layer's entries go once the command has ended")
 			fs.StringVar(&a.Upper, "upper", "", "where the upper layer is shown (read-only)")
 			fs.BoolVar(&a.Content, "content", false, "send regular files' contents with their entries")
+			fs.IntVar(&a.UID, "uid", -1, "run the command as this uid in a nested user namespace (mapped to the sandbox's root)")
+			fs.IntVar(&a.GID, "gid", -1, "the command's gid there")
+			fs.IntVar(&a.SeccompFD, "seccomp-fd", -1, "the seccomp profile (OCI JSON) the command runs under, with --uid")
+			fs.BoolVar(&a.Stage2, "stage2", false, "the reaper's child: install the profile from --seccomp-fd and execute the command")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			if a.ChangesFD >= 0 && a.Upper == "" {
 				return 1, usageErr("do-init is internal: --changes-fd needs --upper")
+			}
+			if (a.UID >= 0) != (a.GID >= 0) || (a.UID >= 0 && a.SeccompFD < 0) {
+				return 1, usageErr("do-init is internal: --uid needs --gid and --seccomp-fd")
 			}
 			a.Command = args
 			// The sandbox's stderr is the user's: say it there.
