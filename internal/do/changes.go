@@ -53,6 +53,7 @@ const (
 // collector receives the upper layer from do-init.
 type collector struct {
 	roots   []string
+	exclude string // the --keep-changes directory: not a change to keep
 	tree    *os.File // DIR/tree when keeping
 	entries []ipc.UpperEntry
 	seen    map[string]bool
@@ -99,7 +100,8 @@ func (c *collector) receive(r io.Reader) error {
 
 // keep copies one entry into the kept tree (or drops its content).
 func (c *collector) keep(e ipc.UpperEntry, content io.Reader) error {
-	if c.tree == nil || !underAny(e.Path, c.roots) || e.Type == "whiteout" || e.Type == "other" || e.Type == "error" {
+	if c.tree == nil || !underAny(e.Path, c.roots) || underAny(e.Path, []string{c.exclude}) ||
+		e.Type == "whiteout" || e.Type == "other" || e.Type == "error" {
 		if e.Content {
 			_, err := io.CopyN(io.Discard, content, e.Size)
 			return err

@@ -135,7 +135,7 @@ type collecting struct {
 
 // collect starts receiving the reaper's stream (and keeping it).
 func (p *Plan) collect() (*collecting, error) {
-	c := &collector{roots: p.roots}
+	c := &collector{roots: p.roots, exclude: p.keep}
 	if p.keep != "" {
 		if err := os.MkdirAll(filepath.Join(p.keep, TreeName), 0o700); err != nil {
 			return nil, fmt.Errorf("--keep-changes: %w", err)
@@ -190,7 +190,7 @@ func (col *collecting) finish(p *Plan, report io.Writer) error {
 	}
 	m := Manifest{Version: 1, Roots: p.roots, Changes: []Change{}}
 	for _, c := range changes {
-		if underAny(c.Path, p.roots) {
+		if underAny(c.Path, p.roots) && !underAny(c.Path, []string{p.keep}) {
 			m.Changes = append(m.Changes, c)
 		} else {
 			m.Outside++
