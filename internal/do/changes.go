@@ -53,7 +53,7 @@ const (
 // collector receives the upper layer from do-init.
 type collector struct {
 	roots   []string
-	exclude string // the --keep-changes directory: not a change to keep
+	exclude string   // the --keep-changes directory: not a change to keep
 	tree    *os.File // DIR/tree when keeping
 	entries []ipc.UpperEntry
 	seen    map[string]bool
