@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -110,18 +111,29 @@ func xattrIs(p, name, want string) bool {
 	return err == nil && string(buf[:n]) == want
 }
 
+// othersTimeout bounds the wait for the killed processes.
+const othersTimeout = 10 * time.Second
+
 // endOthers kills every other process of the sandbox (pid 1 may) and
 // reaps them, so that the upper layer no longer changes.
 func endOthers() {
 	_ = unix.Kill(-1, unix.SIGKILL)
-	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return // ECHILD: none left
+			}
 		}
-		if err != nil {
-			return // ECHILD: none left
-		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(othersTimeout):
 	}
 }
