@@ -83,11 +83,21 @@ const (
 	NetHost    = config.NetworkHost
 )
 
-// LoadProfile reads a JSON profile.
+// LoadProfile reads a profile: TOML when its name ends in .toml, else
+// JSON; the keys are the flags' names.
 func LoadProfile(path string) (*Options, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, inputErr("--profile: %v", err)
+	}
+	if strings.HasSuffix(path, ".toml") {
+		m, err := parseTOML(string(data))
+		if err != nil {
+			return nil, inputErr("--profile %s: %v", path, err)
+		}
+		if data, err = json.Marshal(m); err != nil {
+			return nil, err
+		}
 	}
 	var o Options
 	dec := json.NewDecoder(strings.NewReader(string(data)))

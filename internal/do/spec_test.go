@@ -193,3 +193,42 @@ func TestDiskSubmounts(t *testing.T) {
 		t.Errorf("disk submounts: %q, want [%q]", got, sp)
 	}
 }
+
+func TestProfileTOML(t *testing.T) {
+	dir := hostDir(t)
+	p := filepath.Join(dir, "p.toml")
+	text := `# a profile
+rw = [".", "/var/tmp",   # trailing comment
+  ]
+network = "sandbox"
+egress-domain = ['allow=pypi.org']
+pids = 1_000
+"no-default-hides" = true
+timeout = "5m"  # quoted
+`
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := LoadProfile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.RW) != 2 || o.RW[1] != "/var/tmp" || o.Network != "sandbox" || o.EgressDomain[0] != "allow=pypi.org" ||
+		o.Pids != 1000 || !o.NoDefaultHides || o.Timeout != "5m" {
+		t.Errorf("TOML profile: %+v", o)
+	}
+	for bad, want := range map[string]string{
+		"[table]\n":           "tables are not supported",
+		"rww = 1\n":           `unknown field "rww"`,
+		"network = sandbox\n": "strings need quotes",
+		"rw = [\"a\"\n":       "array",
+		"pids = 1\npids = 2":  "given twice",
+	} {
+		if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadProfile(p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want an error about %q", bad, err, want)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func Do() *Command {
 			fs.BoolVar(&f.Changes, "changes", false, "after the command, list on stderr what it created, modified and deleted outside --rw paths")
 			fs.StringVar(&f.Format, "format", "", "format of --changes: text (default) or json")
 			fs.StringVar(&f.KeepChanges, "keep-changes", "", "save the changes below the current directory to this new directory (a tree and manifest.json) for moat apply")
-			fs.StringVar(&profile, "profile", "", "JSON file with the same settings (named as the flags); flags given override it, lists add")
+			fs.StringVar(&profile, "profile", "", "file with the same settings, named as the flags (TOML if FILE ends in .toml, else JSON); flags given override it, lists add")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			f.RW, f.RO, f.Hide = rw, ro, hide
