@@ -16,6 +16,7 @@ func TestRoundTrip(t *testing.T) {
 	c.Publish = List{"8080:80", "127.0.0.1:5353:53/udp"}
 	c.Egress = List{"allow=10.0.0.0/8:443", "deny=192.0.2.1"}
 	c.AllowHostLoopback = true
+	c.SeccompDefault = true
 	got, err := NewFromFlags(c.ToFlags())
 	if err != nil {
 		t.Fatal(err)

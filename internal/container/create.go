@@ -84,6 +84,9 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)
 	}
+	if cfg.SeccompDefault && b.Spec.Linux.Seccomp == nil {
+		b.Spec.Linux.Seccomp = seccomp.Default()
+	}
 	sandboxNet, err := network.ApplyMode(b.Spec, cfg.Network)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", spec.ErrInvalid, err)

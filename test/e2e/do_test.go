@@ -707,3 +707,24 @@ func TestDoIdentity(t *testing.T) {
 		t.Errorf("a file made in --rw is owned by %d, want the caller %d", st.Uid, os.Getuid())
 	}
 }
+
+// --seccomp-default gives a container whose spec has no profile moat do's;
+// a spec's own profile stays.
+func TestSeccompDefaultFlag(t *testing.T) {
+	e := newEnv(t)
+	var st struct{ Seccomp int }
+	e.runJSON(&st, []string{"status"})
+	if st.Seccomp != 0 {
+		t.Fatalf("a spec without a profile runs filtered: %+v", st)
+	}
+	e.globals = append(e.globals, "--seccomp-default")
+	e.runJSON(&st, []string{"status"})
+	if st.Seccomp != 2 {
+		t.Fatalf("--seccomp-default: not filtered: %+v", st)
+	}
+	var res struct{ Name string }
+	e.runJSON(&res, []string{"syscall", "unshare", "0x10000000"})
+	if res.Name != "EPERM" {
+		t.Errorf("--seccomp-default: unshare(CLONE_NEWUSER): %+v", res)
+	}
+}

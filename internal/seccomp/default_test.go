@@ -1,15 +1,11 @@
-package do
+package seccomp
 
-import (
-	"testing"
-
-	"github.com/moat-sandbox/moat/internal/seccomp"
-)
+import "testing"
 
 // The default profile compiles for every architecture it names, and names
 // no call twice.
-func TestDefaultSeccompCompiles(t *testing.T) {
-	if _, err := seccomp.Compile(DefaultSeccomp()); err != nil {
+func TestDefaultProfileCompiles(t *testing.T) {
+	if _, err := Compile(Default()); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
