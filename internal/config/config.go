@@ -28,16 +28,18 @@ import (
 
 // Config is the set of global flags.
 type Config struct {
-	Root           string `flag:"root" help:"directory for container state (default /run/moat, or $XDG_RUNTIME_DIR/moat when rootless)"`
-	Log            string `flag:"log" help:"log file (default: stderr)"`
-	LogFormat      string `flag:"log-format" help:"log format: text or json"`
-	Debug          bool   `flag:"debug" help:"log debug messages"`
-	SystemdCgroup  bool   `flag:"systemd-cgroup" help:"manage cgroups through systemd (linux.cgroupsPath is slice:prefix:name)"`
-	Rootless       string `flag:"rootless" help:"rootless mode: true, false or auto"`
-	FileAccess     string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
-	Overlay        string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
-	SeccompDefault bool   `flag:"seccomp-default" help:"give a container whose spec has no linux.seccomp moat's default profile (moat do's: an allowlist; no nested namespaces, io_uring, bpf, ptrace, keyring, TIOCSTI)"`
-	OverlaySize    string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
+	Root          string `flag:"root" help:"directory for container state (default /run/moat, or $XDG_RUNTIME_DIR/moat when rootless)"`
+	Log           string `flag:"log" help:"log file (default: stderr)"`
+	LogFormat     string `flag:"log-format" help:"log format: text or json"`
+	Debug         bool   `flag:"debug" help:"log debug messages"`
+	SystemdCgroup bool   `flag:"systemd-cgroup" help:"manage cgroups through systemd (linux.cgroupsPath is slice:prefix:name)"`
+	Rootless      string `flag:"rootless" help:"rootless mode: true, false or auto"`
+	FileAccess    string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
+	Overlay       string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
+	OverlaySize   string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
+
+	// Seccomp (moat do's profile is seccomp.Default).
+	SeccompDefault bool `flag:"seccomp-default" help:"give a container whose spec has no linux.seccomp moat's default profile (moat do's: an allowlist; no nested namespaces, io_uring, bpf, ptrace, keyring, TIOCSTI)"`
 
 	// The network (see internal/network and README "Network").
 	Network           string `flag:"network" help:"the container's network: auto (as the spec says: a new namespace has loopback only), none (a new namespace with loopback only), host (the host's network: no network isolation) or sandbox (user-mode network through moat boot: NAT, DNS, port forwards, egress policy)"`
