@@ -85,11 +85,12 @@ func firstRange(file string, id int) int64 {
 }
 
 // diskFS are the file system types whose mounts below "/" are served
-// (kernel interfaces, tmpfs and the like are not host data).
+// (kernel interfaces, tmpfs and the like are not host data; nor are other
+// runtimes' overlays, which come and go under us).
 var diskFS = map[string]bool{
 	"ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true, "zfs": true,
 	"f2fs": true, "vfat": true, "exfat": true, "ntfs": true, "ntfs3": true, "fuseblk": true,
-	"nfs": true, "nfs4": true, "overlay": true, "squashfs": true, "erofs": true, "9p": true,
+	"nfs": true, "nfs4": true, "squashfs": true, "erofs": true, "9p": true,
 	"virtiofs": true, "bcachefs": true,
 }
 

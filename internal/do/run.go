@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"golang.org/x/sys/unix"
 
@@ -109,14 +112,25 @@ func Run(rt *container.Runtime, p *Plan, report io.Writer) (int, error) {
 		o.Extra = append(o.Extra, r)
 	}
 	var timedOut atomic.Bool
+	var interrupted atomic.Int32
 	stop := make(chan struct{})
 	defer close(stop)
 	if p.limits.timeout > 0 {
 		go killAfter(rt, id, p.limits.timeout, stop, &timedOut)
 	}
+	// Until the command runs, a ^C or SIGTERM ends the sandbox being made
+	// (by default it would kill this process halfway, leaving state);
+	// once it runs, rt.Run forwards signals to it.
+	early := make(chan os.Signal, 4)
+	signal.Notify(early, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	defer signal.Stop(early)
+	go killEarly(rt, id, early, stop, &interrupted)
 	code, err := rt.Run(o)
 	if timedOut.Load() {
 		code, err = ExitTimeout, nil
+	}
+	if sig := interrupted.Load(); sig != 0 {
+		code, err = 128+int(sig), nil
 	}
 	if col != nil {
 		if cerr := col.finish(p, report); cerr != nil && err == nil {
@@ -204,7 +218,7 @@ func (col *collecting) finish(p *Plan, report io.Writer) error {
 }
 
 // killAfter kills the whole sandbox once d has passed, unless stop closes
-// first. The sandbox may still be starting: the kill is retried.
+// first.
 func killAfter(rt *container.Runtime, id string, d time.Duration, stop chan struct{}, timedOut *atomic.Bool) {
 	select {
 	case <-stop:
@@ -212,6 +226,30 @@ func killAfter(rt *container.Runtime, id string, d time.Duration, stop chan stru
 	case <-time.After(d):
 	}
 	timedOut.Store(true)
+	killAll(rt, id, stop)
+}
+
+// killEarly kills the sandbox when a terminating signal arrives before
+// its command runs (a running one gets the signal from rt.Run).
+func killEarly(rt *container.Runtime, id string, sigs chan os.Signal, stop chan struct{}, interrupted *atomic.Int32) {
+	for {
+		select {
+		case <-stop:
+			return
+		case s := <-sigs:
+			if st, err := rt.State(id); err == nil && st.Status == specs.StateRunning {
+				continue
+			}
+			interrupted.Store(int32(s.(unix.Signal)))
+			killAll(rt, id, stop)
+			return
+		}
+	}
+}
+
+// killAll kills every process of the sandbox, retrying while it is still
+// being made, until stop closes.
+func killAll(rt *container.Runtime, id string, stop chan struct{}) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -728,3 +728,24 @@ func TestSeccompDefaultFlag(t *testing.T) {
 		t.Errorf("--seccomp-default: unshare(CLONE_NEWUSER): %+v", res)
 	}
 }
+
+// ^C (SIGINT) at any moment of the start-up ends the sandbox with 130 and
+// leaves no state: while the sandbox is made, moat do kills it; once the
+// command runs, the command gets the signal. (Before moat do has set up
+// its handler, SIGINT kills it, as it does any program: nothing exists
+// yet then.)
+func TestDoInterruptDuringStartup(t *testing.T) {
+	e := newDoEnv(t)
+	for _, d := range []time.Duration{2 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, 80 * time.Millisecond, 500 * time.Millisecond} {
+		cmd := moatCmd(e.env, nil, "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "sleep", "30")
+		p := startBg(e.env, cmd)
+		time.Sleep(d)
+		must(t, cmd.Process.Signal(unix.SIGINT))
+		r := p.wait()
+		killed := r.code == -1 && cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() == unix.SIGINT
+		if r.code != 130 && !killed {
+			t.Errorf("SIGINT after %s: exit %d; want 130 (%s)", d, r.code, r)
+		}
+		e.stateEmpty()
+	}
+}
