@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 
@@ -34,7 +36,8 @@ type Manifest struct {
 	Version int      `json:"version"`
 	Roots   []string `json:"roots"` // `moat apply` writes only below these
 	Changes []Change `json:"changes"`
-	// Outside counts changes that were not kept: below no root.
+	// Outside counts changes that were not kept: below no root, or sparse
+	// files.
 	Outside int `json:"outside,omitempty"`
 }
 
@@ -57,6 +60,7 @@ type collector struct {
 	tree    *os.File // DIR/tree when keeping
 	entries []ipc.UpperEntry
 	seen    map[string]bool
+	notKept []string // files whose content did not come (sparse)
 }
 
 // receive reads the stream to its end marker. Content of regular files
@@ -122,7 +126,8 @@ func (c *collector) keep(e ipc.UpperEntry, content io.Reader) error {
 		err = symlinkAt(pfd, name, e.Target)
 	case "file":
 		if !e.Content {
-			return fmt.Errorf("keep %s: no content sent", e.Path)
+			c.notKept = append(c.notKept, e.Path) // sparse: the reaper sends none
+			return nil
 		}
 		err = writeFileAt(pfd, name, e.Mode&0o777, content, e.Size)
 	}
@@ -212,6 +217,17 @@ func underAny(p string, roots []string) bool {
 	return false
 }
 
+// printable quotes a name the sandbox chose when it holds anything but
+// printable characters: no escape sequence reaches the user's terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
 // PrintChanges writes the list as text (one line each) or JSON.
 func PrintChanges(w io.Writer, changes []Change, format string) error {
 	if format == "json" {
@@ -238,7 +254,7 @@ func PrintChanges(w io.Writer, changes []Change, format string) error {
 		default:
 			detail = fmt.Sprintf("%d bytes", c.Size)
 		}
-		if _, err := fmt.Fprintf(w, "%-8s %-7s %s (%s)\n", c.Kind, c.Type, c.Path, detail); err != nil {
+		if _, err := fmt.Fprintf(w, "%-8s %-7s %s (%s)\n", c.Kind, c.Type, printable(c.Path), printable(detail)); err != nil {
 			return err
 		}
 	}

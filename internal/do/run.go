@@ -204,17 +204,32 @@ func (col *collecting) finish(p *Plan, report io.Writer) error {
 	}
 	m := Manifest{Version: 1, Roots: p.roots, Changes: []Change{}}
 	for _, c := range changes {
+		if contains(col.c.notKept, c.Path) {
+			m.Outside++
+			continue
+		}
 		if underAny(c.Path, p.roots) && !underAny(c.Path, []string{p.keep}) {
 			m.Changes = append(m.Changes, c)
 		} else {
 			m.Outside++
 		}
 	}
+	if len(col.c.notKept) > 0 {
+		fmt.Fprintf(report, "moat do: --keep-changes: %d sparse file(s) not kept, e.g. %s\n", len(col.c.notKept), printable(col.c.notKept[0]))
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(p.keep, ManifestName), append(data, '\n'), 0o600)
+	f, err := os.OpenFile(filepath.Join(p.keep, ManifestName), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("--keep-changes: %w", err)
+	}
+	_, err = f.Write(append(data, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // killAfter kills the whole sandbox once d has passed, unless stop closes

@@ -144,7 +144,17 @@ func (p *Plan) planChanges(o *Options, cwd string) error {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return inputErr("--keep-changes %s: %v", keep, describe(err))
 	}
-	p.keep, p.roots = filepath.Clean(keep), []string{cwd}
+	keep = filepath.Clean(keep)
+	rw, err := absPaths("rw", o.RW, cwd)
+	if err != nil {
+		return err
+	}
+	if under(keep, rw) {
+		// The command could rewrite the kept set (or plant symlinks in it)
+		// through its --rw tree before moat apply reads it.
+		return inputErr("--keep-changes %s: inside a --rw path, where the command could change it", keep)
+	}
+	p.keep, p.roots = keep, []string{cwd}
 	return nil
 }
 

@@ -232,3 +232,16 @@ timeout = "5m"  # quoted
 		}
 	}
 }
+
+// Names the sandbox chose reach the terminal quoted when they hold control
+// characters.
+func TestPrintChangesQuotes(t *testing.T) {
+	var b strings.Builder
+	err := PrintChanges(&b, []Change{{Path: "/x/esc\x1b]0;title\x07", Kind: "created", Type: "symlink", Target: "a\nb"}}, "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(b.String(), "\x1b\x07") || strings.Count(b.String(), "\n") != 1 {
+		t.Errorf("control characters reached the output: %q", b.String())
+	}
+}

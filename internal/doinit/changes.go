@@ -58,6 +58,10 @@ func streamUpper(dir string, out io.Writer, content bool) error {
 	return err
 }
 
+// sparseSlack is how much of a file's apparent size may be unallocated
+// before it counts as sparse (tmpfs rounds to pages).
+const sparseSlack = 64 << 10
+
 // describe is one entry; for a regular file with content, its open
 // descriptor, whose size the entry carries.
 func describe(p, path string, content bool) (ipc.UpperEntry, *os.File, error) {
@@ -71,6 +75,9 @@ func describe(p, path string, content bool) (ipc.UpperEntry, *os.File, error) {
 		e.Type, e.Size = "file", st.Size
 		if !content {
 			return e, nil, nil
+		}
+		if st.Blocks*512+sparseSlack < st.Size {
+			return e, nil, nil // sparse: its apparent size could fill the host's disk
 		}
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -239,6 +239,7 @@ func TestDoBadInput(t *testing.T) {
 		{[]string{"--network", "bridge", "true"}, `--network "bridge"`},
 		{[]string{"--timeout", "soon", "true"}, `--timeout "soon"`},
 		{[]string{"--rw", "/proc/self", "true"}, "own /proc"},
+		{[]string{"--rw", e.host, "--keep-changes", filepath.Join(e.host, "kept"), "true"}, "inside a --rw path"},
 	} {
 		r := e.run(nil, append([]string{"do"}, c.args...)...)
 		if r.code != 125 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
