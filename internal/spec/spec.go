@@ -73,16 +73,23 @@ const AnnotationUpper = "moat.upper"
 
 // CoverDir is where a process that builds or serves the container's root
 // mounts its private tmpfs: over the root filesystem's own path, or, when
-// the root is the host's "/" (`moat do`), over /proc/driver (always there;
-// never a bind source, which `moat do` refuses under /proc; init still
-// opens every other host path after covering it). A mount over "/" itself
+// the root is the host's "/" (`moat do`), over a directory of /proc (never
+// a bind source, which `moat do` refuses under /proc; init still opens
+// every other host path after covering it). A mount over "/" itself
 // is not seen by lookups that start from "/": names made "in" it would
 // land on the host.
 func CoverDir(rootfs string) string {
-	if filepath.Clean(rootfs) == "/" {
-		return "/proc/driver"
+	if filepath.Clean(rootfs) != "/" {
+		return rootfs
 	}
-	return rootfs
+	// /proc/driver is always made; a runtime that moat itself runs in
+	// may have masked it with a file, and a mount goes over a directory.
+	for _, d := range []string{"/proc/driver", "/proc/fs", "/proc/tty"} {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return d
+		}
+	}
+	return "/proc/driver"
 }
 
 // Decode parses a config.json strictly: unknown top-level or nested fields
