@@ -18,6 +18,8 @@ import (
 	"github.com/opencontainers/cgroups/fs2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
 // testParent is the cgroup, in every hierarchy, under which the tests that
@@ -26,8 +28,8 @@ import (
 var testParent = fmt.Sprintf("/moat-cgroup-test-%d", os.Getpid())
 
 func TestMain(m *testing.M) {
-	if os.Getenv(v2ChildEnv) != "" {
-		if err := becomeV2(); err != nil {
+	if role, parentNS := reexec.Role(); role == v2Role {
+		if err := becomeV2(parentNS); err != nil {
 			fmt.Fprintln(os.Stderr, "cgroup v2 test child:", err)
 			os.Exit(2)
 		}

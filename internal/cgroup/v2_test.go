@@ -1,32 +1,35 @@
 package cgroup
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
-// v2ChildEnv marks a re-executed test binary that must see a pure cgroup v2
-// host (see TestCgroupV2ViaMountNamespace); its value is the parent's mount
-// namespace.
-const v2ChildEnv = "MOAT_CGROUP_TEST_V2_CHILD"
+// v2Role is a re-executed test binary's that must see a pure cgroup v2
+// host (see TestCgroupV2ViaMountNamespace); its argument is the parent's
+// mount namespace.
+const v2Role = "cgroup-v2"
 
 const hybridUnified = "/sys/fs/cgroup/unified"
 
 // becomeV2 makes this process see a pure cgroup v2 host by mounting the
 // cgroup2 hierarchy over /sys/fs/cgroup. It refuses to do so unless the
 // process has its own mount namespace, so the host's mounts are untouched.
-func becomeV2() error {
+func becomeV2(parent string) error {
 	self, err := os.Readlink("/proc/self/ns/mnt")
-	if parent := os.Getenv(v2ChildEnv); err != nil || self == parent {
+	if err != nil || self == parent {
 		return fmt.Errorf("refusing to mount over /sys/fs/cgroup outside a private mount namespace (%s, parent %s, %v)", self, parent, err)
 	}
 	if err := unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
@@ -45,7 +48,7 @@ func becomeV2() error {
 // skip the limits of unavailable controllers.
 func TestCgroupV2ViaMountNamespace(t *testing.T) {
 	requireRoot(t)
-	if os.Getenv(v2ChildEnv) != "" || isV2() {
+	if role, _ := reexec.Role(); role == v2Role || isV2() {
 		t.Skip("already on cgroup v2: the TestHost* tests exercise it directly")
 	}
 	if !cgroups.IsCgroup2HybridMode() {
@@ -56,12 +59,14 @@ func TestCgroupV2ViaMountNamespace(t *testing.T) {
 	before := subtreeControl(t)
 	t.Cleanup(func() { restoreSubtreeControl(t, before) })
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHost", "-test.v", "-test.count=1", "-test.timeout=5m")
 	ns, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Env = append(os.Environ(), v2ChildEnv+"="+ns) // the child checks it has left this namespace
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	// The child checks it has left this namespace.
+	cmd := reexec.Command(ctx, v2Role, ns, "-test.run=^TestHost", "-test.v", "-test.count=1", "-test.timeout=5m")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	t.Logf("cgroup v2 child output:\n%s", out)

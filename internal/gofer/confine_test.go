@@ -1,30 +1,37 @@
 package gofer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
-// The child side: confine this process as the gofer does, then make a call.
+// The child side (role confinedRole, argument: what to do): confine this
+// process as the gofer does, then make a call.
 func TestMain(m *testing.M) {
-	mode := os.Getenv("GOFER_CONFINE_CHILD")
-	if mode == "" {
-		os.Exit(m.Run())
-	}
+	reexec.Main(map[string]func(string) int{confinedRole: confinedChild})
+	os.Exit(m.Run())
+}
+
+const confinedRole = "confined-gofer"
+
+func confinedChild(mode string) int {
 	if err := confine(false); err != nil {
 		os.Stderr.WriteString(err.Error())
 		if errors.Is(err, errCgoBuild) {
-			os.Exit(4)
+			return 4
 		}
-		os.Exit(3)
+		return 3
 	}
 	switch mode {
 	case "allowed":
@@ -39,7 +46,7 @@ func TestMain(m *testing.M) {
 			fmt.Printf("== %s\n%s", t, data)
 		}
 	}
-	os.Exit(0)
+	return 0
 }
 
 func runChild(t *testing.T, mode string) (*os.ProcessState, string) {
@@ -47,8 +54,9 @@ func runChild(t *testing.T, mode string) (*os.ProcessState, string) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP (missing prerequisite: root, to drop capabilities it holds)")
 	}
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), "GOFER_CONFINE_CHILD="+mode)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := reexec.Command(ctx, confinedRole, mode)
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState == nil {
 		t.Fatalf("child %s did not run", mode)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -19,14 +18,16 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
-// The kernel tests re-exec the test binary. The child (TestMain sees childEnv) compiles the
+// The kernel tests re-exec the test binary. The child (its role is childRole) compiles the
 // profile it is given, installs it on a locked thread with no_new_privs, makes one raw syscall
 // (or execs a program) and writes "ret=R errno=E notified=N" to stdout, using raw syscalls only
 // once the filter is in place. The parent checks that line, or how the child died.
 
-const childEnv = "MOAT_SECCOMP_TEST_CHILD"
+const childRole = "seccomp-child"
 
 // childCase is what the parent asks the child to do.
 type childCase struct {
@@ -43,9 +44,7 @@ type childCase struct {
 }
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(childMain(spec))
-	}
+	reexec.Main(map[string]func(string) int{childRole: childMain})
 	os.Exit(m.Run())
 }
 
@@ -190,14 +189,9 @@ func runChild(t *testing.T, c childCase) childResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+	cmd := reexec.Command(ctx, childRole, string(spec))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
