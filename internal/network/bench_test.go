@@ -66,7 +66,7 @@ func reportGbps(b *testing.B) {
 }
 
 func BenchmarkTCPContainerToHost(b *testing.B) {
-	ln := hostListen(b, addrPort(hostA, 0))
+	ln := remoteListen(b, addrPort(remoteA, 0))
 	serveFor(ln, 0, sink)
 	c := newCtr(b, Config{})
 	conn, err := c.dial("tcp", ln.Addr().String(), 5*time.Second)
@@ -78,7 +78,7 @@ func BenchmarkTCPContainerToHost(b *testing.B) {
 }
 
 func BenchmarkTCPHostToContainer(b *testing.B) {
-	ln := hostListen(b, addrPort(hostA, 0))
+	ln := remoteListen(b, addrPort(remoteA, 0))
 	serveFor(ln, 0, source)
 	c := newCtr(b, Config{})
 	conn, err := c.dial("tcp", ln.Addr().String(), 5*time.Second)
@@ -113,7 +113,7 @@ func BenchmarkTCPForwardInbound(b *testing.B) {
 }
 
 func BenchmarkShortConnNAT(b *testing.B) {
-	ln := hostListen(b, addrPort(hostA, 0))
+	ln := remoteListen(b, addrPort(remoteA, 0))
 	serve(ln, echoOne)
 	c := newCtr(b, Config{})
 	target := ln.Addr().String()

@@ -207,8 +207,8 @@ var testRecords = map[string][]testRR{
 		{typ: dnsTypeA, ttl: 1234, addr: netip.MustParseAddr("192.0.2.10")},
 		{typ: dnsTypeAAAA, ttl: 4321, addr: netip.MustParseAddr("2001:db8::10")},
 	},
-	"www.allowed.test": {{typ: dnsTypeA, ttl: 300, addr: hostA}},
-	"www.denied.test":  {{typ: dnsTypeA, ttl: 300, addr: hostC}},
+	"www.allowed.test": {{typ: dnsTypeA, ttl: 300, addr: remoteA}},
+	"www.denied.test":  {{typ: dnsTypeA, ttl: 300, addr: remoteC}},
 }
 
 func TestDNSForwarding(t *testing.T) {

@@ -3,10 +3,16 @@ package network
 // Test harness. Every network test runs inside namespaces the test creates:
 //
 //   - TestMain re-execs the test binary in a new network namespace, "hostsim",
-//     with lo up and a few TEST-NET addresses on lo (198.51.100.1-2,
-//     203.0.113.1). The tests and the Sandbox (the supervisor side) run
-//     there, so NAT, DNS forwarding and forwards only ever reach hostsim's
-//     loopback.
+//     with lo up and two TEST-NET addresses on lo (198.51.100.1-2): the
+//     host's own addresses. The tests and the Sandbox (the supervisor side)
+//     run there, so NAT, DNS forwarding and forwards only ever reach hostsim
+//     or the remote namespace.
+//   - hostsim starts one more namespace, "remote" (a holder process): a
+//     remote host at 192.0.2.2 (and 203.0.113.1 on its lo) behind a veth
+//     pair (hostsim's end 192.0.2.1, MTU 65520, as the TAP). The container's
+//     outbound traffic goes there: the host's own addresses are closed to it
+//     without AllowHostLoopback. Its servers are Go listeners made from a
+//     thread that joined it (remote.in), or processes started there.
 //   - Each container is a further re-exec of the binary with CLONE_NEWNET
 //     (role "container"): it runs CreateTap and sends the TAP fd back over a
 //     SOCK_SEQPACKET socketpair, then waits for EOF. The test calls Start on
@@ -39,10 +45,15 @@ const envRole = "MOAT_NETTEST_ROLE"
 var (
 	inHostsim bool // set in the hostsim child
 
-	hostA   = netip.MustParseAddr("198.51.100.1") // on hostsim lo
-	hostB   = netip.MustParseAddr("198.51.100.2") // on hostsim lo (a "remote" client)
-	hostC   = netip.MustParseAddr("203.0.113.1")  // on hostsim lo
+	hostA   = netip.MustParseAddr("198.51.100.1") // on hostsim lo: the host's own
+	hostB   = netip.MustParseAddr("198.51.100.2") // on hostsim lo (a non-loopback client of forwards)
 	loopAdr = netip.MustParseAddr("127.0.0.1")
+
+	hostVeth = netip.MustParseAddr("192.0.2.1")   // hostsim's end of the veth to remote
+	remoteA  = netip.MustParseAddr("192.0.2.2")   // remote's end of the veth
+	remoteC  = netip.MustParseAddr("203.0.113.1") // on remote's lo, routed through remoteA
+
+	remote *ctr // the remote namespace (only its ns is set)
 )
 
 func TestMain(m *testing.M) {
@@ -51,13 +62,24 @@ func TestMain(m *testing.M) {
 		os.Exit(containerChild())
 	case "notun":
 		os.Exit(noTunChild())
+	case "remote":
+		var b [1]byte
+		os.Stdin.Read(b[:]) // returns at EOF: hostsim is done with us
+		os.Exit(0)
 	case "hostsim":
 		if err := setupHostsim(); err != nil {
 			fmt.Fprintln(os.Stderr, "hostsim setup:", err)
 			os.Exit(1)
 		}
+		stop, err := startRemote()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "remote namespace setup:", err)
+			os.Exit(1)
+		}
 		inHostsim = true
-		os.Exit(m.Run())
+		code := m.Run()
+		stop()
+		os.Exit(code)
 	}
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run())
@@ -96,12 +118,67 @@ func setupHostsim() error {
 	if err != nil {
 		return err
 	}
-	for _, a := range []netip.Addr{hostA, hostB, hostC} {
+	for _, a := range []netip.Addr{hostA, hostB} {
 		if err := nl.addAddr(idx, netip.PrefixFrom(a, 32)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// startRemote starts the remote namespace's holder and wires it to hostsim
+// with a veth pair (iproute2's ip). stop ends the holder.
+func startRemote() (stop func(), err error) {
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRole+"=remote")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: unix.SIGKILL}
+	hold, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop = func() { hold.Close(); cmd.Wait() }
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	remote = &ctr{ns: ns}
+	pid := fmt.Sprint(cmd.Process.Pid)
+	host := [][]string{
+		{"link", "add", "rmt0", "mtu", "65520", "type", "veth", "peer", "name", "eth0", "mtu", "65520", "netns", pid},
+		{"addr", "add", hostVeth.String() + "/24", "dev", "rmt0"},
+		{"link", "set", "rmt0", "up"},
+		{"route", "add", remoteC.String() + "/32", "via", remoteA.String()},
+	}
+	inRemote := [][]string{
+		{"link", "set", "lo", "up"},
+		{"addr", "add", remoteA.String() + "/24", "dev", "eth0"},
+		{"link", "set", "eth0", "up"},
+		{"addr", "add", remoteC.String() + "/32", "dev", "lo"},
+		{"route", "add", "default", "via", hostVeth.String()},
+	}
+	ipCmd := func(args []string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %v: %w: %s", args, err, out)
+		}
+		return nil
+	}
+	for _, a := range host {
+		if err := ipCmd(a); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	for _, a := range inRemote {
+		if err := remote.in(func() error { return ipCmd(a) }); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
 }
 
 func needHostsim(t testing.TB) {
@@ -350,6 +427,13 @@ func hostListen(t testing.TB, addr string) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// remoteListen listens in the remote namespace (a remote server).
+func remoteListen(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	needHostsim(t)
+	return remote.listen(t, addr)
 }
 
 // serve runs handle for every connection of ln until ln closes, each

@@ -30,9 +30,9 @@ func TestIperf3(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Skip("iperf3 not installed")
 	}
-	startProc(t, nil, "iperf3", "-s", "-B", hostA.String(), "-p", "15201")
-	greetServer(t, addrPort(hostA, connRatePort))
-	if err := waitListen(addrPort(hostA, 15201)); err != nil {
+	startProc(t, remote, "iperf3", "-s", "-B", remoteA.String(), "-p", "15201")
+	greetServer(t, addrPort(remoteA, connRatePort))
+	if err := remote.in(func() error { return waitListen(addrPort(remoteA, 15201)) }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -53,28 +53,24 @@ func TestIperf3(t *testing.T) {
 // iperfSet runs out_send, out_recv (container client) and in_fwd (host
 // client through hostPort -> container 5201), 4 s each.
 func iperfSet(t *testing.T, c *ctr, hostPort int) string {
-	send := iperfClient(t, c, "-c", hostA.String(), "-p", "15201")
-	recv := iperfClient(t, c, "-c", hostA.String(), "-p", "15201", "-R")
+	send := iperfClient(t, c, "-c", remoteA.String(), "-p", "15201")
+	recv := iperfClient(t, c, "-c", remoteA.String(), "-p", "15201", "-R")
 	startProc(t, c, "iperf3", "-s", "-p", "5201")
 	if err := c.in(func() error { return waitListen("127.0.0.1:5201") }); err != nil {
 		t.Fatal(err)
 	}
 	in := iperfClient(t, nil, "-c", "127.0.0.1", "-p", fmt.Sprint(hostPort))
-	rate := connRate(t, c, addrPort(hostA, connRatePort), 3*time.Second)
+	rate := connRate(t, c, addrPort(remoteA, connRatePort), 3*time.Second)
 	return fmt.Sprintf("out_send %.2f Gbps, out_recv %.2f Gbps, in_fwd %.2f Gbps, short connections %.0f/s", send, recv, in, rate)
 }
 
 // connRatePort is the host's greeting server for connRate.
 const connRatePort = 15202
 
-// greetServer answers each connection on addr with one byte and closes it.
+// greetServer answers each connection on addr (in the remote namespace) with one byte and closes it.
 func greetServer(t *testing.T, addr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := remoteListen(t, addr) // the remote host's
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -185,40 +185,40 @@ func TestForwardUDP(t *testing.T) {
 }
 
 func TestEgressRules(t *testing.T) {
-	a1, a2 := hostListen(t, addrPort(hostA, 0)), hostListen(t, addrPort(hostA, 0))
-	c1 := hostListen(t, addrPort(hostC, portOf(a1.Addr())))
+	a1, a2 := remoteListen(t, addrPort(remoteA, 0)), remoteListen(t, addrPort(remoteA, 0))
+	c1 := remoteListen(t, addrPort(remoteC, portOf(a1.Addr())))
 	for _, ln := range []net.Listener{a1, a2, c1} {
 		serve(ln, echoOne)
 	}
 	p1, p2 := portOf(a1.Addr()), portOf(a2.Addr())
-	rules, err := ParseEgress(fmt.Sprintf("deny=%v/24,deny=%v:%d", hostC, hostA, p2))
+	rules, err := ParseEgress(fmt.Sprintf("deny=%v/24,deny=%v:%d", remoteC, remoteA, p2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Run("denylist", func(t *testing.T) {
 		c := newCtr(t, Config{Egress: Policy{Rules: rules}})
-		if err := roundTrip(c, addrPort(hostA, p1)); err != nil {
+		if err := roundTrip(c, addrPort(remoteA, p1)); err != nil {
 			t.Errorf("allowed destination: %v", err)
 		}
-		refusedFast(t, c, "tcp", addrPort(hostA, p2))
-		refusedFast(t, c, "tcp", addrPort(hostC, p1))
+		refusedFast(t, c, "tcp", addrPort(remoteA, p2))
+		refusedFast(t, c, "tcp", addrPort(remoteC, p1))
 		refusedFast(t, c, "tcp", "169.254.169.254:80")
-		refusedFast(t, c, "tcp", addrPort(hostC, p1)) // again: logged once
-		if n := c.logs.count(fmt.Sprintf("tcp %v:%d", hostC, p1)); n != 1 {
-			t.Errorf("denial of %v:%d logged %d times, want 1", hostC, p1, n)
+		refusedFast(t, c, "tcp", addrPort(remoteC, p1)) // again: logged once
+		if n := c.logs.count(fmt.Sprintf("tcp %v:%d", remoteC, p1)); n != 1 {
+			t.Errorf("denial of %v:%d logged %d times, want 1", remoteC, p1, n)
 		}
 	})
 	t.Run("allowlist", func(t *testing.T) {
-		rules, err := ParseEgress(fmt.Sprintf("allow=%v/24:%d,allow=0.0.0.0/0:1-1", hostA, p1))
+		rules, err := ParseEgress(fmt.Sprintf("allow=%v/24:%d,allow=0.0.0.0/0:1-1", remoteA, p1))
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := newCtr(t, Config{Egress: Policy{Rules: rules}})
-		if err := roundTrip(c, addrPort(hostA, p1)); err != nil {
+		if err := roundTrip(c, addrPort(remoteA, p1)); err != nil {
 			t.Errorf("allowed destination: %v", err)
 		}
-		refusedFast(t, c, "tcp", addrPort(hostA, p2))
-		refusedFast(t, c, "tcp", addrPort(hostC, p1))
+		refusedFast(t, c, "tcp", addrPort(remoteA, p2))
+		refusedFast(t, c, "tcp", addrPort(remoteC, p1))
 	})
 	t.Run("link-local always blocked", func(t *testing.T) {
 		c := newCtr(t, Config{Egress: Policy{Rules: []Rule{{Allow: true, Prefix: netip.MustParsePrefix("0.0.0.0/0")}}}})
@@ -228,11 +228,8 @@ func TestEgressRules(t *testing.T) {
 }
 
 func TestEgressUDP(t *testing.T) {
-	echo, err := net.ListenPacket("udp", addrPort(hostA, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
+	needHostsim(t)
+	echo := remote.listenPacket(t, "udp", addrPort(remoteA, 0))
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -244,7 +241,7 @@ func TestEgressUDP(t *testing.T) {
 		}
 	}()
 	port := portOf(echo.LocalAddr())
-	c := newCtr(t, Config{Egress: Policy{Rules: []Rule{{Prefix: netip.PrefixFrom(hostC, 32)}}}})
+	c := newCtr(t, Config{Egress: Policy{Rules: []Rule{{Prefix: netip.PrefixFrom(remoteC, 32)}}}})
 	try := func(dst netip.Addr) error {
 		conn, err := c.dial("udp", addrPort(dst, port), time.Second)
 		if err != nil {
@@ -257,11 +254,11 @@ func TestEgressUDP(t *testing.T) {
 		_, err = conn.Read(buf)
 		return err
 	}
-	if err := try(hostA); err != nil {
+	if err := try(remoteA); err != nil {
 		t.Errorf("allowed UDP: %v", err)
 	}
 	start := time.Now()
-	if err := try(hostC); !errors.Is(err, syscall.ECONNREFUSED) {
+	if err := try(remoteC); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("denied UDP: %v, want ECONNREFUSED (ICMP unreachable)", err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -271,12 +268,12 @@ func TestEgressUDP(t *testing.T) {
 
 func TestEgressDomains(t *testing.T) {
 	dns := startTestDNS(t, testRecords)
-	ln := hostListen(t, addrPort(hostA, 0))
+	ln := remoteListen(t, addrPort(remoteA, 0))
 	serve(ln, echoOne)
-	lnC := hostListen(t, addrPort(hostC, portOf(ln.Addr())))
+	lnC := remoteListen(t, addrPort(remoteC, portOf(ln.Addr())))
 	serve(lnC, echoOne)
 	c := newCtr(t, Config{DNSServers: []netip.AddrPort{dns.addr}, Egress: Policy{Domains: []string{"*.allowed.test"}}})
-	target := addrPort(hostA, portOf(ln.Addr()))
+	target := addrPort(remoteA, portOf(ln.Addr()))
 	refusedFast(t, c, "tcp", target) // not resolved yet
 	if resp := c.query(t, false, 1, "www.allowed.test", dnsTypeA); rcode(resp) != 0 {
 		t.Fatalf("rcode %d", rcode(resp))
@@ -287,14 +284,14 @@ func TestEgressDomains(t *testing.T) {
 	if resp := c.query(t, false, 2, "www.denied.test", dnsTypeA); rcode(resp) != rcodeRefused {
 		t.Errorf("denied name: rcode %d", rcode(resp))
 	}
-	refusedFast(t, c, "tcp", addrPort(hostC, portOf(ln.Addr())))
+	refusedFast(t, c, "tcp", addrPort(remoteC, portOf(ln.Addr())))
 }
 
 func TestShortConnections(t *testing.T) {
-	ln := hostListen(t, addrPort(hostA, 0))
+	ln := remoteListen(t, addrPort(remoteA, 0))
 	serve(ln, echoOne)
 	c := newCtr(t, Config{})
-	target := addrPort(hostA, portOf(ln.Addr()))
+	target := addrPort(remoteA, portOf(ln.Addr()))
 	const n = 2000
 	start := time.Now()
 	err := c.in(func() error {
@@ -376,13 +373,13 @@ func TestICMPEcho(t *testing.T) {
 	if err := os.WriteFile(rangeFile, []byte("1 0"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if typ, code, err := ping(t, c, hostA.String()); err != nil || typ != 3 || code != 1 {
+	if typ, code, err := ping(t, c, remoteA.String()); err != nil || typ != 3 || code != 1 {
 		t.Errorf("ping without ICMP sockets: type %d code %d, %v; want host unreachable", typ, code, err)
 	}
 	if err := os.WriteFile(rangeFile, []byte("0 2147483647"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if typ, _, err := ping(t, c, hostA.String()); err != nil || typ != 0 {
+	if typ, _, err := ping(t, c, remoteA.String()); err != nil || typ != 0 {
 		t.Errorf("proxied ping: type %d, %v", typ, err)
 	}
 }
@@ -456,10 +453,10 @@ func TestTCPConnectionsBounded(t *testing.T) {
 	old := maxTCPConns
 	maxTCPConns = 3
 	defer func() { maxTCPConns = old }()
-	ln := hostListen(t, addrPort(hostA, 0))
+	ln := remoteListen(t, addrPort(remoteA, 0))
 	serve(ln, func(c net.Conn) { io.Copy(io.Discard, c) }) // held until the client closes
 	c := newCtr(t, Config{})
-	target := addrPort(hostA, portOf(ln.Addr()))
+	target := addrPort(remoteA, portOf(ln.Addr()))
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
 		conn, err := c.dial("tcp", target, 5*time.Second)
