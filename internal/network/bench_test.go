@@ -149,3 +149,17 @@ func BenchmarkShortConnForward(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conn/s")
 }
+
+// BenchmarkHostAddrCheck is the per-flow cost of asking the kernel whether a
+// destination is one of the host's addresses (a remote one: the common
+// case).
+func BenchmarkHostAddrCheck(b *testing.B) {
+	needHostsim(b)
+	var h hostAddrs
+	defer h.close()
+	for b.Loop() {
+		if local, err := h.isHost(remoteA); err != nil || local {
+			b.Fatalf("%v %v", local, err)
+		}
+	}
+}

@@ -92,7 +92,9 @@ func TestEgressDecisions(t *testing.T) {
 		if err := cfg.validate(); err != nil {
 			t.Fatal(err)
 		}
-		return newEgress(&cfg)
+		eg := newEgress(&cfg)
+		t.Cleanup(eg.close)
+		return eg
 	}
 	a := netip.MustParseAddr
 	rules, _ := ParseEgress("deny=10.0.0.0/8,allow=192.0.2.0/24:443,deny=192.0.2.0/24")

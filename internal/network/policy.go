@@ -34,6 +34,12 @@ type Rule struct {
 //     rule or Domains), only addresses that the DNS forwarder resolved for an
 //     allowed name, within their TTL (at least a minute), are reachable;
 //     otherwise everything is.
+//  5. A destination allowed so far that is one of the host's own addresses
+//     (any interface's, asked of the kernel at that moment: hostAddrs) is
+//     denied unless Config.AllowHostLoopback: a host service listening on
+//     0.0.0.0 is no more reachable at eth0's or a bridge's address than at
+//     the gateway's. With the flag, those addresses are ordinary
+//     destinations, under the rules.
 //
 // Domains are patterns: "example.org" matches that name only, "*.pypi.org"
 // any name below pypi.org (not pypi.org itself). With Domains set, DNS queries
@@ -268,6 +274,7 @@ type egress struct {
 	subnet    netip.Prefix
 	allowLoop bool
 	log       func(string, ...any)
+	host      hostAddrs
 
 	mu       sync.Mutex
 	resolved map[netip.Addr]time.Time // address -> expiry
@@ -297,7 +304,26 @@ func (e *egress) check(proto string, dst netip.Addr, port uint16) bool {
 	return ok
 }
 
+// close releases the host-address lookup's socket.
+func (e *egress) close() { e.host.close() }
+
 func (e *egress) decide(proto string, dst netip.Addr, port uint16) (bool, string) {
+	ok, why := e.decideRules(proto, dst, port)
+	if !ok || e.allowLoop || dst.Unmap() == e.gw {
+		return ok, why
+	}
+	local, err := e.host.isHost(dst.Unmap())
+	if err != nil {
+		return false, fmt.Sprintf("cannot tell whether it is the host's: %v", err)
+	}
+	if local {
+		return false, "an address of the host, closed as its loopback (--allow-host-loopback)"
+	}
+	return true, ""
+}
+
+// decideRules is decide without the host-address check (steps 1-4).
+func (e *egress) decideRules(proto string, dst netip.Addr, port uint16) (bool, string) {
 	icmp := proto == "icmp"
 	dst = dst.Unmap()
 	if !dst.Is4() {

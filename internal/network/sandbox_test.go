@@ -229,36 +229,13 @@ func TestEgressRules(t *testing.T) {
 
 func TestEgressUDP(t *testing.T) {
 	needHostsim(t)
-	echo := remote.listenPacket(t, "udp", addrPort(remoteA, 0))
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := echo.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			echo.WriteTo(buf[:n], from)
-		}
-	}()
-	port := portOf(echo.LocalAddr())
+	port := udpEcho(t, remote, addrPort(remoteA, 0))
 	c := newCtr(t, Config{Egress: Policy{Rules: []Rule{{Prefix: netip.PrefixFrom(remoteC, 32)}}}})
-	try := func(dst netip.Addr) error {
-		conn, err := c.dial("udp", addrPort(dst, port), time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(3 * time.Second))
-		conn.Write([]byte("hi"))
-		buf := make([]byte, 16)
-		_, err = conn.Read(buf)
-		return err
-	}
-	if err := try(remoteA); err != nil {
+	if err := udpTry(c, addrPort(remoteA, port)); err != nil {
 		t.Errorf("allowed UDP: %v", err)
 	}
 	start := time.Now()
-	if err := try(remoteC); !errors.Is(err, syscall.ECONNREFUSED) {
+	if err := udpTry(c, addrPort(remoteC, port)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("denied UDP: %v, want ECONNREFUSED (ICMP unreachable)", err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -492,5 +469,98 @@ func TestTCPConnectionsBounded(t *testing.T) {
 	}
 	for _, conn := range held[1:] {
 		conn.Close()
+	}
+}
+
+// udpEcho serves UDP echo on addr in the calling thread's namespace (nil
+// ns: hostsim) until the test ends, and returns its port.
+func udpEcho(t *testing.T, ns *ctr, addr string) uint16 {
+	t.Helper()
+	var pc net.PacketConn
+	if ns != nil {
+		pc = ns.listenPacket(t, "udp4", addr)
+	} else {
+		var err error
+		if pc, err = net.ListenPacket("udp4", addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return portOf(pc.LocalAddr())
+}
+
+// udpTry sends one datagram from the container and waits for the echo.
+func udpTry(c *ctr, addr string) error {
+	conn, err := c.dial("udp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	conn.Write([]byte("hi"))
+	_, err = conn.Read(make([]byte, 16))
+	return err
+}
+
+// ipHost runs iproute2's ip in hostsim.
+func ipHost(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+}
+
+// The host's own addresses (lo's extra ones, the veth's, an address added on a new interface
+// after the sandbox started, a local route) are as closed as the gateway
+// without AllowHostLoopback, over TCP and UDP, to a service listening on
+// 0.0.0.0; with it they are reachable.
+func TestHostAddressesClosed(t *testing.T) {
+	needHostsim(t)
+	ln := hostListen(t, "0.0.0.0:0")
+	serve(ln, echoOne)
+	port := portOf(ln.Addr())
+	uport := udpEcho(t, nil, fmt.Sprintf("0.0.0.0:%d", port))
+	closedC := newCtr(t, Config{})
+	openC := newCtr(t, Config{AllowHostLoopback: true})
+	// Added after both sandboxes started.
+	ipHost(t, "link", "add", "moatnew0", "type", "veth", "peer", "name", "moatnew1")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", "moatnew0").Run() })
+	ipHost(t, "addr", "add", "198.18.7.1/24", "dev", "moatnew0")
+	ipHost(t, "link", "set", "moatnew0", "up")
+	ipHost(t, "route", "add", "local", "198.19.0.0/24", "dev", "lo")
+	t.Cleanup(func() { exec.Command("ip", "route", "del", "local", "198.19.0.0/24", "dev", "lo").Run() })
+	for _, a := range []string{hostA.String(), hostB.String(), hostVeth.String(), "198.18.7.1", "198.18.7.255", "198.19.0.9"} {
+		refusedFast(t, closedC, "tcp", fmt.Sprintf("%s:%d", a, port))
+		if err := udpTry(closedC, fmt.Sprintf("%s:%d", a, uport)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("udp %s: %v, want ECONNREFUSED", a, err)
+		}
+		if a == "198.18.7.255" {
+			continue // a broadcast address: closed, and no host socket would reach it anyway
+		}
+		if err := roundTrip(openC, fmt.Sprintf("%s:%d", a, port)); err != nil {
+			t.Errorf("tcp %s with AllowHostLoopback: %v", a, err)
+		}
+		if err := udpTry(openC, fmt.Sprintf("%s:%d", a, uport)); err != nil {
+			t.Errorf("udp %s with AllowHostLoopback: %v", a, err)
+		}
+	}
+	if n := closedC.logs.count("an address of the host"); n == 0 {
+		t.Errorf("no denial logged: %q", closedC.logs.lines)
+	}
+	// A remote host is not the host.
+	rln := remoteListen(t, addrPort(remoteA, 0))
+	serve(rln, echoOne)
+	if err := roundTrip(closedC, addrPort(remoteA, portOf(rln.Addr()))); err != nil {
+		t.Errorf("remote host: %v", err)
 	}
 }

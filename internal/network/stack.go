@@ -199,6 +199,7 @@ func (sb *Sandbox) Close() error {
 	for c := range conns {
 		c.Close()
 	}
+	defer sb.eg.close()
 	deadline := time.Now().Add(closeTimeout)
 	var errs []error
 	if !procutil.WaitTimeout(sb.wg.Wait, time.Until(deadline)) {
