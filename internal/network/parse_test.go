@@ -126,6 +126,17 @@ func TestEgressDecisions(t *testing.T) {
 			t.Errorf("%s: %s %s:%d = %v (%s), want %v", tc.name, tc.proto, tc.dst, tc.port, got, why, tc.want)
 		}
 	}
+	// Cloud metadata services outside 169.254/16, closed even under an
+	// allow-all rule and with host loopback allowed.
+	all := mk(Policy{Rules: []Rule{{Allow: true, Prefix: netip.MustParsePrefix("0.0.0.0/0")}, {Allow: true, Prefix: netip.MustParsePrefix("::/0")}}}, true)
+	for _, m := range []string{"168.63.129.16", "100.100.100.200", "192.0.0.192",
+		"fd00:ec2::254", "fd00:ec2::23", "fd20:ce::254", "fd00:42::42", "fd00:c1::a9fe:a9fe", "fe80::a9fe:a9fe", "::ffff:100.100.100.200"} {
+		for _, proto := range []string{"tcp", "udp", "icmp"} {
+			if ok, why := all.decide(proto, a(m), 80); ok || !strings.HasPrefix(why, "blocked range") {
+				t.Errorf("metadata %s %s: allowed %v (%s), want a blocked range", proto, m, ok, why)
+			}
+		}
+	}
 	eg := mk(Policy{Domains: []string{"example.org"}}, false)
 	eg.learn(a("192.0.2.7"), 5)
 	if ok, _ := eg.decide("tcp", a("192.0.2.7"), 80); !ok {

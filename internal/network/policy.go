@@ -24,8 +24,10 @@ type Rule struct {
 // flow (TCP connection, UDP flow, ICMP echo), never on established ones:
 //
 //  1. Always blocked, whatever the rules: 169.254.0.0/16 (cloud metadata and
-//     link-local), 0.0.0.0/8, 127.0.0.0/8, multicast and 240.0.0.0/4, and the
-//     sandbox subnet itself except the gateway.
+//     link-local), the other clouds' metadata addresses (168.63.129.16,
+//     100.100.100.200, 192.0.0.192, and AWS's, GCP's, Scaleway's and Oracle's
+//     IPv6 ones), 0.0.0.0/8, 127.0.0.0/8, multicast and 240.0.0.0/4, and the
+//     sandbox subnet itself except the gateway (blockedPrefixes).
 //  2. The gateway (other than its DNS service) is the host's 127.0.0.1 and is
 //     reachable only with Config.AllowHostLoopback; then only a matching deny
 //     rule blocks it.
@@ -252,12 +254,28 @@ func domainMatch(patterns []string, name string) bool {
 	return false
 }
 
+// blockedPrefixes are closed whatever the rules: link-local and cloud
+// metadata services (instance credentials), this-network, loopback,
+// multicast and reserved ranges. The sandbox network is IPv4-only, so the
+// IPv6 entries are a second lock.
 var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local: AWS, GCP, Azure, OpenStack... metadata at .169.254
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("127.0.0.0/8"),
 	netip.MustParsePrefix("224.0.0.0/4"),
 	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("168.63.129.16/32"),   // Azure WireServer (and its DNS)
+	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
+	netip.MustParsePrefix("192.0.0.192/32"),     // Oracle Cloud Classic metadata
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("ff00::/8"),
+	netip.MustParsePrefix("fd00:ec2::254/128"),      // AWS IMDS over IPv6
+	netip.MustParsePrefix("fd00:ec2::23/128"),       // AWS EKS Pod Identity Agent
+	netip.MustParsePrefix("fd20:ce::254/128"),       // GCP metadata over IPv6
+	netip.MustParsePrefix("fd00:42::42/128"),        // Scaleway metadata over IPv6
+	netip.MustParsePrefix("fd00:c1::a9fe:a9fe/128"), // Oracle OCI metadata over IPv6
 }
 
 const (
@@ -326,13 +344,13 @@ func (e *egress) decide(proto string, dst netip.Addr, port uint16) (bool, string
 func (e *egress) decideRules(proto string, dst netip.Addr, port uint16) (bool, string) {
 	icmp := proto == "icmp"
 	dst = dst.Unmap()
-	if !dst.Is4() {
-		return false, "not IPv4"
-	}
 	for _, p := range blockedPrefixes {
 		if p.Contains(dst) {
 			return false, "blocked range " + p.String()
 		}
+	}
+	if !dst.Is4() {
+		return false, "not IPv4"
 	}
 	if dst == e.gw {
 		if !e.allowLoop {

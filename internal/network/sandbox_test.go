@@ -225,6 +225,18 @@ func TestEgressRules(t *testing.T) {
 		refusedFast(t, c, "tcp", "169.254.169.254:80")
 		refusedFast(t, c, "tcp", "10.0.2.3:80") // the sandbox subnet
 	})
+	t.Run("cloud metadata always blocked", func(t *testing.T) {
+		c := newCtr(t, Config{AllowHostLoopback: true, Egress: Policy{Rules: []Rule{{Allow: true, Prefix: netip.MustParsePrefix("0.0.0.0/0")}}}})
+		for _, m := range []string{"168.63.129.16", "100.100.100.200", "192.0.0.192"} {
+			refusedFast(t, c, "tcp", m+":80")
+			if err := udpTry(c, m+":53"); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("udp %s: %v, want ECONNREFUSED", m, err)
+			}
+			if n := c.logs.count(fmt.Sprintf("(blocked range %s/32)", m)); n != 2 {
+				t.Errorf("%s: %d denials logged as a blocked range, want 2 (tcp, udp): %q", m, n, c.logs.lines)
+			}
+		}
+	})
 }
 
 func TestEgressUDP(t *testing.T) {
