@@ -17,8 +17,9 @@ import (
 // DNS on gateway:53, UDP and TCP. Queries are forwarded as raw messages to
 // the host's resolvers, in order, and the first answer is relayed unchanged
 // (AAAA, TTLs, EDNS, DNSSEC records and truncation survive; a truncated UDP
-// answer makes the client retry over TCP, which we serve too). With a domain
-// allowlist, queries for other names get REFUSED, and the A/AAAA answers for
+// answer makes the client retry over TCP, which we serve too). When the
+// egress rules close the gateway's port 53 (Policy), every query gets
+// REFUSED. With a domain allowlist, queries for other names get REFUSED, and the A/AAAA answers for
 // allowed names feed the egress allowlist. When every resolver fails the
 // client gets SERVFAIL.
 
@@ -147,6 +148,10 @@ func (d *dnsServer) resolve(q []byte, overTCP bool) []byte {
 		return nil // too short, or a response
 	}
 	eg := d.sb.eg
+	if !eg.dnsOpen {
+		eg.logOnce("dns closed", "dns queries refused (%s)", eg.dnsWhy)
+		return errorReply(q, rcodeRefused)
+	}
 	if eg.learning() {
 		qs, n, err := parseQuestion(q)
 		if err != nil || n != 1 {

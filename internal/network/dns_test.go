@@ -3,6 +3,7 @@ package network
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -274,5 +275,43 @@ func TestDNSNoUpstream(t *testing.T) {
 	}
 	if d := time.Since(start); d > dnsTotalTimeout+time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// The gateway's DNS is a channel out: egress rules that close gateway:53,
+// or an allowlist of rules without --egress-domain, make it answer REFUSED
+// without asking upstream; deny rules that spare it leave it open.
+func TestDNSUnderEgressRules(t *testing.T) {
+	dns := startTestDNS(t, testRecords)
+	for i, tc := range []struct {
+		rules string
+		open  bool
+	}{
+		{"deny=0.0.0.0/0", false},
+		{"deny=10.0.2.2:53", false},
+		{"allow=192.0.2.0/24", false},
+		{"deny=192.0.2.0/24", true},
+		{"allow=192.0.2.0/24,allow=10.0.2.2:53", true},
+		{"allow=0.0.0.0/0:53", true},
+	} {
+		rules, err := ParseEgress(tc.rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newCtr(t, Config{DNSServers: []netip.AddrPort{dns.addr}, Egress: Policy{Rules: rules}})
+		for j, overTCP := range []bool{false, true} {
+			id := uint16(300 + 2*i + j)
+			name := fmt.Sprintf("q%d.svc.test", id)
+			resp := c.query(t, overTCP, id, name, dnsTypeA)
+			if got := rcode(resp) != rcodeRefused; got != tc.open {
+				t.Errorf("%s, tcp=%v: rcode %d, want open=%v", tc.rules, overTCP, rcode(resp), tc.open)
+			}
+			if dns.asked(name) != tc.open {
+				t.Errorf("%s, tcp=%v: upstream asked %v, want %v", tc.rules, overTCP, dns.asked(name), tc.open)
+			}
+		}
+		if n := c.logs.count("dns queries refused"); tc.open && n != 0 || !tc.open && n != 1 {
+			t.Errorf("%s: refusal logged %d times", tc.rules, n)
+		}
 	}
 }

@@ -46,6 +46,15 @@ type Rule struct {
 // Domains are patterns: "example.org" matches that name only, "*.pypi.org"
 // any name below pypi.org (not pypi.org itself). With Domains set, DNS queries
 // for other names are answered REFUSED.
+//
+// The gateway's DNS service relays names to the host's resolvers: a channel
+// out of its own. It answers unless the rules close the gateway's port 53
+// (dnsDecision): the first rule matching gateway:53 decides (so
+// deny=0.0.0.0/0 or deny=10.0.2.2:53 closes it, and allow=10.0.2.2:53 opens
+// it under an allowlist); with no matching rule it is open, except under an
+// allowlist of rules alone (allow rules, no Domains), where it is closed:
+// every query is answered REFUSED. Deny rules alone that spare the gateway
+// leave DNS open for every name, as they leave every other destination.
 type Policy struct {
 	Rules   []Rule
 	Domains []string
@@ -81,6 +90,23 @@ func (p Policy) validate() error {
 		}
 	}
 	return nil
+}
+
+// dnsDecision decides once whether the gateway's DNS service answers (see
+// Policy), and why not.
+func (p Policy) dnsDecision(gw netip.Addr) (bool, string) {
+	for _, r := range p.Rules {
+		if r.matches(gw, 53, false) {
+			if r.Allow {
+				return true, ""
+			}
+			return false, "deny rule " + r.Prefix.String()
+		}
+	}
+	if p.allowlist() && len(p.Domains) == 0 {
+		return false, fmt.Sprintf("an egress allowlist without --egress-domain; allow=%v:53 opens it", gw)
+	}
+	return true, ""
 }
 
 func (r Rule) matches(dst netip.Addr, port uint16, icmp bool) bool {
@@ -293,6 +319,8 @@ type egress struct {
 	allowLoop bool
 	log       func(string, ...any)
 	host      hostAddrs
+	dnsOpen   bool   // the gateway's DNS answers (Policy.dnsDecision)
+	dnsWhy    string // why not
 
 	mu       sync.Mutex
 	resolved map[netip.Addr]time.Time // address -> expiry
@@ -306,10 +334,12 @@ func newEgress(cfg *Config) *egress {
 		n, _ := normalizeDomainPattern(d) // validated by Config.validate
 		pol.Domains = append(pol.Domains, n)
 	}
-	return &egress{
+	e := &egress{
 		pol: pol, gw: cfg.Gateway, subnet: cfg.Subnet, allowLoop: cfg.AllowHostLoopback,
 		log: cfg.Log, resolved: map[netip.Addr]time.Time{}, logged: map[string]struct{}{},
 	}
+	e.dnsOpen, e.dnsWhy = pol.dnsDecision(cfg.Gateway)
+	return e
 }
 
 // check decides a new flow to dst:port ("tcp", "udp" or "icmp"), logging the
