@@ -51,6 +51,7 @@ func (b *boot) startNetwork() error {
 	if err != nil {
 		return fmt.Errorf("sandbox network: %w", err)
 	}
+	network.LimitSupervisorMemory()
 	sb, err := network.Start(tap, b.netSettings.Config)
 	if err != nil {
 		return err

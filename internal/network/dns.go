@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +28,7 @@ const (
 	dnsPerServerTimeout = 2 * time.Second
 	dnsTotalTimeout     = 5 * time.Second
 	dnsTCPIdle          = 30 * time.Second
-	dnsMaxQueries       = 256 // concurrent UDP queries
+	dnsMaxQueries       = 128 // concurrent UDP queries
 	dnsMaxTCPConns      = 64
 )
 
@@ -201,24 +202,30 @@ func (d *dnsServer) exchange(ctx context.Context, srv netip.AddrPort, q []byte, 
 	if overTCP {
 		return exchangeTCP(c, q)
 	}
-	return exchangeUDP(c, q)
+	return exchangeUDP(c.(*net.UDPConn), q)
 }
 
-func exchangeUDP(c net.Conn, q []byte) ([]byte, error) {
+var errAnswered = errors.New("answered")
+
+// exchangeUDP sends q and waits (until c's deadline) for the response,
+// holding a datagram buffer only while one is read (pumpHost).
+func exchangeUDP(c *net.UDPConn, q []byte) ([]byte, error) {
 	if _, err := c.Write(q); err != nil {
 		return nil, fmt.Errorf("dns upstream: %w", err)
 	}
-	buf := make([]byte, 65535)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil, fmt.Errorf("dns upstream: %w", err)
-		}
+	var resp []byte
+	pumpHost(c, nil, 0, false, func(b []byte, _ netip.AddrPort, _ []byte) error {
 		// Ignore stray datagrams: same id, and a response.
-		if n >= dnsHeaderLen && buf[0] == q[0] && buf[1] == q[1] && buf[2]&0x80 != 0 {
-			return append([]byte(nil), buf[:n]...), nil
+		if len(b) >= dnsHeaderLen && b[0] == q[0] && b[1] == q[1] && b[2]&0x80 != 0 {
+			resp = append([]byte(nil), b...)
+			return errAnswered
 		}
+		return nil
+	})
+	if resp == nil {
+		return nil, fmt.Errorf("dns upstream %v: no answer", c.RemoteAddr())
 	}
+	return resp, nil
 }
 
 func exchangeTCP(c net.Conn, q []byte) ([]byte, error) {

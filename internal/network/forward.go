@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -249,30 +250,24 @@ func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddres
 
 // fwdFlow is one UDP client of a UDP forward.
 type fwdFlow struct {
-	conn *gonet.UDPConn
+	conn stackDatagrams
 	oob  []byte // selects the reply's source address (unspecified listeners)
 	last atomic.Int64
 }
 
 func (sb *Sandbox) serveUDPForward(fl *forwardListener) {
 	defer fl.closeFlows()
-	buf := make([]byte, udpBufSize)
-	oob := make([]byte, 128)
-	for {
-		n, oobn, _, client, err := fl.pc.ReadMsgUDPAddrPort(buf, oob)
-		if err != nil {
-			return
-		}
-		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	pumpHost(fl.pc, nil, 0, true, func(b []byte, client netip.AddrPort, oob []byte) error {
 		f := fl.flow(client)
 		if f == nil {
-			if f = sb.newUDPForwardFlow(fl, client, replyOOB(oob[:oobn])); f == nil {
-				continue
+			if f = sb.newUDPForwardFlow(fl, client, replyOOB(oob)); f == nil {
+				return nil
 			}
 		}
 		f.last.Store(time.Now().UnixNano())
-		f.conn.Write(buf[:n])
-	}
+		f.conn.write(b)
+		return nil
+	})
 }
 
 func (fl *forwardListener) flow(client netip.AddrPort) *fwdFlow {
@@ -299,10 +294,10 @@ func (sb *Sandbox) newUDPForwardFlow(fl *forwardListener, client netip.AddrPort,
 		return nil
 	}
 	local, remote := sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort)
-	c, err := gonet.DialUDP(sb.s, &local, &remote, ipv4.ProtocolNumber)
+	c, err := sb.dialStackUDP(local, remote)
 	if err != nil && local.Port != 0 {
 		local.Port = 0
-		c, err = gonet.DialUDP(sb.s, &local, &remote, ipv4.ProtocolNumber)
+		c, err = sb.dialStackUDP(local, remote)
 	}
 	if err != nil {
 		sb.cfg.Log("forward %v: client %v: %v", fl.fwd, client, err)
@@ -333,20 +328,26 @@ func (sb *Sandbox) relayUDPForward(fl *forwardListener, client netip.AddrPort, f
 		return
 	}
 	defer sb.untrack(f.conn)
-	buf := make([]byte, udpBufSize)
-	idle := sb.cfg.UDPIdleTimeout
-	for {
-		f.conn.SetReadDeadline(time.Unix(0, f.last.Load()).Add(idle))
-		n, err := f.conn.Read(buf)
-		if err != nil {
-			if isTimeout(err) && time.Since(time.Unix(0, f.last.Load())) < idle {
-				continue
-			}
-			return
-		}
-		f.last.Store(time.Now().UnixNano())
-		if _, _, err := fl.pc.WriteMsgUDPAddrPort(buf[:n], f.oob, client); err != nil {
-			return
-		}
+	f.conn.pump(&f.last, sb.cfg.UDPIdleTimeout, func(b []byte) error {
+		_, _, err := fl.pc.WriteMsgUDPAddrPort(b, f.oob, client)
+		return err
+	})
+}
+
+// dialStackUDP connects a netstack UDP endpoint from local to remote.
+func (sb *Sandbox) dialStackUDP(local, remote tcpip.FullAddress) (stackDatagrams, error) {
+	wq := new(waiter.Queue)
+	ep, terr := sb.s.NewEndpoint(udp.ProtocolNumber, ipv4.ProtocolNumber, wq)
+	if terr != nil {
+		return stackDatagrams{}, fmt.Errorf("netstack endpoint: %s", terr)
 	}
+	if terr = ep.Bind(local); terr != nil {
+		ep.Close()
+		return stackDatagrams{}, fmt.Errorf("bind %v:%d: %s", local.Addr, local.Port, terr)
+	}
+	if terr = ep.Connect(remote); terr != nil {
+		ep.Close()
+		return stackDatagrams{}, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
+	}
+	return newStackDatagrams(ep, wq), nil
 }

@@ -77,6 +77,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		inHostsim = true
+		LimitSupervisorMemory() // as boot: benchmarks run under the same limit
 		code := m.Run()
 		stop()
 		os.Exit(code)

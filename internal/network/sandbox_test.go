@@ -576,3 +576,45 @@ func TestHostAddressesClosed(t *testing.T) {
 		t.Errorf("remote host: %v", err)
 	}
 }
+
+// A full UDP flow table evicts the flow idle longest: the new flow works,
+// the evicted one is gone (its next datagram makes a new flow), and the
+// eviction is logged once.
+func TestUDPFlowEviction(t *testing.T) {
+	needHostsim(t)
+	old := maxUDPFlows
+	maxUDPFlows = 2
+	defer func() { maxUDPFlows = old }()
+	port := udpEcho(t, remote, addrPort(remoteA, 0))
+	c := newCtr(t, Config{})
+	var conns []net.Conn
+	for i := 0; i < 3; i++ {
+		conn, err := c.dial("udp", addrPort(remoteA, port), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		conn.Write([]byte("hi"))
+		if _, err := conn.Read(make([]byte, 16)); err != nil {
+			t.Fatalf("flow %d: %v", i+1, err)
+		}
+		conns = append(conns, conn)
+		time.Sleep(10 * time.Millisecond) // distinct idle times
+	}
+	c.sb.mu.Lock()
+	n := len(c.sb.udpFlows)
+	c.sb.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d flows in a table of 2", n)
+	}
+	if n := c.logs.count("UDP flows open"); n != 1 {
+		t.Errorf("eviction logged %d times, want 1", n)
+	}
+	// The evicted flow's socket still gets answers: a new flow.
+	conns[0].SetDeadline(time.Now().Add(3 * time.Second))
+	conns[0].Write([]byte("again"))
+	if _, err := conns[0].Read(make([]byte, 16)); err != nil {
+		t.Errorf("evicted flow's next datagram: %v", err)
+	}
+}

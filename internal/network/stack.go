@@ -54,7 +54,7 @@ type Sandbox struct {
 	closed   bool
 	conns    map[io.Closer]struct{} // live proxied connections and flows
 	forwards map[Forward]*forwardListener
-	udpFlows int
+	udpFlows map[*udpFlow]struct{} // the UDP NAT flow table (udpnat.go)
 	icmpBusy int
 	tcpConns atomic.Int32 // proxied TCP connections, bounded by maxTCPConns
 }
@@ -73,6 +73,7 @@ func Start(tapFD *os.File, cfg Config) (*Sandbox, error) {
 	sb := &Sandbox{
 		cfg: cfg, tap: tapFD, eg: newEgress(&cfg),
 		conns: map[io.Closer]struct{}{}, forwards: map[Forward]*forwardListener{},
+		udpFlows: map[*udpFlow]struct{}{},
 	}
 	sb.ctx, sb.cancel = context.WithCancel(context.Background())
 	s, err := sb.newStack()

@@ -3,11 +3,11 @@ package network
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -19,11 +19,22 @@ import (
 // netstack endpoint for the 4-tuple, so later datagrams of the flow bypass
 // the forwarder. The flow ends after UDPIdleTimeout with no traffic either
 // way.
+//
+// The flow table is bounded (maxUDPFlows): when it is full, a new flow
+// evicts the one idle longest, as conntrack's early drop does, so a flood of
+// flows costs at most maxUDPFlows flows' memory (a socket, a netstack
+// endpoint with at most one queued datagram and 32 KiB more, two goroutines;
+// no buffer while idle: datagram.go) and new flows keep working.
 
-const (
-	maxUDPFlows = 4096
-	udpBufSize  = 64 << 10
-)
+// maxUDPFlows bounds the container's UDP NAT flows (and each UDP port
+// forward's clients).
+var maxUDPFlows = 512 // a variable for tests
+
+// udpFlow is one entry of the NAT flow table.
+type udpFlow struct {
+	pair *closers
+	last atomic.Int64 // unix ns of the latest datagram either way
+}
 
 // handleUDP runs synchronously in the netstack's packet path; it must not
 // block (dialing a UDP socket does not touch the network).
@@ -35,110 +46,89 @@ func (sb *Sandbox) handleUDP(r *udp.ForwarderRequest) bool {
 	if !sb.eg.check("udp", dst, port) {
 		return false
 	}
-	if !sb.reserveUDPFlow() {
-		return true // dropped: table full (logged) or closing
-	}
 	out, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(sb.hostTarget(dst, port)))
 	if err != nil {
-		sb.releaseUDPFlow()
 		return false
 	}
-	var wq waiter.Queue
-	ep, terr := r.CreateEndpoint(&wq)
+	wq := new(waiter.Queue)
+	ep, terr := r.CreateEndpoint(wq)
 	if terr != nil {
 		out.Close()
-		sb.releaseUDPFlow()
 		return true
 	}
-	in := gonet.NewUDPConn(&wq, ep)
+	in := newStackDatagrams(ep, wq)
+	f := &udpFlow{pair: &closers{in, out}}
+	f.last.Store(time.Now().UnixNano())
+	if !sb.addUDPFlow(f) {
+		f.pair.Close()
+		return true
+	}
 	if !sb.goTracked(func() {
-		defer sb.releaseUDPFlow()
-		sb.relayUDP(in, out)
+		defer sb.removeUDPFlow(f)
+		sb.relayUDP(f, in, out)
 	}) {
-		in.Close()
-		out.Close()
-		sb.releaseUDPFlow()
+		sb.removeUDPFlow(f)
+		f.pair.Close()
 	}
 	return true
 }
 
-func (sb *Sandbox) reserveUDPFlow() bool {
+// addUDPFlow enters f in the table, evicting the flow idle longest when the
+// table is full; false once closed.
+func (sb *Sandbox) addUDPFlow(f *udpFlow) bool {
+	var victim *udpFlow
 	sb.mu.Lock()
-	defer sb.mu.Unlock()
 	if sb.closed {
+		sb.mu.Unlock()
 		return false
 	}
-	if sb.udpFlows >= maxUDPFlows {
-		if sb.udpFlows == maxUDPFlows {
-			sb.cfg.Log("%d UDP flows open; dropping new flows", maxUDPFlows)
-			sb.udpFlows++ // log once until the table drains
+	if len(sb.udpFlows) >= maxUDPFlows {
+		for g := range sb.udpFlows {
+			if victim == nil || g.last.Load() < victim.last.Load() {
+				victim = g
+			}
 		}
-		return false
+		delete(sb.udpFlows, victim)
 	}
-	sb.udpFlows++
+	sb.udpFlows[f] = struct{}{}
+	sb.mu.Unlock()
+	if victim != nil {
+		sb.eg.logOnce("udp-table-full", "%d UDP flows open; new flows evict the one idle longest", maxUDPFlows)
+		victim.pair.Close() // its relay ends
+	}
 	return true
 }
 
-func (sb *Sandbox) releaseUDPFlow() {
+func (sb *Sandbox) removeUDPFlow(f *udpFlow) {
 	sb.mu.Lock()
-	if sb.udpFlows > maxUDPFlows {
-		sb.udpFlows = maxUDPFlows
-	}
-	sb.udpFlows--
+	delete(sb.udpFlows, f)
 	sb.mu.Unlock()
 }
 
 // relayUDP pumps datagrams between the container flow (in) and the host
-// socket (out) until the flow is idle for UDPIdleTimeout or either side fails.
-func (sb *Sandbox) relayUDP(in *gonet.UDPConn, out *net.UDPConn) {
-	pair := &closers{in, out}
-	if !sb.track(pair) {
+// socket (out) until the flow is idle for UDPIdleTimeout, is evicted, or
+// either side fails.
+func (sb *Sandbox) relayUDP(f *udpFlow, in stackDatagrams, out *net.UDPConn) {
+	if !sb.track(f.pair) {
 		return
 	}
-	defer sb.untrack(pair)
-	defer pair.Close()
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
+	defer sb.untrack(f.pair)
+	defer f.pair.Close()
+	idle := sb.cfg.UDPIdleTimeout
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pumpDatagrams(in, out, &last, sb.cfg.UDPIdleTimeout)
-		pair.Close()
+		in.pump(&f.last, idle, func(b []byte) error {
+			if _, err := out.Write(b); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+				return err
+			}
+			return nil
+		})
+		f.pair.Close()
 	}()
-	pumpDatagrams(out, in, &last, sb.cfg.UDPIdleTimeout)
-	pair.Close()
+	pumpHost(out, &f.last, idle, false, func(b []byte, _ netip.AddrPort, _ []byte) error { return in.write(b) })
+	f.pair.Close()
 	<-done
-}
-
-// datagramConn is the subset of net.Conn used by pumpDatagrams.
-type datagramConn interface {
-	Read([]byte) (int, error)
-	Write([]byte) (int, error)
-	SetReadDeadline(time.Time) error
-}
-
-// pumpDatagrams copies datagrams from src to dst. last holds the time of the
-// latest datagram in either direction; the pump stops once that is older than
-// idle, or on any error other than a deadline or an ICMP-induced refusal.
-func pumpDatagrams(src, dst datagramConn, last *atomic.Int64, idle time.Duration) {
-	buf := make([]byte, udpBufSize)
-	for {
-		src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
-		n, err := src.Read(buf)
-		if err != nil {
-			if isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle {
-				continue
-			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				continue
-			}
-			return
-		}
-		last.Store(time.Now().UnixNano())
-		if _, err := dst.Write(buf[:n]); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
-			return
-		}
-	}
 }
 
 // isTimeout reports a deadline expiry (host sockets and gonet alike).

@@ -611,3 +611,91 @@ func TestSandboxRunLogs(t *testing.T) {
 		t.Errorf("normal run and teardown logged:\n%s", data)
 	}
 }
+
+// udpEchoHost echoes every datagram on addr (the test's namespace) until the
+// test ends; it returns the port.
+func udpEchoHost(t *testing.T, addr string, answer bool) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", addr)
+	must(t, err)
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if answer {
+				pc.WriteTo(buf[:n], from)
+			}
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// bootMemory is the current and peak resident memory (VmRSS, VmHWM, KiB)
+// of the container's moat boot (its init's parent).
+func bootMemory(t *testing.T, e *env, id string) (rss, hwm int) {
+	t.Helper()
+	ppid := 0
+	status := readTrim(t, fmt.Sprintf("/proc/%d/status", initPidOf(e, id)))
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			fmt.Sscan(v, &ppid)
+		}
+	}
+	if ppid <= 1 {
+		t.Fatalf("no parent in %s", status)
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
+	must(t, err)
+	if !strings.Contains(string(cmdline), "\x00boot\x00") {
+		t.Fatalf("init's parent %d is not moat boot: %q", ppid, cmdline)
+	}
+	status = readTrim(t, fmt.Sprintf("/proc/%d/status", ppid))
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			fmt.Sscan(v, &rss)
+		}
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			fmt.Sscan(v, &hwm)
+		}
+	}
+	return rss, hwm
+}
+
+// TestSandboxFloodMemory: floods from inside the container (UDP flows with
+// large datagrams echoed back, DNS queries to a resolver that never
+// answers) leave moat boot's peak resident memory within a bound. Memory is
+// measured (VmHWM), never time.
+func TestSandboxFloodMemory(t *testing.T) {
+	echo := udpEchoHost(t, "127.0.0.1:0", true)
+	silent := udpEchoHost(t, "127.0.0.1:0", false)
+	e := netEnv(t, "--allow-host-loopback", fmt.Sprintf("--dns=127.0.0.1:%d", silent))
+	id := hold(e)
+	idle, _ := bootMemory(t, e, id)
+	var r struct {
+		Sent    int    `json:"sent"`
+		Answers int    `json:"answers"`
+		Error   string `json:"error"`
+	}
+	execJSON(e, &r, []string{id}, "flood", "udp", fmt.Sprintf("%s:%d", gateway, echo), "6000", "60000")
+	if r.Sent != 6000 || r.Error != "" {
+		t.Fatalf("udp flood: %+v", r)
+	}
+	_, udpPeak := bootMemory(t, e, id)
+	execJSON(e, &r, []string{id}, "flood", "dns", gateway+":53", "20000")
+	if r.Sent != 20000 || r.Error != "" {
+		t.Fatalf("dns flood: %+v", r)
+	}
+	_, dnsPeak := bootMemory(t, e, id)
+	t.Logf("moat boot, --network=sandbox: idle RSS %d KiB; peak after 6000 UDP flows of 60 KB datagrams %d KiB; after 20000 DNS queries %d KiB",
+		idle, udpPeak, dnsPeak)
+	// Boot's soft memory limit is 48 MiB (network.SupervisorMemoryLimit);
+	// before the bounds, these floods took it past 270 and 380 MiB.
+	const bound = 80 << 10 // KiB above idle
+	if dnsPeak-idle > bound || udpPeak-idle > bound {
+		t.Errorf("floods grew moat boot by %d KiB (udp) and %d KiB (dns in all), over the bound of %d KiB", udpPeak-idle, dnsPeak-idle, bound)
+	}
+}

@@ -279,3 +279,86 @@ func skipName(m []byte, off int) (int, error) {
 	}
 	return 0, errShortDNS
 }
+
+// cmdFlood floods a server, for the network's memory bounds: "udp" sends
+// one SIZE-byte datagram from each of N sockets in turn (N new flows);
+// "dns" sends N A queries (distinct ids and names, SIZE ignored) from one
+// socket without waiting, then reads answers for a second. Prints
+// {"sent","answers","error","ms"}.
+func cmdFlood(args []string) error {
+	kind, addr := args[0], args[1]
+	n, err := strconv.Atoi(args[2])
+	if err != nil || n <= 0 {
+		return usagef("bad count %q", args[2])
+	}
+	size := 0
+	if len(args) > 3 {
+		if size, err = strconv.Atoi(args[3]); err != nil || size < 0 || size > 65507 {
+			return usagef("bad size %q", args[3])
+		}
+	}
+	var res struct {
+		Sent    int    `json:"sent"`
+		Answers int    `json:"answers"`
+		Error   string `json:"error,omitempty"`
+		MS      int64  `json:"ms"`
+	}
+	start := time.Now()
+	switch kind {
+	case "udp":
+		err = floodUDP(addr, n, size, &res.Sent)
+	case "dns":
+		err = floodDNS(addr, n, &res.Sent, &res.Answers)
+	default:
+		return usagef("flood %q: want udp or dns", kind)
+	}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	res.MS = time.Since(start).Milliseconds()
+	return emit(res)
+}
+
+func floodUDP(addr string, n, size int, sent *int) error {
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	for range n {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return err
+		}
+		_, err = c.Write(msg)
+		c.Close()
+		if err != nil {
+			return err
+		}
+		*sent++
+	}
+	return nil
+}
+
+func floodDNS(addr string, n int, sent, answers *int) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := range n {
+		q := dnsQuery(fmt.Sprintf("f%d.flood.test", i), 1)
+		binary.BigEndian.PutUint16(q, uint16(i))
+		if _, err := c.Write(q); err != nil {
+			return err
+		}
+		*sent++
+	}
+	buf := make([]byte, 64<<10)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return nil // the deadline: done
+		}
+		*answers++
+	}
+}
