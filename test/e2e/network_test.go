@@ -3,7 +3,8 @@ package e2e
 // The network modes and the sandbox network (user-mode NAT, DNS forwarding,
 // port forwards, egress policy), end to end through moat boot. All traffic
 // stays on this host: servers listen on 127.0.0.1 or on the host's own
-// address, which the kernel routes over loopback.
+// address, which the kernel routes over loopback (and which the container
+// reaches only with --allow-host-loopback).
 
 import (
 	"encoding/binary"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -394,8 +396,10 @@ func TestSandboxEgress(t *testing.T) {
 		if r := dial(e, id, fmt.Sprintf("%s:%d", gateway, lo)); !refused(r) {
 			t.Errorf("denied host loopback port: %+v", r)
 		}
-		if r := dial(e, id, "169.254.169.254:80"); !refused(r) {
-			t.Errorf("link-local metadata address: %+v", r)
+		for _, m := range []string{"169.254.169.254", "168.63.129.16", "100.100.100.200", "192.0.0.192"} {
+			if r := dial(e, id, m+":80"); !refused(r) {
+				t.Errorf("cloud metadata address %s: %+v", m, r)
+			}
 		}
 		var u dialResult
 		execJSON(e, &u, []string{id}, "udp", fmt.Sprintf("%s:%d", ha, closed), "x")
@@ -404,7 +408,7 @@ func TestSandboxEgress(t *testing.T) {
 		}
 	})
 	t.Run("deny-only", func(t *testing.T) {
-		e := netEnv(t, fmt.Sprintf("--egress=deny=%s/32:%d", ha, closed)).in(t)
+		e := netEnv(t, "--allow-host-loopback", fmt.Sprintf("--egress=deny=%s/32:%d", ha, closed)).in(t)
 		id := hold(e)
 		if r := dial(e, id, fmt.Sprintf("%s:%d", ha, open)); !r.OK {
 			t.Errorf("destination no rule denies: %+v", r)
@@ -413,9 +417,28 @@ func TestSandboxEgress(t *testing.T) {
 			t.Errorf("denied destination: %+v", r)
 		}
 	})
+	t.Run("dns-closed-by-rules", func(t *testing.T) {
+		dns := dnsServer(t, map[string]string{"svc.moat.test": "192.0.2.77"})
+		for _, tc := range []struct {
+			rules string
+			open  bool
+		}{
+			{"deny=0.0.0.0/0", false},                                   // deny rules that close the gateway's port 53
+			{fmt.Sprintf("allow=%s/32", ha), false},                     // an allowlist without --egress-domain
+			{fmt.Sprintf("allow=%s/32,allow=%s:53", ha, gateway), true}, // ... that allows the gateway's DNS
+			{fmt.Sprintf("deny=%s/32", ha), true},                       // deny rules that spare it
+		} {
+			e := netEnv(t, fmt.Sprintf("--dns=127.0.0.1:%d", dns), "--egress="+tc.rules).in(t)
+			var d dnsResult
+			e.runJSON(&d, []string{"dns", gateway, "svc.moat.test", "A"})
+			if got := d.OK && d.Rcode == 0 && len(d.Answers) == 1; got != tc.open || !tc.open && d.Rcode != 5 {
+				t.Errorf("--egress=%s: %+v; want resolved %v (else REFUSED)", tc.rules, d, tc.open)
+			}
+		}
+	})
 	t.Run("domain", func(t *testing.T) {
 		dns := dnsServer(t, map[string]string{"allowed.moat.test": ha, "other.moat.test": ha})
-		e := netEnv(t, fmt.Sprintf("--dns=127.0.0.1:%d", dns), "--egress-domain=allow=allowed.moat.test").in(t)
+		e := netEnv(t, "--allow-host-loopback", fmt.Sprintf("--dns=127.0.0.1:%d", dns), "--egress-domain=allow=allowed.moat.test").in(t)
 		id := hold(e)
 		target := fmt.Sprintf("%s:%d", ha, open)
 		if r := dial(e, id, target); !refused(r) {
@@ -698,4 +721,80 @@ func TestSandboxFloodMemory(t *testing.T) {
 	if dnsPeak-idle > bound || udpPeak-idle > bound {
 		t.Errorf("floods grew moat boot by %d KiB (udp) and %d KiB (dns in all), over the bound of %d KiB", udpPeak-idle, dnsPeak-idle, bound)
 	}
+}
+
+// hostAddresses lists every address `ip addr` shows in the test's network
+// namespace.
+func hostAddresses(t *testing.T) []netip.Addr {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "addr", "show").Output()
+	must(t, err)
+	var addrs []netip.Addr
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet" || f[i] == "inet6" {
+				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+					addrs = append(addrs, p.Addr())
+				}
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		t.Fatalf("ip addr listed no address:\n%s", out)
+	}
+	return addrs
+}
+
+// TestSandboxHostAddresses: a host service listening on 0.0.0.0 is closed
+// to the container at every address of the host (`ip addr`: loopback, eth0,
+// bridges; IPv6 too, which the IPv4-only sandbox cannot reach at all), over
+// TCP and UDP, without --allow-host-loopback, as 10.0.2.2 is; and so is an
+// address added to the host after the container started. With the flag
+// the host's IPv4 addresses are reachable.
+func TestSandboxHostAddresses(t *testing.T) {
+	port := greeter(t, "0.0.0.0:0", "host")
+	uport := udpEchoHost(t, fmt.Sprintf("0.0.0.0:%d", port), true)
+	closed := netEnv(t)
+	cid := hold(closed)
+	open := netEnv(t, "--allow-host-loopback")
+	oid := hold(open)
+	try := func(e *env, id string, a netip.Addr) (tcp, udp dialResult) {
+		execJSON(e, &tcp, []string{id}, "dial", net.JoinHostPort(a.String(), fmt.Sprint(port)), "5")
+		execJSON(e, &udp, []string{id}, "udp", net.JoinHostPort(a.String(), fmt.Sprint(uport)), "x")
+		return tcp, udp
+	}
+	check := func(t *testing.T, addrs []netip.Addr) {
+		t.Helper()
+		for _, a := range addrs {
+			tcp, udp := try(closed, cid, a)
+			if tcp.OK || udp.OK {
+				t.Errorf("host address %v reachable without --allow-host-loopback: tcp %+v, udp %+v", a, tcp, udp)
+			}
+			if a.Is4() && !a.IsLoopback() && tcp.Name != "ECONNREFUSED" {
+				t.Errorf("host address %v: tcp %+v; want an immediate refusal", a, tcp)
+			}
+			if !a.Is4() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+				continue // the container's own loopback; IPv6 and link-local: never
+			}
+			if tcp, udp := try(open, oid, a); tcp.Data != "hi host\n" || udp.Data != "x" {
+				t.Errorf("host address %v with --allow-host-loopback: tcp %+v, udp %+v", a, tcp, udp)
+			}
+		}
+	}
+	check(t, hostAddresses(t))
+	t.Run("added-later", func(t *testing.T) {
+		needRoot(t, "adds an interface to the host")
+		// A veth pair: kernels without the dummy module have it.
+		if out, err := exec.Command("ip", "link", "add", "moate2e0", "type", "veth", "peer", "name", "moate2e1").CombinedOutput(); err != nil {
+			t.Fatalf("ip link add: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "link", "del", "moate2e0").Run() })
+		for _, args := range [][]string{{"addr", "add", "198.18.99.1/24", "dev", "moate2e0"}, {"link", "set", "moate2e0", "up"}} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v: %s", args, err, out)
+			}
+		}
+		check(t, []netip.Addr{netip.MustParseAddr("198.18.99.1")})
+	})
 }
