@@ -136,19 +136,6 @@ func startProc(t *testing.T, c *ctr, name string, args ...string) *exec.Cmd {
 
 func iperfClient(t *testing.T, c *ctr, args ...string) float64 {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command("iperf3", append(args, "-t", "4", "-J")...)
-	cmd.Stdout = &out
-	run := func() error { return cmd.Run() }
-	var err error
-	if c != nil {
-		err = c.in(run)
-	} else {
-		err = run()
-	}
-	if err != nil {
-		t.Fatalf("iperf3 %v: %v\n%s", args, err, out.String())
-	}
 	var res struct {
 		Error string `json:"error"`
 		End   struct {
@@ -157,8 +144,32 @@ func iperfClient(t *testing.T, c *ctr, args ...string) float64 {
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Error != "" {
-		t.Fatalf("iperf3 %v: %v %s", args, err, res.Error)
+	// The iperf3 server closes its listener between tests and opens it
+	// again: a client right after the previous one may find it closed.
+	for attempt := 1; ; attempt++ {
+		var out bytes.Buffer
+		cmd := exec.Command("iperf3", append(args, "-t", "4", "-J")...)
+		cmd.Stdout = &out
+		run := func() error { return cmd.Run() }
+		var err error
+		if c != nil {
+			err = c.in(run)
+		} else {
+			err = run()
+		}
+		if err != nil {
+			t.Fatalf("iperf3 %v: %v\n%s", args, err, out.String())
+		}
+		res.Error = ""
+		err = json.Unmarshal(out.Bytes(), &res)
+		if err == nil && strings.Contains(res.Error, "unable to connect") && attempt < 5 {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if err != nil || res.Error != "" {
+			t.Fatalf("iperf3 %v: %v %s", args, err, res.Error)
+		}
+		break
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e9
 }
