@@ -85,11 +85,20 @@ func (h *hostAddrs) routeType(a netip.Addr) (uint8, error) {
 	msg = binary.NativeEndian.AppendUint32(msg, r.seq)
 	msg = binary.NativeEndian.AppendUint32(msg, 0)
 	msg = append(msg, body...)
-	if err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	// The runtime's preemption signals interrupt these raw calls: EINTR
+	// is no answer, and no reason to deny.
+	err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	}
+	if err != nil {
 		return 0, fmt.Errorf("route lookup %v: %w", a, err)
 	}
 	for {
 		n, _, err := unix.Recvfrom(r.fd, h.buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
 		if err != nil {
 			return 0, fmt.Errorf("route lookup %v: %w", a, err)
 		}

@@ -163,6 +163,7 @@ func iperfClient(t *testing.T, c *ctr, args ...string) float64 {
 		res.Error = ""
 		err = json.Unmarshal(out.Bytes(), &res)
 		if err == nil && strings.Contains(res.Error, "unable to connect") && attempt < 5 {
+			t.Logf("iperf3 %v: %s; again", args, res.Error)
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}

@@ -68,12 +68,19 @@ func (r *rtnl) do(typ uint16, flags uint16, body []byte) error {
 	msg = binary.NativeEndian.AppendUint32(msg, r.seq)
 	msg = binary.NativeEndian.AppendUint32(msg, 0)
 	msg = append(msg, body...)
-	if err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	for errors.Is(err, unix.EINTR) { // SO_RCVTIMEO: signals are not restarted
+		err = unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	}
+	if err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}
 	buf := make([]byte, 8192)
 	for {
 		n, _, err := unix.Recvfrom(r.fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				return fmt.Errorf("netlink: no answer within %v", nlTimeout)
