@@ -170,7 +170,7 @@ func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
 // (flows, queries, connections); the limit makes the garbage collector
 // return what a flood churned through instead of letting the heap double
 // between collections: the peak stays near it (TestSandboxFloodMemory).
-const SupervisorMemoryLimit = 48 << 20
+const SupervisorMemoryLimit = 64 << 20
 
 // LimitSupervisorMemory sets SupervisorMemoryLimit unless GOMEMLIMIT chose
 // a limit already.

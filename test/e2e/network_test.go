@@ -715,7 +715,7 @@ func TestSandboxFloodMemory(t *testing.T) {
 	_, dnsPeak := bootMemory(t, e, id)
 	t.Logf("moat boot, --network=sandbox: idle RSS %d KiB; peak after 6000 UDP flows of 60 KB datagrams %d KiB; after 20000 DNS queries %d KiB",
 		idle, udpPeak, dnsPeak)
-	// Boot's soft memory limit is 48 MiB (network.SupervisorMemoryLimit);
+	// Boot's soft memory limit is 64 MiB (network.SupervisorMemoryLimit);
 	// before the bounds, these floods took it past 270 and 380 MiB.
 	const bound = 80 << 10 // KiB above idle
 	if dnsPeak-idle > bound || udpPeak-idle > bound {
