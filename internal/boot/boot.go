@@ -122,6 +122,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	b.plan, b.spec = plan, plan.Spec
+	procutil.Trace("boot", "plan read")
 	cfg := b.args.Config
 	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
@@ -129,6 +130,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.takeExe(createConn); err != nil {
 		return nil, err
 	}
+	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
 		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
 			return nil, err
@@ -142,6 +144,15 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.newCgroup(); err != nil {
 		return nil, err
 	}
+	// Init waits for its configuration, so it can join its cgroup now:
+	// moving a process costs the kernel an RCU grace period per v1
+	// hierarchy (~14 ms for 11 here), spent while the gofer builds its jail.
+	if b.cg != nil {
+		if err := b.cg.Apply(b.init.pid); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		procutil.Trace("boot", "init placed in its cgroup")
+	}
 	var goferPlan *ipc.GoferPlan
 	if b.gofer != nil {
 		procutil.Trace("boot", "cgroup ready, awaiting gofer")
@@ -149,6 +160,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
+		procutil.Trace("boot", "gofer's mounts received")
 		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
 			return nil, err
 		}

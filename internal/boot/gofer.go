@@ -82,6 +82,7 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 		mountsBoot.Close()
 		return fmt.Errorf("start gofer: %w", err)
 	}
+	procutil.Trace("boot", "gofer spawned")
 	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
 	if err != nil {
 		pidfd = -1

@@ -270,11 +270,6 @@ func (p *initProc) reap() { procutil.Reap(p.pidfd) }
 // configureInit walks init through creation (see the diagram in ipc).
 func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File, plan *ipc.GoferPlan) (*os.File, error) {
 	p := b.init
-	if b.cg != nil {
-		if err := b.cg.Apply(p.pid); err != nil {
-			return nil, fmt.Errorf("cgroup: %w", err)
-		}
-	}
 	cfg := ipc.BootInitConfig{
 		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.plan.Rootfs, Spec: b.spec,
 		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,

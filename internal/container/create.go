@@ -71,6 +71,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	for _, w := range b.Warnings {
 		r.Warn(w)
 	}
+	procutil.Trace("cli", "spec loaded")
 	if err := checkTerminal(b, o); err != nil {
 		return nil, err
 	}

@@ -99,6 +99,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	}
 	d.Transfer(cmd)
 	d.Log(log, "boot")
+	procutil.Trace("cli", "spawning boot")
 	err = cmd.Start()
 
 	procutil.Trace("cli", "boot spawned")
