@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Usage: scripts/bench-fs.sh
 #
-# File-system benchmark (issue 4): the same workloads inside containers of each runtime,
+# File-system benchmark (issues 4 and 13): the same workloads inside containers of each runtime,
 # timed from inside (container start-up excluded), warm and cold, medians over ROUNDS
 # interleaved rounds; one table per cache state with moat's ratio to runc next to the
-# issue's targets; then the moat gofer's idle RSS. Builds test/bench/fsbench statically
+# targets (warm: issue 4's; fresh: issue 13's); then the moat gofer's idle RSS. Builds test/bench/fsbench statically
 # (it is also the in-container timing helper) and runs it. Needs root; `make bench-fs`
 # builds bin/moat first.
 #
-# Workloads: exec (dash loop of 1000 x /bin/true), python (50 x python3 -c 'import
+# Workloads: exec (dash loop of 300 x /bin/true), python (8 x python3 -c 'import
 # json,email,http.client'), compile (gcc -O2 -c of 6 C files + g++ -O2 -c of 2 C++ files),
 # walk (lstat of every entry of /usr/lib, ~72k), readall (open+read of every file of
-# /usr/include, ~8k), seqread (1 GiB file, 1 MiB reads).
+# /usr/include, ~8k), seqread (1 GiB file, 1 MiB reads), gitstatus (git status of a
+# 50k-file work tree bind-mounted read-write at /repo).
 #
 # Image: built once from this Debian host's own files (GNU tar copy of /usr minus
 # /usr/local, /etc minus secrets, the /bin /sbin /lib* symlinks, plus a 1 GiB
@@ -24,7 +25,9 @@
 #
 # Environment:
 #   ROUNDS     measured rounds per pass (default 3)
-#   WORKLOADS  comma-separated subset of exec,python,compile,walk,readall,seqread
+#   WORKLOADS  comma-separated subset of exec,python,compile,walk,readall,seqread,gitstatus
+#   EXEC_N, PYTHON_N  iterations of exec and python (default 300 and 8)
+#   REPO_FILES files in gitstatus's work tree (default 50000; built once in $IMAGE_DIR/repo)
 #   RUNTIMES   comma-separated [label=]command [global flags], or native; default
 #              "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
 #              (the one labelled "moat" is checked against the targets, relative to "runc")

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -265,6 +266,9 @@ func refreshBench(rootfs string) error {
 	if err := os.MkdirAll(filepath.Join(bench, "src"), 0o755); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(rootfs, "repo"), 0o755); err != nil { // gitstatus's mount point
+		return err
+	}
 	if err := benchrt.CopyFile(self, filepath.Join(bench, "fsbench"), 0o755); err != nil {
 		return err
 	}
@@ -278,4 +282,64 @@ func refreshBench(rootfs string) error {
 		}
 	}
 	return nil
+}
+
+// ensureRepo returns IMAGE_DIR/repo, a git work tree of n small files (100 per
+// directory) with everything committed and the index refreshed, built once (into
+// repo.partial, renamed when complete) and reused while its marker names n.
+func ensureRepo(dir string, n int) (string, error) {
+	repo := filepath.Join(dir, "repo")
+	marker := filepath.Join(repo, ".git", "fsbench-files")
+	if data, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(n) {
+		return repo, nil
+	}
+	t0 := time.Now()
+	logf("repo: building %s (%d files; one-time)", repo, n)
+	part := repo + ".partial"
+	if err := os.RemoveAll(part); err != nil {
+		return "", err
+	}
+	for i := 0; i < n; i++ {
+		d := filepath.Join(part, fmt.Sprintf("d%03d", i/10000), fmt.Sprintf("s%03d", i/100%100))
+		if i%100 == 0 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return "", err
+			}
+		}
+		body := fmt.Sprintf("file %d\n%s\n", i, strings.Repeat("x", i%200))
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d.txt", i%100)), []byte(body), 0o644); err != nil {
+			return "", err
+		}
+	}
+	// Racily clean entries (modified in the second the index is written) would make
+	// every git status re-read them: let the clock move past the files first.
+	time.Sleep(1100 * time.Millisecond)
+	git := func(args ...string) error {
+		c := exec.Command("git", append([]string{"-C", part, "-c", "user.name=fsbench",
+			"-c", "user.email=fsbench@localhost", "-c", "safe.directory=*"}, args...)...)
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("repo: git %s: %v: %s", args[0], err, oneLine(string(out)))
+		}
+		return nil
+	}
+	for _, a := range [][]string{{"init", "-q"}, {"add", "-A"}, {"commit", "-q", "-m", "fsbench"}, {"status", "--porcelain"}} {
+		if err := git(a...); err != nil {
+			return "", err
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := git("update-index", "--really-refresh"); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(part, ".git", "fsbench-files"), []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(repo); err != nil {
+		return "", err
+	}
+	if err := os.Rename(part, repo); err != nil {
+		return "", err
+	}
+	logf("repo: done in %.0f s", time.Since(t0).Seconds())
+	return repo, nil
 }

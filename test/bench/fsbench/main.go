@@ -1,6 +1,7 @@
 // Command fsbench measures file-system-heavy workloads inside containers of several OCI
 // runtimes (moat with its gofer, moat --file-access=direct, runc, runsc) against the same
-// workloads run natively (chrooted into the same image), warm and cold. Issue 4's benchmark.
+// workloads run natively (chrooted into the same image), warm, fresh and cold: issue 4's
+// benchmark, and issue 13's (a fresh container per round, every workload).
 //
 // Usage (as root; scripts/bench-fs.sh builds it statically and runs it, `make bench-fs`):
 //
@@ -11,7 +12,9 @@
 // Environment:
 //
 //	ROUNDS     measured rounds per pass (default 3); medians are reported
-//	WORKLOADS  comma-separated subset of exec,python,compile,walk,readall,seqread (default all)
+//	WORKLOADS  comma-separated subset of exec,python,compile,walk,readall,seqread,gitstatus (default all)
+//	EXEC_N, PYTHON_N  iterations of the exec and python workloads (default 300 and 8, issue 13's)
+//	REPO_FILES files in the gitstatus work tree (default 50000), built once in IMAGE_DIR/repo
 //	RUNTIMES   comma-separated [label=]command [global flags], or "native"; default
 //	           "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
 //	           The runtime labelled "moat" is checked against the targets, against "runc".
@@ -161,6 +164,7 @@ func sweep(rts []*benchrt.Runtime) {
 
 type bench struct {
 	rootfs  string
+	repo    string // host work tree of gitstatus, bound read-write at /repo
 	work    string
 	base    map[string]any
 	timeout time.Duration
@@ -173,8 +177,9 @@ type bench struct {
 
 // bundle returns a bundle whose process runs args: the `runc spec` config with
 // terminal=false, a writable root (so that moat gets its default memory overlay; nothing
-// writes to the image: the workloads write only to /tmp), and a tmpfs on /tmp.
-func (b *bench) bundle(key string, args []string) (string, error) {
+// writes to the image: the workloads write only to /tmp), and a tmpfs on /tmp; with
+// repo, the gitstatus work tree bound read-write at /repo.
+func (b *bench) bundle(key string, args []string, repo bool) (string, error) {
 	if d, ok := b.bundles[key]; ok {
 		return d, nil
 	}
@@ -189,6 +194,11 @@ func (b *bench) bundle(key string, args []string) (string, error) {
 		"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
 		"options": []any{"nosuid", "nodev", "mode=1777"},
 	})
+	if repo {
+		mounts = append(mounts, map[string]any{
+			"destination": "/repo", "type": "bind", "source": b.repo, "options": []any{"rbind", "rw"},
+		})
+	}
 	m["mounts"] = mounts
 	dir := filepath.Join(b.work, "bundle-"+key)
 	if err := benchrt.WriteConfig(dir, m); err != nil {
@@ -235,12 +245,16 @@ func (b *bench) runOnce(rt *benchrt.Runtime, wl string, times int) runResult {
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$R/tmp"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount --rbind /dev "$R/dev"
+[ -z "$REPO" ] || mount --bind "$REPO" "$R/repo"
 exec chroot "$R" "$@"`
 		c = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--",
 			"/bin/sh", "-c", script, "sh", b.rootfs}, args...)...)
 		c.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=xterm"}
+		if wl == "gitstatus" {
+			c.Env = append(c.Env, "REPO="+b.repo)
+		}
 	} else {
-		bundle, err := b.bundle(fmt.Sprintf("%s-%d", wl, times), args)
+		bundle, err := b.bundle(fmt.Sprintf("%s-%d", wl, times), args, wl == "gitstatus")
 		if err != nil {
 			return runResult{err: err}
 		}
@@ -352,9 +366,9 @@ func driver() int {
 	rts := benchrt.ParseRuntimes(benchrt.EnvNonEmpty("RUNTIMES", defaultRuntimes), true)
 	privateRoots(rts, benchrt.EnvNonEmpty("ROOT_BASE", "/run/fsbench"))
 	var wls []string
-	for _, w := range splitList(benchrt.EnvNonEmpty("WORKLOADS", "exec,python,compile,walk,readall,seqread")) {
+	for _, w := range splitList(benchrt.EnvNonEmpty("WORKLOADS", "exec,python,compile,walk,readall,seqread,gitstatus")) {
 		if findWorkload(w) == nil {
-			logf("unknown workload %q (have exec,python,compile,walk,readall,seqread)", w)
+			logf("unknown workload %q (have exec,python,compile,walk,readall,seqread,gitstatus)", w)
 			return 2
 		}
 		wls = append(wls, w)
@@ -401,6 +415,15 @@ func driver() int {
 		logf("%v", err)
 		return 1
 	}
+	repo := ""
+	for _, w := range wls {
+		if w == "gitstatus" {
+			if repo, err = ensureRepo(imageDir, benchrt.EnvInt("REPO_FILES", 50000)); err != nil {
+				logf("%v", err)
+				return 1
+			}
+		}
+	}
 	work, err := reg.TempDir("fsbench")
 	if err != nil {
 		logf("%v", err)
@@ -415,8 +438,10 @@ func driver() int {
 		rootfs: rootfs, work: work, base: base, timeout: timeout,
 		args: map[string]string{
 			"walk": benchrt.EnvNonEmpty("WALK_DIR", "/usr/lib"), "readall": benchrt.EnvNonEmpty("READ_DIR", "/usr/include"),
-			"seqread": "/data/big", "exec": "1000", "python": "50", "compile": "/bench/src",
+			"seqread": "/data/big", "exec": benchrt.EnvNonEmpty("EXEC_N", "300"),
+			"python": benchrt.EnvNonEmpty("PYTHON_N", "8"), "compile": "/bench/src", "gitstatus": "/repo",
 		},
+		repo:    repo,
 		bundles: map[string]string{},
 		prefix:  fmt.Sprintf("fsbench-%d", os.Getpid()),
 		devNull: devNull,
@@ -637,7 +662,7 @@ func printTable(table, title string, rounds int, wls []string, rts []*benchrt.Ru
 					cell += fmt.Sprintf(" [%d/%d]", n, rounds)
 				}
 				if okRunc && !rt.Native && rt.Label != "runc" && runc > 0 {
-					if w.ThrMin > 0 {
+					if w.ThrMin > 0 || w.FreshTh > 0 {
 						cell += fmt.Sprintf(" (thr %.2fx)", runc/m)
 					} else {
 						cell += fmt.Sprintf(" (%.2fx)", m/runc)
@@ -700,26 +725,29 @@ func printTable(table, title string, rounds int, wls []string, rts []*benchrt.Ru
 }
 
 func targetCell(w *workloadDef, table string, m float64, okM bool, runc float64, okRunc bool) string {
+	limit, thr := w.Target, w.ThrMin
+	if table == "fresh" {
+		limit, thr = w.Fresh, w.FreshTh
+	} else if table != "warm" {
+		limit, thr = 0, 0
+	}
 	var t string
 	switch {
-	case w.ThrMin > 0:
-		t = fmt.Sprintf("thr>=%.2f", w.ThrMin)
-	case w.Target > 0:
-		t = fmt.Sprintf("<=%.2f", w.Target)
+	case thr > 0:
+		t = fmt.Sprintf("thr>=%.2f", thr)
+	case limit > 0:
+		t = fmt.Sprintf("<=%.2f", limit)
 	default:
 		return "-"
-	}
-	if w.WarmOK && table != "warm" {
-		return t + " (warm only)"
 	}
 	if !okM || !okRunc || runc <= 0 || m <= 0 {
 		return t + " n/a"
 	}
 	ok := false
-	if w.ThrMin > 0 {
-		ok = runc/m >= w.ThrMin
+	if thr > 0 {
+		ok = runc/m >= thr
 	} else {
-		ok = m/runc <= w.Target
+		ok = m/runc <= limit
 	}
 	if ok {
 		return t + " ok"

@@ -88,7 +88,7 @@ func measureGoferRSS(b *bench, rts []*benchrt.Runtime) {
 			continue
 		}
 		any = true
-		bundle, err := b.bundle("sleep", []string{"/bin/sleep", "600"})
+		bundle, err := b.bundle("sleep", []string{"/bin/sleep", "600"}, false)
 		if err != nil {
 			fmt.Printf("  %-12s error: %v\n", rt.Label, err)
 			continue
