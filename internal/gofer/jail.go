@@ -30,13 +30,15 @@ type tree struct {
 	// unmappedAsRoot: a read-only tree of the host's own files under the
 	// memory overlay, served in a user namespace (see fsys.Options).
 	unmappedAsRoot bool
+	underlay       bool // the lower layer of init's memory overlay
 }
 
 // planTrees lists what the gofer serves: the root, then every bind mount
 // in spec order, with destinations resolved inside the root filesystem.
 // options are the server options of t, asking for passthrough.
 func (t *tree) options() fsys.Options {
-	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true, UnmappedAsRoot: t.unmappedAsRoot}
+	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true,
+		UnmappedAsRoot: t.unmappedAsRoot, OverlayLower: t.underlay}
 }
 
 func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*tree, error) {
@@ -53,6 +55,8 @@ func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*
 		// The image behind a read-only root does not change under us.
 		root.cache = fsys.CacheLong
 	}
+	// Init stacks its memory overlay on the root exactly then (goferRoot.build).
+	root.underlay = overlay == config.OverlayMemory && !s.Root.Readonly
 	trees := []*tree{root}
 	// Without the memory overlay there is nowhere else to create missing
 	// mount points: they go into the image, as runc does.

@@ -129,6 +129,13 @@ type Options struct {
 	// AllowPrivilegedXattrs allows setting and removing trusted.* and
 	// security.* extended attributes.
 	AllowPrivilegedXattrs bool
+	// OverlayLower says the tree is the lower layer of an overlay. The
+	// overlay asks for its own attributes (trusted.overlay.*, and
+	// user.overlay.* with userxattr) of every entry it looks up: they are
+	// answered "no such attribute" at once, without touching the host. That
+	// halves the server's work for a fresh walk, and the image cannot steer
+	// the overlay (redirects, metacopy, opaque directories) through them.
+	OverlayLower bool
 	// Logf receives debug messages, including go-fuse's own; nil discards.
 	Logf func(format string, args ...any)
 

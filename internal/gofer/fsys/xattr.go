@@ -90,7 +90,7 @@ func (fs *fileSystem) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string,
 	if n == nil {
 		return 0, statusStale
 	}
-	if n.mnt != nil {
+	if n.mnt != nil || (fs.opts.OverlayLower && overlayXattr(attr)) {
 		return 0, fuse.ENOATTR
 	}
 	get := func(buf []byte) (int, error) {
@@ -109,6 +109,12 @@ func (fs *fileSystem) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string,
 		return 0, fuse.ENOATTR
 	}
 	return uint32(sz), status(err)
+}
+
+// overlayXattr reports whether attr is one of overlayfs's own attributes
+// (which it never lists or copies up from a lower layer).
+func overlayXattr(attr string) bool {
+	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.")
 }
 
 // ListXAttr lists attribute names; with an empty buffer it returns the size.
