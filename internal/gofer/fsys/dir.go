@@ -88,7 +88,13 @@ func (fs *fileSystem) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool
 		defer h.mu.Unlock()
 		return fs.fillDir(h.dir, in.Offset, out, plus, n)
 	}
-	// No handle (NO_OPENDIR): a descriptor per request.
+	// No handle (NO_OPENDIR, CacheLong): a descriptor per request. The
+	// request after the last entries only learns the end: the one before
+	// saw it already, and the tree does not change, so it is answered
+	// without opening anything.
+	if n.takeEOF(in.Offset) {
+		return fuse.OK
+	}
 	fd, err := fs.reopen(n, unix.O_RDONLY)
 	if err != nil {
 		return status(err)
@@ -97,7 +103,11 @@ func (fs *fileSystem) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool
 	bp := dirBufs.Get().(*[]byte)
 	defer dirBufs.Put(bp)
 	d := &dirStream{fd: fd, buf: *bp}
-	return fs.fillDir(d, in.Offset, out, plus, n)
+	st := fs.fillDir(d, in.Offset, out, plus, n)
+	if st.Ok() && d.eof && len(d.data) == 0 {
+		n.setEOF(d.pos)
+	}
+	return st
 }
 
 // fillDir sends entries from off until the kernel's buffer is full. Once an

@@ -60,6 +60,24 @@ type node struct {
 	omu     sync.Mutex
 	backing int32     // passthrough backing id, 0 if none
 	seen    *statSnap // CacheShort: attributes at the previous open
+	eofAt   uint64    // CacheLong directory: its listing ended at this offset
+	eofSet  bool      // eofAt is set (once: takeEOF clears it)
+}
+
+// setEOF records that n's listing ends at off.
+func (n *node) setEOF(off uint64) {
+	n.omu.Lock()
+	n.eofAt, n.eofSet = off, true
+	n.omu.Unlock()
+}
+
+// takeEOF reports, once, whether n's listing is known to end at off.
+func (n *node) takeEOF(off uint64) bool {
+	n.omu.Lock()
+	defer n.omu.Unlock()
+	hit := n.eofSet && n.eofAt == off
+	n.eofSet = false
+	return hit
 }
 
 // statSnap is what decides whether cached pages of a file are still valid.
