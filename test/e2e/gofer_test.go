@@ -371,3 +371,36 @@ func TestGoferCapabilities(t *testing.T) {
 		}
 	}
 }
+
+// TestGoferBindSeesHostChanges: a read-write bind mount can change on the
+// host while the container runs, so the gofer caches it only briefly: a
+// rewritten file, a new entry and a removed one are seen inside within a
+// few seconds (its attribute and entry timeouts are 1 s), listings too.
+func TestGoferBindSeesHostChanges(t *testing.T) {
+	e := newEnv(t)
+	dir, bind := sharedDir(e)
+	must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("v1"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "gone"), nil, 0o644))
+	id, _ := holding(e, bind)
+	if out := e.moat("exec", id, "probe", "cat", "/shared/f"); out != "v1" {
+		t.Fatalf("read %q, want v1", out)
+	}
+	if out := strings.TrimSpace(e.moat("exec", id, "probe", "ls", "/shared")); out != "f\ngone" {
+		t.Fatalf("listing %q", out)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("version 2"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "new"), nil, 0o644))
+	must(t, os.Remove(filepath.Join(dir, "gone")))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data := e.moat("exec", id, "probe", "cat", "/shared/f")
+		list := strings.TrimSpace(e.moat("exec", id, "probe", "ls", "/shared"))
+		if data == "version 2" && list == "f\nnew" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the host's changes the container still reads %q and lists %q", data, list)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
