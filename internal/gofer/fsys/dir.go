@@ -33,8 +33,9 @@ func (d *dirStream) seek(off uint64) error {
 	return nil
 }
 
-// OpenDir opens a directory handle; with CacheLong it answers ENOSYS, after
-// which the kernel sends no OPENDIR/RELEASEDIR and caches listings itself.
+// OpenDir opens a directory handle, for tests (openAlways) only: otherwise
+// it answers ENOSYS, after which the kernel sends no OPENDIR/RELEASEDIR and
+// caches listings itself (see the Cache constants).
 func (fs *fileSystem) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if fs.noOpenDir {
 		return fuse.ENOSYS
@@ -88,11 +89,12 @@ func (fs *fileSystem) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool
 		defer h.mu.Unlock()
 		return fs.fillDir(h.dir, in.Offset, out, plus, n)
 	}
-	// No handle (NO_OPENDIR, CacheLong): a descriptor per request. The
+	// No handle (NO_OPENDIR): a descriptor per request. With CacheLong the
 	// request after the last entries only learns the end: the one before
 	// saw it already, and the tree does not change, so it is answered
 	// without opening anything.
-	if n.takeEOF(in.Offset) {
+	long := fs.opts.Cache == CacheLong
+	if long && n.takeEOF(in.Offset) {
 		return fuse.OK
 	}
 	fd, err := fs.reopen(n, unix.O_RDONLY)
@@ -104,7 +106,7 @@ func (fs *fileSystem) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool
 	defer dirBufs.Put(bp)
 	d := &dirStream{fd: fd, buf: *bp}
 	st := fs.fillDir(d, in.Offset, out, plus, n)
-	if st.Ok() && d.eof && len(d.data) == 0 {
+	if long && st.Ok() && d.eof && len(d.data) == 0 {
 		n.setEOF(d.pos)
 	}
 	return st
