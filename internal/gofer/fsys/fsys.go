@@ -153,9 +153,9 @@ type Options struct {
 type openMode int
 
 const (
-	openAuto   openMode = iota
-	openAlways          // always answer OPEN and OPENDIR
-	openNever           // answer OPEN and OPENDIR with ENOSYS when read-only
+	openAuto   openMode = iota // OPENDIR: ENOSYS; OPEN: see noOpenWanted
+	openAlways                 // always answer OPEN and OPENDIR
+	openNever                  // answer OPEN with ENOSYS when read-only, whatever the cache
 )
 
 const (
