@@ -404,3 +404,45 @@ func TestGoferBindSeesHostChanges(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestGoferImageXattrs: under the memory overlay the image shows no extended
+// attributes (the gofer refuses them all, so that the overlay's per-lookup
+// questions cost no round trip and the image cannot steer the overlay);
+// copy-up still works and attributes set in the container stick. Without
+// the overlay the image's attributes are served.
+func TestGoferImageXattrs(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "600"}, func(s *specsSpec) { s.Root.Readonly = false })
+	f := filepath.Join(b.rootfs(), "xf")
+	must(t, os.WriteFile(f, []byte("x"), 0o644))
+	if err := unix.Setxattr(f, "user.k", []byte("image"), 0); err != nil {
+		t.Skipf("SKIP (missing prerequisite: user xattrs on the bundle's file system): %v", err)
+	}
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	if out := e.moat("exec", id, "probe", "try", "getxattr", "/xf", "user.k"); strings.Contains(out, `"ok":true`) {
+		t.Errorf("the image's attribute is shown under the overlay: %s", out)
+	}
+	for _, op := range [][]string{{"chmod", "/xf", "600"}, {"setxattr", "/xf", "user.n", "mine"}} {
+		if out := e.moat(append([]string{"exec", id, "probe", "try"}, op...)...); !strings.Contains(out, `"ok":true`) {
+			t.Errorf("%v in the container: %s", op, out)
+		}
+	}
+	if out := e.moat("exec", id, "probe", "try", "getxattr", "/xf", "user.n"); !strings.Contains(out, `"data":"mine"`) {
+		t.Errorf("an attribute set in the container: %s", out)
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(f, "user.k", buf); err != nil || string(buf[:n]) != "image" {
+		t.Errorf("the image's attribute changed: %q %v", buf[:n], err)
+	}
+	if _, err := unix.Getxattr(f, "user.n", buf); err == nil {
+		t.Errorf("the container's attribute reached the image")
+	}
+	b.spec.Annotations = map[string]string{"moat.overlay": "none"}
+	b.spec.Process.Args = []string{"/bin/probe", "try", "getxattr", "/xf", "user.k"}
+	b.save(t)
+	if out := e.moat("run", "--bundle", b.dir, e.id()); !strings.Contains(out, `"data":"image"`) {
+		t.Errorf("--overlay=none: the image's attribute is not served: %s", out)
+	}
+}

@@ -310,6 +310,15 @@ var tryOps = map[string]tryOp{
 	"setxattr": {"PATH NAME VALUE", 3, 3, func(a []string) (*string, error) {
 		return noData(unix.Setxattr(a[0], a[1], []byte(a[2]), 0))
 	}},
+	"getxattr": {"PATH NAME", 2, 2, func(a []string) (*string, error) {
+		buf := make([]byte, 4096)
+		n, err := unix.Lgetxattr(a[0], a[1], buf)
+		if err != nil {
+			return nil, err
+		}
+		data := string(buf[:n])
+		return &data, nil
+	}},
 	"unlink": {"PATH", 1, 1, func(a []string) (*string, error) { return noData(unix.Unlink(a[0])) }},
 	"rmdir":  {"PATH", 1, 1, func(a []string) (*string, error) { return noData(unix.Rmdir(a[0])) }},
 	"mkdir":  {"PATH", 1, 1, func(a []string) (*string, error) { return noData(unix.Mkdir(a[0], 0o755)) }},

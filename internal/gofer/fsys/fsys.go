@@ -132,12 +132,15 @@ type Options struct {
 	// AllowPrivilegedXattrs allows setting and removing trusted.* and
 	// security.* extended attributes.
 	AllowPrivilegedXattrs bool
-	// OverlayLower says the tree is the lower layer of an overlay. The
-	// overlay asks for its own attributes (trusted.overlay.*, and
-	// user.overlay.* with userxattr) of every entry it looks up: they are
-	// answered "no such attribute" at once, without touching the host. That
-	// halves the server's work for a fresh walk, and the image cannot steer
-	// the overlay (redirects, metacopy, opaque directories) through them.
+	// OverlayLower says the tree is the lower layer of an overlay, which
+	// asks for one of its own attributes (trusted.overlay.*, or
+	// user.overlay.* with userxattr) of every entry it looks up: a GETXATTR
+	// round trip per file of a fresh walk. The server then answers the first
+	// GETXATTR and LISTXATTR with ENOSYS, after which the kernel sends none
+	// and the tree has no extended attributes: the image cannot steer the
+	// overlay, and its own attributes (user.*, ACLs, security.capability)
+	// are not shown nor copied up. File capabilities lose nothing: the
+	// overlay is mounted nosuid, which ignores them (and setuid) anyway.
 	OverlayLower bool
 	// Logf receives debug messages, including go-fuse's own; nil discards.
 	Logf func(format string, args ...any)

@@ -90,7 +90,10 @@ func (fs *fileSystem) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string,
 	if n == nil {
 		return 0, statusStale
 	}
-	if n.mnt != nil || (fs.opts.OverlayLower && overlayXattr(attr)) {
+	if fs.opts.OverlayLower {
+		return 0, fuse.ENOSYS // the kernel asks no more: see Options
+	}
+	if n.mnt != nil {
 		return 0, fuse.ENOATTR
 	}
 	get := func(buf []byte) (int, error) {
@@ -111,14 +114,11 @@ func (fs *fileSystem) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string,
 	return uint32(sz), status(err)
 }
 
-// overlayXattr reports whether attr is one of overlayfs's own attributes
-// (which it never lists or copies up from a lower layer).
-func overlayXattr(attr string) bool {
-	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.")
-}
-
 // ListXAttr lists attribute names; with an empty buffer it returns the size.
 func (fs *fileSystem) ListXAttr(_ <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	if fs.opts.OverlayLower {
+		return 0, fuse.ENOSYS
+	}
 	n := fs.getNode(h.NodeId)
 	if n == nil {
 		return 0, statusStale
