@@ -362,7 +362,9 @@ func TestDoNetworkSandboxDomain(t *testing.T) {
 	open := greeter(t, ha+":0", "open")
 	dns := dnsServer(t, map[string]string{"allowed.moat.test": ha})
 	e := newDoEnv(t)
-	e.globals = append(e.globals, fmt.Sprintf("--dns=127.0.0.1:%d", dns))
+	// The "remote" server is on the host's own address, closed without
+	// --allow-host-loopback.
+	e.globals = append(e.globals, fmt.Sprintf("--dns=127.0.0.1:%d", dns), "--allow-host-loopback")
 	target := fmt.Sprintf("%s:%d", ha, open)
 	script := fmt.Sprintf(`%[1]s dial %[2]s 5; %[1]s dns %[3]s allowed.moat.test A; %[1]s dial %[2]s 5`, probeBin, target, gateway)
 	r := e.do("--network=sandbox", "--egress-domain=allow=allowed.moat.test", "--", "sh", "-c", script)
