@@ -2,7 +2,7 @@ package main
 
 // Idle gofer memory: for every moat runtime, `create` + `start` a container running
 // `sleep`, wait SETTLE, and read VmRSS/VmHWM of the `moat gofer` process(es) among the
-// descendants of the --pid-file process (moat boot). Then `exec` one lstat walk of WALK_DIR
+// descendants of moat boot, the parent of the --pid-file process (the container's). Then `exec` one lstat walk of WALK_DIR
 // in the container and read them again (what the gofer keeps per served inode).
 
 import (
@@ -113,6 +113,8 @@ func measureGoferRSS(b *bench, rts []*benchrt.Runtime) {
 				fmt.Printf("  %-12s error: pid file: %v %v\n", rt.Label, err, err2)
 				return
 			}
+			// The pid file names the container's process; its parent is boot.
+			pid = benchrt.Procs()[pid].PPID
 			idle, all := goferSnapshot(pid)
 			if idle.desc == "" {
 				fmt.Printf("  %-12s no gofer process (processes: %s)\n", rt.Label, strings.Join(all, ", "))
