@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +81,17 @@ func (g *goferRoot) overlay(lower string, shown bool) (string, error) {
 			return "", err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	// The layers are named relative to the sandbox tmpfs (the working
+	// directory for the mount): the container's /proc/self/mountinfo shows
+	// the overlay's options, and must show nothing of the host's layout.
+	rel := func(p string) (string, error) { return filepath.Rel(g.base, p) }
+	relLower, err1 := rel(lower)
+	relUpper, err2 := rel(upper)
+	relWork, err3 := rel(work)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return "", fmt.Errorf("memory overlay: %w", err)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", relLower, relUpper, relWork)
 	g.upper = upper
 	if g.userNS || shown {
 		// Without userxattr an overlay in a user namespace cannot write
@@ -89,10 +100,30 @@ func (g *goferRoot) overlay(lower string, shown bool) (string, error) {
 	}
 	// As real root an overlay re-enables device nodes and setuid even over a
 	// nodev,nosuid lower: it must say so itself.
-	if err := unix.Mount("moat-overlay", merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
+	if err := mountIn(g.base, func() error {
+		return unix.Mount("moat-overlay", merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts)
+	}); err != nil {
 		return "", fmt.Errorf("memory overlay over the gofer's root: %w", err)
 	}
 	return merged, nil
+}
+
+// mountIn runs mount with dir as the working directory, then goes back.
+// Precondition: init is building the root, on one thread, and no other
+// goroutine uses relative paths meanwhile.
+func mountIn(dir string, mount func() error) error {
+	prev, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if err := os.Chdir(dir); err != nil {
+		return err
+	}
+	err = mount()
+	if cerr := os.Chdir(prev); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // exposeUpper binds the overlay's upper directory, read-only, at the

@@ -185,6 +185,25 @@ func TestGoferInvisible(t *testing.T) {
 	}
 }
 
+// TestGoferMountinfoHidesHost: the container's mountinfo shows nothing of
+// the host's layout: the memory overlay's layers are named relative to the
+// sandbox's own tmpfs (they showed the bundle's path, lowerdir=/…/rootfs/…),
+// and the gofer's trees are FUSE mounts rooted at "/".
+func TestGoferMountinfoHidesHost(t *testing.T) {
+	needGofer(t)
+	e := newEnv(t)
+	b := e.newBundle([]string{"mounts"}, func(s *specsSpec) { s.Root.Readonly = false })
+	out := e.moat("run", "--bundle", b.dir, e.id())
+	if !strings.Contains(out, " overlay ") {
+		t.Fatalf("no overlay root in the container's mountinfo:\n%s", out)
+	}
+	for _, host := range []string{b.dir, e.dir, e.root} {
+		if strings.Contains(out, host) {
+			t.Errorf("the container's mountinfo names the host path %s:\n%s", host, out)
+		}
+	}
+}
+
 // TestGoferProcUnreachable: a container in the host's pid namespace, with
 // the file-server capabilities Docker grants by default, cannot open the
 // gofer's /proc files: its descriptors are the host's files.
