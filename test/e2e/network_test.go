@@ -717,7 +717,10 @@ func TestSandboxFloodMemory(t *testing.T) {
 		idle, udpPeak, dnsPeak)
 	// Boot's soft memory limit is 64 MiB (network.SupervisorMemoryLimit);
 	// before the bounds, these floods took it past 270 and 380 MiB.
-	const bound = 80 << 10 // KiB above idle
+	// Measured 55-84 MiB on a loaded 2-core machine (the collector's pace
+	// under the 64 MiB soft limit varies); 128 MiB keeps the test from
+	// flaking and still fails at the old 270-380 MiB.
+	const bound = 128 << 10 // KiB above idle
 	if dnsPeak-idle > bound || udpPeak-idle > bound {
 		t.Errorf("floods grew moat boot by %d KiB (udp) and %d KiB (dns in all), over the bound of %d KiB", udpPeak-idle, dnsPeak-idle, bound)
 	}
