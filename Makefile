@@ -61,6 +61,19 @@ clean:
 
 -include scripts/bench.mk
 
+# clients: moat and runc driven by real clients — rootful and rootless
+# Podman, Docker, ctr and crictl (containerd's CRI) — on private daemons,
+# one PASS/FAIL line per scenario and a table; fails when moat fails what
+# runc passes. Root, Debian 12 (installs what is missing). Narrow it with
+# CLIENTS='podman docker' RUNTIMES=moat ONLY=exec,top (see scripts/clients.sh).
+# bench-clients: p50 of `run --rm IMAGE true` through Podman, Docker and
+# ctr: moat, moat direct, runc, runsc (N=20).
+.PHONY: clients bench-clients
+clients: build
+	./scripts/clients.sh
+bench-clients: build
+	./scripts/bench-clients.sh
+
 # e2e-rootless: the same suite as unprivileged users: moatci (with an
 # /etc/subuid range) and moatci1 (single-ID map). .ci/run creates them.
 E2E_TMP := /tmp/moat-e2e-bin
