@@ -9,6 +9,7 @@
 #   scripts/clients.sh                      (make clients; after make build)
 #   CLIENTS='podman docker' RUNTIMES=moat ONLY=run_exit,exec scripts/clients.sh
 #   KEEP=1 scripts/clients.sh               keep $S (daemons are still stopped)
+#   REPORT=FILE scripts/clients.sh          also write the table and each failure's log as Markdown
 #
 # Exit status 1 when moat fails a scenario that runc passes; a scenario
 # that runc fails too is reported, not fatal.
@@ -47,7 +48,7 @@ touch "$RESULTS"
 cp "$MOAT_SRC" "$MOAT"
 chmod 0755 "$S/bin" "$MOAT"
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "clients.sh: signalled" >&2; exit 130' INT TERM HUP
 record_before
 echo "== moat: $("$MOAT" --version | head -1); runc: $(runc --version | head -1)"
 
@@ -72,4 +73,5 @@ for c in $CLIENTS; do
 	*) echo "clients.sh: unknown client $c" >&2; exit 2 ;;
 	esac
 done
+[ -z "${REPORT:-}" ] || report_md "$REPORT"
 table

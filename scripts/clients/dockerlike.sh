@@ -257,5 +257,5 @@ run_dockerlike() { # CLIENT RUNTIMES...
 		if [ -n "${ONLY:-}" ] && ! echo ",$ONLY," | grep -q ",$s,"; then continue; fi
 		scenario "$DL" "$s" "sc_$s" "$@"
 	done
-	cli network rm -f mc-net >/dev/null 2>&1 || true
+	RT=runc cli network rm -f mc-net >/dev/null 2>&1 || true
 }

@@ -13,13 +13,22 @@ T=${T:-60} # default bound, in seconds, of one client command
 # line goes to the scenario's log (fd 9), not into captured output.
 # Shell functions (the client wrappers) run in a bash that inherits them:
 # scripts/clients.sh exports them.
+# A command that times out returns 124 (SIGKILL alone would look like an
+# exit status of 137, which scenarios expect of a killed container).
 x() {
 	{ echo "+ $*" >&9; } 2>/dev/null || true
+	local t0=$SECONDS rc
 	if [ "$(type -t "$1")" = function ]; then
 		timeout -s KILL "$T" bash -c '"$@"' x "$@"
 	else
 		timeout -s KILL "$T" "$@"
 	fi
+	rc=$?
+	if [ $rc -eq 137 ] && [ $((SECONDS - t0)) -ge "$T" ]; then
+		{ echo "TIMEOUT: $1 did not return within ${T}s" >&9; } 2>/dev/null || true
+		return 124
+	fi
+	return $rc
 }
 
 fail() {
@@ -124,4 +133,21 @@ table() {
 		bad=1
 	fi
 	return $bad
+}
+
+# report_md FILE: the table and, for every failure, its log's commands,
+# errors and verdict (lines cut at 400 characters), as Markdown.
+report_md() {
+	{
+		echo '```'
+		table 2>&1 || true
+		echo '```'
+		awk -F'\t' '$4 == "FAIL" {print $1 "." $2 "." $3}' "$RESULTS" | while read -r k; do
+			echo
+			echo "### FAIL $k"
+			echo '```'
+			grep -vE '^ok: ' "$LOGS/$k.log" | head -n 30 | cut -c1-400
+			echo '```'
+		done
+	} >"$1"
 }
