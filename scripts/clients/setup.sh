@@ -260,10 +260,36 @@ cleanup() {
 	ip link show 2>/dev/null | awk -F': ' '/^[0-9]+: br-/ {sub(/@.*/, "", $2); print $2}' | while read -r l; do
 		grep -qx "$l" "$S/links.before" 2>/dev/null || ip link delete "$l" 2>/dev/null
 	done
+	# The runc shim keeps runc's (and moat's) state in /run/containerd/runc/NS
+	# whatever containerd's state dir: what a failed run left there goes.
+	for r in /run/containerd/runc/{mc,k8s.io,moby}/*; do
+		[ -e "$r" ] || continue
+		grep -qxF "$r" "$S/runc-state.before" 2>/dev/null || rm -rf "$r"
+	done
+	drop_cni_chains
 	[ -n "${KEEP:-}" ] || rm -rf "$S"
 }
 
+# drop_cni_chains: the (by now empty) iptables chains Podman's CNI firewall
+# and portmap plugins add and never remove, unless they were there before.
+drop_cni_chains() {
+	command -v iptables >/dev/null || return 0
+	grep -q CNI- "$S/iptables.before" 2>/dev/null && return 0
+	local t c
+	iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null
+	for c in PREROUTING OUTPUT; do
+		iptables -t nat -D $c -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT 2>/dev/null
+	done
+	iptables -t nat -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ 2>/dev/null
+	for t in filter nat; do
+		for c in $(iptables -t $t -S | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do iptables -t $t -F "$c"; done
+		for c in $(iptables -t $t -S | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do iptables -t $t -X "$c" 2>/dev/null; done
+	done
+}
+
 record_before() {
+	{ iptables -S; iptables -t nat -S; } >"$S/iptables.before" 2>/dev/null
+	ls -d /run/containerd/runc/{mc,k8s.io,moby}/* 2>/dev/null >"$S/runc-state.before"
 	ip netns list 2>/dev/null | awk '{print $1}' >"$S/netns.before"
 	ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' >"$S/links.before"
 }
