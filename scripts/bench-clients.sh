@@ -67,11 +67,12 @@ cmd() {
 	esac
 }
 
-# once CLIENT RUNTIME: one run's wall time in ms, or FAIL.
+# once CLIENT RUNTIME: one run's wall time in ms, or FAIL (the same bash
+# start, which brings the exported client wrappers, in every figure).
 once() {
 	local t0 t1
 	t0=$(date +%s%N)
-	if eval "timeout -s KILL $T $(cmd "$1" "$2")" >>"$LOGS/bench.$1.$2.log" 2>&1; then
+	if timeout -s KILL "$T" bash -c "$(cmd "$1" "$2")" >>"$LOGS/bench.$1.$2.log" 2>&1; then
 		t1=$(date +%s%N)
 		echo $(((t1 - t0) / 1000000))
 	else
