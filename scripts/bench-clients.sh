@@ -82,7 +82,7 @@ once() {
 
 export -f pm dk ctrc
 for c in $CLIENTS; do
-	echo "== $c: $N interleaved runs of: $(cmd "$c" RUNTIME | sed "s|$S|\$S|g")"
+	echo "== $c: $N interleaved runs per runtime of: $(cmd "$c" runc | sed "s|$S|\$S|g")"
 	for rt in $RUNTIMES; do once "$c" "$rt" >/dev/null; done # warm-up
 	for i in $(seq "$N"); do
 		for rt in $RUNTIMES; do
