@@ -77,6 +77,7 @@ ct_exec_opts() {
 ct_pause() {
 	x ctx task pause "$(CL)" || fail pause
 	want_eq status "$(task_field "$(CL)" 3)" PAUSED
+	want_eq "freezer state of the container's process" "$(freezer_state "$(task_field "$(CL)" 2)")" FROZEN
 	x ctx task resume "$(CL)" || fail resume
 	want_eq status "$(task_field "$(CL)" 3)" RUNNING
 	want_eq "exec after resume" "$(x ctx task exec --exec-id e4 "$(CL)" echo alive)" alive

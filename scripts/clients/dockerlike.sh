@@ -20,8 +20,6 @@ crun() {
 	esac
 }
 
-img() { case $DL in docker) echo "$IMG" ;; *) echo "$IMG" ;; esac; }
-
 name() { echo "mc-$RT-$1"; }
 L() { name long; } # the long-running container most scenarios use
 
@@ -125,8 +123,7 @@ sc_pid() {
 sc_pause() {
 	x cli pause "$(L)" || fail pause
 	want_eq state "$(state "$(L)")" paused
-	local pid
-	pid=$(cli inspect -f '{{.State.Pid}}' "$(L)")
+	want_eq "freezer state of the container's process" "$(freezer_state "$(cli inspect -f '{{.State.Pid}}' "$(L)")")" FROZEN
 	x cli unpause "$(L)" || fail unpause
 	want_eq state "$(state "$(L)")" running
 	want_eq "exec after unpause" "$(x cli exec "$(L)" echo alive)" alive

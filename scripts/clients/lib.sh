@@ -69,6 +69,25 @@ nsof() { readlink "/proc/$1/ns/$2" 2>/dev/null || echo gone; }
 # cmdof PID: a process's command line, arguments joined by spaces.
 cmdof() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | sed 's/ $//'; }
 
+# freezer_state PID: FROZEN or THAWED, from the process's cgroup v1
+# freezer, else its cgroup v2 cgroup.freeze.
+freezer_state() {
+	local p
+	p=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$1/cgroup" 2>/dev/null)
+	if [ -n "$p" ] && [ -e "/sys/fs/cgroup/freezer$p/freezer.state" ]; then
+		cat "/sys/fs/cgroup/freezer$p/freezer.state"
+		return
+	fi
+	p=$(awk -F: '$1 == "0" {print $3}' "/proc/$1/cgroup" 2>/dev/null)
+	local f
+	for f in "/sys/fs/cgroup$p/cgroup.freeze" "/sys/fs/cgroup/unified$p/cgroup.freeze"; do
+		[ -e "$f" ] || continue
+		[ "$(cat "$f")" = 1 ] && echo FROZEN || echo THAWED
+		return
+	done
+	echo "unknown (no freezer for pid $1)"
+}
+
 # want_container_pid WHAT PID CMDLINE: PID is the container's own process
 # (its command line is CMDLINE) in a pid namespace other than the host's.
 want_container_pid() {

@@ -1,5 +1,6 @@
 # setup.sh: packages, the local image, private daemons and their cleanup for
-# scripts/clients.sh. Sourced; needs S, HERE, MOAT_SRC.
+# scripts/clients.sh and scripts/bench-clients.sh. Sourced; needs S, HERE,
+# LOGS and MOAT.
 
 CRICTL_VERSION=v1.37.0
 DOCS=$HERE/docs/clients
