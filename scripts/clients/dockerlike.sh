@@ -151,6 +151,20 @@ sc_rm() {
 	want_lacks "ps -a" "$(x cli ps -a --format '{{.Names}}')" "$(L)"
 }
 
+# rm -f of a running container returns and leaves nothing (issue 12: Docker's
+# hung for 25 minutes after a -t run).
+sc_rm_force() {
+	local n pid
+	n=$(name rmf)
+	x cli rm -f "$n" >/dev/null 2>&1
+	crun -d -t --name "$n" "$IMG" sleep 1000 >/dev/null || fail "run -d -t"
+	poll 20 state_is "$n" running || fail "state $(state "$n")"
+	pid=$(cli inspect -f '{{.State.Pid}}' "$n")
+	x cli rm -f "$n" >/dev/null || fail "rm -f"
+	! cli inspect "$n" >/dev/null 2>&1 || fail "still inspectable after rm -f"
+	poll 10 test ! -e "/proc/$pid" || fail "pid $pid ($(cmdof "$pid")) outlived rm -f"
+}
+
 sc_kill() {
 	local n
 	n=$(name kill)
@@ -250,7 +264,7 @@ run_dockerlike() { # CLIENT RUNTIMES...
 	mkdir -p "$S/vols"
 	local s
 	for s in run_exit env user cwd stdin tty detached logs exec exec_tty exec_opts top pid pause \
-		restart stop rm kill wait bind_rw bind_ro read_only port c2c memory pids; do
+		restart stop rm rm_force kill wait bind_rw bind_ro read_only port c2c memory pids; do
 		if [ -n "${ONLY:-}" ] && ! echo ",$ONLY," | grep -q ",$s,"; then continue; fi
 		scenario "$DL" "$s" "sc_$s" "$@"
 	done

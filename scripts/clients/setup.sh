@@ -13,7 +13,7 @@ PAUSE_IMG=localhost/moat-pause:latest
 install_packages() {
 	local need=() p
 	for p in podman conmon containerd docker.io runc uidmap slirp4netns \
-		containernetworking-plugins busybox-static jq util-linux iproute2 ${EXTRA_PKGS:-}; do
+		containernetworking-plugins busybox-static jq util-linux iproute2 iptables curl catatonit ${EXTRA_PKGS:-}; do
 		dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 	done
 	if [ ${#need[@]} -gt 0 ]; then
