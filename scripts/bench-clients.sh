@@ -24,6 +24,7 @@ T=60
 . "$HERE/scripts/clients/lib.sh"
 . "$HERE/scripts/clients/setup.sh"
 export S LOGS MOAT IMG
+export -f pm dk ctrc
 
 [ "$(id -u)" = 0 ] || { echo "bench-clients.sh: needs root" >&2; exit 2; }
 [ -x "$MOAT_SRC" ] || { echo "bench-clients.sh: no $MOAT_SRC (make build)" >&2; exit 2; }
@@ -80,7 +81,6 @@ once() {
 	fi
 }
 
-export -f pm dk ctrc
 for c in $CLIENTS; do
 	echo "== $c: $N interleaved runs per runtime of: $(cmd "$c" runc | sed "s|$S|\$S|g")"
 	for rt in $RUNTIMES; do once "$c" "$rt" >/dev/null; done # warm-up

@@ -18,8 +18,8 @@ install_packages() {
 	done
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "== installing ${need[*]}"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	fi
 	if ! command -v crictl >/dev/null; then
 		echo "== go install sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
@@ -58,11 +58,11 @@ build_image() {
 # import_images: podman (rootful) makes the images; its docker archives feed
 # docker, ctr and the CRI. Precondition: podman's private config is written.
 import_images() {
-	pm import --change 'CMD ["sh"]' "$S/image/rootfs.tar" "$IMG" >/dev/null
-	pm import --change 'ENTRYPOINT ["/bin/sh", "-c", "trap \"exit 0\" TERM INT; sleep 2147483647 & wait"]' \
-		"$S/image/rootfs.tar" "$PAUSE_IMG" >/dev/null
-	pm save --format docker-archive -o "$S/image/busybox.docker.tar" "$IMG" >/dev/null
-	pm save --format docker-archive -o "$S/image/pause.docker.tar" "$PAUSE_IMG" >/dev/null
+	T=300 x pm import --change 'CMD ["sh"]' "$S/image/rootfs.tar" "$IMG" >/dev/null &&
+		T=300 x pm import --change 'ENTRYPOINT ["/bin/sh", "-c", "trap \"exit 0\" TERM INT; sleep 2147483647 & wait"]' \
+			"$S/image/rootfs.tar" "$PAUSE_IMG" >/dev/null &&
+		T=300 x pm save --format docker-archive -o "$S/image/busybox.docker.tar" "$IMG" >/dev/null &&
+		T=300 x pm save --format docker-archive -o "$S/image/pause.docker.tar" "$PAUSE_IMG" >/dev/null
 }
 
 write_podman_conf() { # DIR
@@ -128,7 +128,7 @@ setup_podman_rootless() {
 	chown -R "$RL_USER:" "$S/rl"
 	chmod 0700 "$S/rl/xdg"
 	chmod a+r "$S/image/busybox.docker.tar"
-	pmu load -i "$S/image/busybox.docker.tar" >/dev/null
+	T=300 x pmu load -i "$S/image/busybox.docker.tar" >/dev/null
 }
 
 # containerd: its own config, root, state and sockets; the CRI plugin with
@@ -173,9 +173,9 @@ start_containerd() {
 	containerd --config "$d/config.toml" >"$LOGS/containerd.log" 2>&1 &
 	echo $! >"$d/pid"
 	poll 30 ctr -a "$S/containerd.sock" version || { tail "$LOGS/containerd.log"; return 1; }
-	ctrc -n mc images import "$S/image/busybox.docker.tar" >/dev/null
-	ctrc -n k8s.io images import "$S/image/busybox.docker.tar" >/dev/null
-	ctrc -n k8s.io images import "$S/image/pause.docker.tar" >/dev/null
+	T=300 x ctrc -n mc images import "$S/image/busybox.docker.tar" >/dev/null &&
+		T=300 x ctrc -n k8s.io images import "$S/image/busybox.docker.tar" >/dev/null &&
+		T=300 x ctrc -n k8s.io images import "$S/image/pause.docker.tar" >/dev/null
 }
 
 ctrc() { ctr -a "$S/containerd.sock" "$@"; }
@@ -195,7 +195,7 @@ start_dockerd() {
 		-H "unix://$S/docker.sock" --pidfile "$d/pid" --containerd "$S/containerd.sock" \
 		--iptables=false --ip-masq=false --bip 10.87.0.1/24 >"$LOGS/dockerd.log" 2>&1 &
 	poll 60 dk version || { tail "$LOGS/dockerd.log"; return 1; }
-	dk load -i "$S/image/busybox.docker.tar" >/dev/null
+	T=300 x dk load -i "$S/image/busybox.docker.tar" >/dev/null
 }
 
 dk() { docker -H "unix://$S/docker.sock" "$@"; }
