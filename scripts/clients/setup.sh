@@ -232,10 +232,16 @@ cleanup() {
 	if [ -S "$S/docker.sock" ]; then
 		dk ps -aq | xargs -r timeout 60 docker -H "unix://$S/docker.sock" rm -f >/dev/null 2>&1
 	fi
-	[ -d "$S/podman" ] && timeout 60 pm rm -af -t 0 >/dev/null 2>&1
-	[ -d "$S/rl/xdg" ] && timeout 60 pmu rm -af -t 0 >/dev/null 2>&1
+	[ -d "$S/podman" ] && T=60 x pm rm -af -t 0 >/dev/null 2>&1
+	[ -d "$S/rl/xdg" ] && T=60 x pmu rm -af -t 0 >/dev/null 2>&1
 	if [ -S "$S/containerd.sock" ]; then
-		for p in $(cric pods -q 2>/dev/null); do timeout 30 crictl -c "$S/crictl.yaml" rmp -f "$p" >/dev/null 2>&1; done
+		# ctr's containers: their processes outlive a killed shim.
+		for p in $(timeout 30 ctr -a "$S/containerd.sock" -n mc containers ls -q 2>/dev/null); do
+			timeout 30 ctr -a "$S/containerd.sock" -n mc task kill -a -s SIGKILL "$p" >/dev/null 2>&1
+			timeout 30 ctr -a "$S/containerd.sock" -n mc task rm -f "$p" >/dev/null 2>&1
+			timeout 30 ctr -a "$S/containerd.sock" -n mc containers rm "$p" >/dev/null 2>&1
+		done
+		for p in $(timeout 30 crictl -c "$S/crictl.yaml" pods -q 2>/dev/null); do timeout 30 crictl -c "$S/crictl.yaml" rmp -f "$p" >/dev/null 2>&1; done
 	fi
 	stop_pidfile "$S/docker/pid"
 	stop_pidfile "$S/containerd/pid"
