@@ -33,6 +33,7 @@ EXTRA_PKGS=runsc install_packages || exit 2
 mkdir -p "$S/bin" "$LOGS"
 chmod 0755 "$S"
 cp "$MOAT_SRC" "$MOAT"
+cd "$S" # conmon drops files (an "oom" marker) in its working directory
 # ctr takes one binary per runtime: flags go through a wrapper (one exec of
 # sh on top of each runtime call; runc's baseline has none).
 printf '#!/bin/sh\nexec %s --file-access=direct "$@"\n' "$MOAT" >"$S/bin/moat-direct"

@@ -46,6 +46,7 @@ chmod 0755 "$S"
 rm -f "$LOGS"/*.log "$RESULTS"
 touch "$RESULTS"
 cp "$MOAT_SRC" "$MOAT"
+cd "$S" # conmon drops files (an "oom" marker) in its working directory
 chmod 0755 "$S/bin" "$MOAT"
 trap cleanup EXIT
 trap 'echo "clients.sh: signalled" >&2; exit 130' INT TERM HUP
