@@ -203,14 +203,16 @@ dk() { docker -H "unix://$S/docker.sock" "$@"; }
 # owned_pids: processes this run started and that may outlive their
 # daemon: those whose command line or executable names the state dir
 # (shims, conmon, moat from $S/bin, slirp4netns, container processes of
-# images stored under $S).
+# images stored under $S), and rootless Podman's pause process (catatonit:
+# found by its environment).
 owned_pids() {
 	local p
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
 		[ "$p" != $$ ] && [ "$p" != "$BASHPID" ] || continue
 		if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$S/" ||
-			readlink "/proc/$p/exe" 2>/dev/null | grep -qF "$S/"; then
+			readlink "/proc/$p/exe" 2>/dev/null | grep -qF "$S/" ||
+			tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "XDG_RUNTIME_DIR=$S/rl/xdg"; then
 			echo "$p"
 		fi
 	done
@@ -245,7 +247,7 @@ cleanup() {
 	fi
 	stop_pidfile "$S/docker/pid"
 	stop_pidfile "$S/containerd/pid"
-	stop_pidfile "$S/rl/xdg/libpod/tmp/pause.pid"
+	stop_pidfile "$S/rl/tmp/pause.pid" # Podman's tmp_dir
 	local left
 	for _ in 1 2 3; do
 		left=$(owned_pids)
