@@ -161,6 +161,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 			return nil, err
 		}
 		procutil.Trace("boot", "gofer's mounts received")
+		if err := b.keepServedIO(mounts); err != nil {
+			return nil, err
+		}
 		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
 			return nil, err
 		}

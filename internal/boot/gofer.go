@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -163,6 +164,35 @@ func (g *goferProc) exitStatus(d time.Duration) (string, bool) {
 	case <-time.After(time.Second):
 		return "exited, not yet reaped", true
 	}
+}
+
+// keepServedIO keeps init's ends of the io sockets of the trees the gofer
+// serves (root first, then mounts in the order it reports them) and closes
+// those of optional bind mounts it left out (their source was gone).
+func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
+	keep := make([]*os.File, 0, len(mounts))
+	used := map[int]bool{}
+	for _, m := range mounts {
+		k := 0
+		if m.SpecIndex >= 0 {
+			k = 1 + slices.Index(b.plan.GoferMounts, m.SpecIndex)
+			if k == 0 {
+				return fmt.Errorf("the gofer serves mounts[%d], which it was not asked to", m.SpecIndex)
+			}
+		}
+		if used[k] {
+			return fmt.Errorf("the gofer reported mounts[%d] twice", m.SpecIndex)
+		}
+		used[k] = true
+		keep = append(keep, b.goferIO[k])
+	}
+	for k, f := range b.goferIO {
+		if !used[k] {
+			f.Close()
+		}
+	}
+	b.goferIO = keep
+	return nil
 }
 
 // goferPlan builds init's part of the gofer setup.

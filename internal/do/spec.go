@@ -358,8 +358,12 @@ func mountFor(p, kind string, h *Host, parent bool) (specs.Mount, error) {
 	switch kind {
 	case "rw":
 		return specs.Mount{Destination: p, Type: "bind", Source: p, Options: []string{"rbind", "rw", "nosuid", "nodev"}}, nil
-	case "ro", "sub":
+	case "ro":
 		return specs.Mount{Destination: p, Type: "bind", Source: p, Options: []string{"rbind", "ro", "nosuid", "nodev"}}, nil
+	case "sub":
+		// The host's own mounts come and go (a container runtime's, say):
+		// one gone before the sandbox mounts it is left out.
+		return specs.Mount{Destination: p, Type: "bind", Source: p, Options: []string{"rbind", "ro", "nosuid", "nodev", spec.OptionalMount}}, nil
 	}
 	if isDir {
 		opts := []string{"nosuid", "nodev", "noexec", "size=64k", "mode=0755"}

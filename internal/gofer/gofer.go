@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func Main(a Args, log *slog.Logger) error {
 	}
 	startup := procutil.FindStartupPages() // while /proc is there
 	mounts := ipc.NewConn(os.NewFile(uintptr(a.MountsFD), "mounts"))
-	trees, dirs, err := setUp(a, mounts)
+	trees, dirs, ioFDs, err := setUp(a, mounts)
 	if err != nil {
 		// Errors cross to boot as data, not as a lost log line.
 		mounts.SetDeadline(time.Now().Add(5 * time.Second))
@@ -73,21 +74,22 @@ func Main(a Args, log *slog.Logger) error {
 		mounts.Close()
 		return err
 	}
-	return serveAll(trees, dirs, a.IoFDs, startup, log)
+	return serveAll(trees, dirs, ioFDs, startup, log)
 }
 
 // setUp builds the jail, confines the gofer and reports the resolved mounts.
-func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
+func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 	s, err := readSpec(a.SpecFD)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	trees, err := planTrees(s, a.Bundle, a.Rootfs, a.Overlay, a.Mounts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if len(trees) != len(a.IoFDs) {
-		return nil, nil, fmt.Errorf("%d io descriptors for %d served trees", len(a.IoFDs), len(trees))
+	ioFDs, err := treeIoFDs(trees, a.Mounts, a.IoFDs)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	procutil.Trace("gofer", "planned")
 	// FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace:
@@ -100,25 +102,54 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, error) {
 		}
 	}
 	if err := fsys.PrepareChroot(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	procutil.Trace("gofer", "prepared chroot")
 	dirs, err := buildJail(trees)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Reported before confinement, which allows no sending; a confinement
 	// that fails ends the gofer, and boot fails the create for it.
 	if err := reportMounts(mounts, trees); err != nil {
 		closeAll(dirs)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	mounts.Close()
 	if err := confine(passthrough); err != nil {
 		closeAll(dirs)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return trees, dirs, nil
+	return trees, dirs, ioFDs, nil
+}
+
+// treeIoFDs pairs each tree with its io socket: ioFDs holds the root's,
+// then one per index of served (in that order). The sockets of optional
+// bind mounts whose source was gone are closed: boot gives init the same
+// pairing from the mounts the gofer reports.
+func treeIoFDs(trees []*tree, served, ioFDs []int) ([]int, error) {
+	if len(ioFDs) != 1+len(served) {
+		return nil, fmt.Errorf("%d io descriptors for %d trees to serve", len(ioFDs), 1+len(served))
+	}
+	used := map[int]bool{}
+	var out []int
+	for _, t := range trees {
+		k := 0
+		if t.mount.SpecIndex >= 0 {
+			k = 1 + slices.Index(served, t.mount.SpecIndex)
+			if k == 0 {
+				return nil, fmt.Errorf("tree for mounts[%d], which boot did not ask to serve", t.mount.SpecIndex)
+			}
+		}
+		used[k] = true
+		out = append(out, ioFDs[k])
+	}
+	for k, fd := range ioFDs {
+		if !used[k] {
+			unix.Close(fd)
+		}
+	}
+	return out, nil
 }
 
 func readSpec(fd int) (*specs.Spec, error) {

@@ -76,6 +76,9 @@ func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*
 			continue
 		}
 		t, err := planBind(i, m, rootfs, bundle, inImage)
+		if errors.Is(err, errOptionalGone) {
+			continue // init leaves it out too
+		}
 		if err != nil {
 			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 		}
@@ -127,12 +130,22 @@ func underAny(path string, dirs []string) bool {
 // the root filesystem as the container will see it; when the root is
 // written through (no overlay), a missing destination is created in the
 // image as runc does, otherwise init creates it in the overlay.
+// errOptionalGone: an optional bind mount's source is gone (not served).
+var errOptionalGone = errors.New("optional bind source is gone")
+
 func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tree, error) {
 	src := m.Source
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(bundle, src)
 	}
+	mo, err := spec.ParseMountOptions(m.Options)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(src); err != nil {
+		if mo.Optional && errors.Is(err, os.ErrNotExist) {
+			return nil, errOptionalGone
+		}
 		return nil, fmt.Errorf("bind source: %w", err)
 	}
 	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
@@ -140,10 +153,6 @@ func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tr
 		return nil, fmt.Errorf("resolve destination: %w", err)
 	}
 	rel, err := filepath.Rel(rootfs, dest)
-	if err != nil {
-		return nil, err
-	}
-	mo, err := spec.ParseMountOptions(m.Options)
 	if err != nil {
 		return nil, err
 	}

@@ -115,14 +115,19 @@ func (r *rootfs) mountSpec(m specs.Mount, bundle string, cg *cgroupView) error {
 // mountSpecOrGofer performs spec mount i: bind mounts come from the gofer
 // when there is one.
 func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgroupView, g *goferRoot) error {
+	mo, err := spec.ParseMountOptions(m.Options)
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Destination, err)
+	}
+	if g != nil && spec.IsBind(m) && mo.Optional && !g.serves(i) {
+		// An optional host tree the gofer did not serve (gone when it
+		// looked): never bound directly, even if it is back.
+		return nil
+	}
 	if g == nil || !spec.IsBind(m) || !g.serves(i) {
 		return r.mountSpec(m, bundle, cg)
 	}
-	mo, err := spec.ParseMountOptions(m.Options)
-	if err == nil {
-		err = g.mountBind(r, i, m, mo)
-	}
-	if err != nil {
+	if err := g.mountBind(r, i, m, mo); err != nil {
 		return fmt.Errorf("mount %s on %s (served by the gofer): %w", m.Source, m.Destination, err)
 	}
 	return nil
@@ -209,6 +214,9 @@ func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions, bundle string) 
 		srcPath = filepath.Join(bundle, srcPath)
 	}
 	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if mo.Optional && errors.Is(err, os.ErrNotExist) {
+		return nil // gone from the host meanwhile: left out
+	}
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)
 	}

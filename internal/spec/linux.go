@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,14 +105,18 @@ func (b *Bundle) validateMounts() error {
 			if m.Source == "" {
 				return invalid(f+".source", "a bind mount needs a source")
 			}
-			if _, err := os.Lstat(b.sourcePath(m.Source)); err != nil {
-				return invalid(f+".source", "%v", err)
-			}
 		} else if err := checkFilesystem(m.Type); err != nil {
 			return invalid(f+".type", "%v", err)
 		}
-		if _, err := ParseMountOptions(m.Options); err != nil {
+		mo, err := ParseMountOptions(m.Options)
+		if err != nil {
 			return invalid(f+".options", "%v", err)
+		}
+		if IsBind(m) {
+			// An optional bind mount's source may be gone: it is left out.
+			if _, err := os.Lstat(b.sourcePath(m.Source)); err != nil && !(mo.Optional && errors.Is(err, os.ErrNotExist)) {
+				return invalid(f+".source", "%v", err)
+			}
 		}
 	}
 	return nil

@@ -25,7 +25,14 @@ type MountOptions struct {
 	// tmpfs mounts): a tmpfs starts with a copy of what the destination
 	// held in the image.
 	TmpCopyUp bool
+	// Optional ("x-moat-optional"): a bind mount whose source is gone by
+	// the time it is mounted is left out instead of failing the container
+	// (moat do's host submounts, which come and go with the host).
+	Optional bool
 }
+
+// OptionalMount is the option that makes a bind mount Optional.
+const OptionalMount = "x-moat-optional"
 
 // flagOption: set or clear a mount(2) flag.
 type flagOption struct {
@@ -111,6 +118,8 @@ func ParseMountOptions(opts []string) (*MountOptions, error) {
 			return nil, fmt.Errorf("option %q: id-mapped mounts are not supported by moat", o)
 		case o == "tmpcopyup":
 			mo.TmpCopyUp = true
+		case o == OptionalMount:
+			mo.Optional = true
 		case strings.HasPrefix(o, "x-"):
 			// userspace-only options (mount(8) convention): ignored
 		case o == "":

@@ -58,3 +58,26 @@ func TestTmpCopyUp(t *testing.T) {
 	}
 	e.moat("delete", "--force", id)
 }
+
+// TestOptionalBindGone: a bind mount marked x-moat-optional (moat do's host
+// submounts, which come and go with the host) whose source is gone is left
+// out; the container runs and its other mounts are there. A plain bind
+// mount of a missing source still fails the create.
+func TestOptionalBindGone(t *testing.T) {
+	e := newEnv(t)
+	present := filepath.Join(e.dir, "present")
+	must(t, os.MkdirAll(present, 0o755))
+	must(t, os.WriteFile(filepath.Join(present, "f"), []byte("here"), 0o644))
+	gone := filepath.Join(e.dir, "gone")
+	b := e.newBundle([]string{"cat", "/b/f"}, func(s *specsSpec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/a", Type: "bind", Source: gone, Options: []string{"rbind", "ro", "x-moat-optional"}},
+			specs.Mount{Destination: "/b", Type: "bind", Source: present, Options: []string{"rbind", "ro"}})
+	})
+	if out := e.moat("run", "--bundle", b.dir, e.id()); out != "here" {
+		t.Errorf("container with an optional mount gone printed %q", out)
+	}
+	b.spec.Mounts[len(b.spec.Mounts)-2].Options = []string{"rbind", "ro"}
+	b.save(t)
+	e.fails("gone", "run", "--bundle", b.dir, e.id())
+}
