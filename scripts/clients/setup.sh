@@ -276,20 +276,24 @@ cleanup() {
 		grep -qxF "$r" "$S/runc-state.before" 2>/dev/null || rm -rf "$r"
 	done
 	drop_cni_chains
+	for r in /var/lib/cni/networks/podman /var/lib/cni/networks/mc-net; do # host-local leases
+		grep -qxF "$r" "$S/cni-leases.before" 2>/dev/null || rm -rf "$r"
+	done
 	[ -n "${KEEP:-}" ] || rm -rf "$S"
 }
 
-# drop_cni_chains: the (by now empty) iptables chains Podman's CNI firewall
-# and portmap plugins add and never remove, unless they were there before.
+# drop_cni_chains: the iptables chains Podman's CNI firewall, portmap and
+# bridge plugins add (the last two per container, until the container's
+# network is torn down) and never remove, unless CNI chains were there
+# before the run.
 drop_cni_chains() {
 	command -v iptables >/dev/null || return 0
 	grep -q CNI- "$S/iptables.before" 2>/dev/null && return 0
-	local t c
-	iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null
-	for c in PREROUTING OUTPUT; do
-		iptables -t nat -D $c -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT 2>/dev/null
+	local t c r
+	for t in filter nat; do
+		iptables -t $t -S | grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j CNI-' |
+			while read -r r; do eval "iptables -t $t -D ${r#-A }"; done
 	done
-	iptables -t nat -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ 2>/dev/null
 	for t in filter nat; do
 		for c in $(iptables -t $t -S | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do iptables -t $t -F "$c"; done
 		for c in $(iptables -t $t -S | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do iptables -t $t -X "$c" 2>/dev/null; done
@@ -297,6 +301,7 @@ drop_cni_chains() {
 }
 
 record_before() {
+	ls -d /var/lib/cni/networks/* 2>/dev/null >"$S/cni-leases.before"
 	{ iptables -S; iptables -t nat -S; } >"$S/iptables.before" 2>/dev/null
 	ls -d /run/containerd/runc/{mc,k8s.io,moby}/* 2>/dev/null >"$S/runc-state.before"
 	ip netns list 2>/dev/null | awk '{print $1}' >"$S/netns.before"
