@@ -19,6 +19,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/container"
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // ExitTimeout is the exit status after --timeout, as coreutils timeout's.
@@ -252,10 +253,15 @@ func killEarly(rt *container.Runtime, id string, sigs chan os.Signal, stop chan 
 		case <-stop:
 			return
 		case s := <-sigs:
-			if st, err := rt.State(id); err == nil && st.Status == specs.StateRunning {
+			// Running, and its reaper handles the signal: rt.Run has
+			// forwarded it. A reaper still starting up (pid 1 of the
+			// sandbox, no handler yet) would end with Go's exit 2 for
+			// it instead: that is still "before the command runs".
+			sig := s.(unix.Signal)
+			if st, err := rt.State(id); err == nil && st.Status == specs.StateRunning && procutil.Catches(st.Pid, sig) {
 				continue
 			}
-			interrupted.Store(int32(s.(unix.Signal)))
+			interrupted.Store(int32(sig))
 			killAll(rt, id, stop)
 			return
 		}
