@@ -327,11 +327,25 @@ func fillAndSeal(mf *os.File) error {
 	if _, err := io.Copy(mf, src); err != nil {
 		return fmt.Errorf("copy executable to memfd: %w", err)
 	}
-	if _, err := unix.FcntlInt(mf.Fd(), unix.F_ADD_SEALS, requiredSeals); err != nil {
+	// F_SEAL_WRITE fails with EBUSY while the kernel still holds extra
+	// references to the copy's pages (seen once on a loaded 2-core machine,
+	// after the kernel's own ~0.3 s wait): try again, a bounded number of
+	// times.
+	var err error
+	for attempt := 1; attempt <= sealAttempts; attempt++ {
+		if _, err = unix.FcntlInt(mf.Fd(), unix.F_ADD_SEALS, requiredSeals); err != unix.EBUSY {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+	}
+	if err != nil {
 		return fmt.Errorf("seal executable memfd: %w", err)
 	}
 	return nil
 }
+
+// sealAttempts bounds the retries of a seal refused with EBUSY.
+const sealAttempts = 5
 
 // requiredSeals make a memfd immutable.
 const requiredSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
