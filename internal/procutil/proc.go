@@ -331,7 +331,6 @@ func fillAndSeal(mf *os.File) error {
 	// references to the copy's pages (seen once on a loaded 2-core machine,
 	// after the kernel's own ~0.3 s wait): try again, a bounded number of
 	// times.
-	var err error
 	for attempt := 1; attempt <= sealAttempts; attempt++ {
 		if _, err = unix.FcntlInt(mf.Fd(), unix.F_ADD_SEALS, requiredSeals); err != unix.EBUSY {
 			break
