@@ -13,13 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/container"
-	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // ExitTimeout is the exit status after --timeout, as coreutils timeout's.
@@ -112,6 +109,20 @@ func Run(rt *container.Runtime, p *Plan, report io.Writer) (int, error) {
 		defer r.Close()
 		o.Extra = append(o.Extra, r)
 	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return 1, err
+	}
+	defer readyW.Close()
+	o.Extra = append(o.Extra, readyW)
+	var ready atomic.Bool
+	go func() {
+		defer readyR.Close()
+		var b [1]byte
+		if n, _ := readyR.Read(b[:]); n == 1 {
+			ready.Store(true)
+		}
+	}()
 	var timedOut atomic.Bool
 	var interrupted atomic.Int32
 	stop := make(chan struct{})
@@ -125,7 +136,7 @@ func Run(rt *container.Runtime, p *Plan, report io.Writer) (int, error) {
 	early := make(chan os.Signal, 4)
 	signal.Notify(early, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(early)
-	go killEarly(rt, id, early, stop, &interrupted)
+	go killEarly(rt, id, early, stop, &ready, &interrupted)
 	code, err := rt.Run(o)
 	if timedOut.Load() {
 		code, err = ExitTimeout, nil
@@ -247,18 +258,18 @@ func killAfter(rt *container.Runtime, id string, d time.Duration, stop chan stru
 
 // killEarly kills the sandbox when a terminating signal arrives before
 // its command runs (a running one gets the signal from rt.Run).
-func killEarly(rt *container.Runtime, id string, sigs chan os.Signal, stop chan struct{}, interrupted *atomic.Int32) {
+func killEarly(rt *container.Runtime, id string, sigs chan os.Signal, stop chan struct{}, ready *atomic.Bool, interrupted *atomic.Int32) {
 	for {
 		select {
 		case <-stop:
 			return
 		case s := <-sigs:
-			// Running, and its reaper handles the signal: rt.Run has
-			// forwarded it. A reaper still starting up (pid 1 of the
-			// sandbox, no handler yet) would end with Go's exit 2 for
-			// it instead: that is still "before the command runs".
+			// Once the reaper handles signals, rt.Run forwards them to it.
+			// Before (a reaper still starting up, pid 1 of the sandbox,
+			// would end with Go's exit 2), it is "before the command
+			// runs": the sandbox is killed.
 			sig := s.(unix.Signal)
-			if st, err := rt.State(id); err == nil && st.Status == specs.StateRunning && procutil.Catches(st.Pid, sig) {
+			if ready.Load() {
 				continue
 			}
 			interrupted.Store(int32(sig))

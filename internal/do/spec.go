@@ -115,7 +115,10 @@ func Generate(o *Options, h *Host) (*Plan, error) {
 		}
 		s.Linux.Seccomp = nil
 		flags = append(flags, fmt.Sprintf("--uid=%d", h.UID), fmt.Sprintf("--gid=%d", h.GID), fmt.Sprintf("--seccomp-fd=%d", fd))
+		fd++
 	}
+	// Last: the pipe the reaper says it handles signals on (Run's ready).
+	flags = append(flags, fmt.Sprintf("--ready-fd=%d", fd))
 	s.Process.Args = append(append(s.Process.Args[:2:2], flags...), s.Process.Args[2:]...)
 	p.Spec = s
 	return p, nil

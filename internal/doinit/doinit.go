@@ -51,6 +51,11 @@ type Args struct {
 	// the command: the reaper itself must still create that namespace.
 	UID, GID  int
 	SeccompFD int
+	// ReadyFD, if >= 0, gets one byte once the reaper handles signals
+	// (before, as pid 1 of a Go program starting up, a signal would end it
+	// with exit 2): moat do treats a ^C before that as one before the
+	// command ran.
+	ReadyFD int
 	// Stage2 is the reaper's child in the nested namespace: it installs the
 	// profile read from SeccompFD and executes the command.
 	Stage2 bool
@@ -119,6 +124,11 @@ func run(a Args, stderr io.Writer) int {
 	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
+	if a.ReadyFD >= 0 {
+		ready := os.NewFile(uintptr(a.ReadyFD), "ready")
+		_, _ = ready.Write([]byte{1})
+		ready.Close()
+	}
 	if IsTerminal(0) {
 		// The command's own process group, in the terminal's foreground:
 		// ^C and window changes reach it, not the reaper.

@@ -80,23 +80,6 @@ func Alive(pid int, start uint64) bool {
 	return err == nil && start != 0 && st == start
 }
 
-// Catches reports whether process pid has a handler for sig (SigCgt in
-// /proc/<pid>/status): a pid 1 without one ignores it, or, for a Go
-// program still starting, ends with exit 2.
-func Catches(pid int, sig unix.Signal) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && mask&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return false
-}
-
 // SignalIf sends sig to pid only if it is still the process that started at
 // start (ESRCH otherwise). It holds a pidfd while it checks, so the signal
 // cannot reach a process that took over the pid in between.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -252,27 +251,5 @@ func TestCloexecListed(t *testing.T) {
 	high, _ := unix.FcntlInt(uintptr(first), unix.F_GETFD, 0)
 	if low&unix.FD_CLOEXEC != 0 || high&unix.FD_CLOEXEC == 0 {
 		t.Errorf("flags below first %#x (want none), at first %#x (want FD_CLOEXEC)", low, high)
-	}
-}
-
-func TestCatches(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Skip("no sleep:", err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	// sleep has no handler for SIGUSR1; a Go process catches what it is
-	// notified of.
-	if Catches(cmd.Process.Pid, unix.SIGUSR1) {
-		t.Error("sleep catches SIGUSR1")
-	}
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, unix.SIGUSR1)
-	defer signal.Stop(c)
-	if !Catches(os.Getpid(), unix.SIGUSR1) {
-		t.Error("this test process does not catch SIGUSR1 after signal.Notify")
-	}
-	if Catches(-1, unix.SIGUSR1) {
-		t.Error("no process catches anything")
 	}
 }

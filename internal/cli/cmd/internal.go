@@ -176,7 +176,7 @@ func ExecProxy() *Command {
 // DoInit is `moat do-init -- CMD...`, the reaper `moat do` runs as the
 // sandbox's first process.
 func DoInit() *Command {
-	a := doinit.Args{ChangesFD: -1, UID: -1, GID: -1, SeccompFD: -1}
+	a := doinit.Args{ChangesFD: -1, UID: -1, GID: -1, SeccompFD: -1, ReadyFD: -1}
 	return &Command{
 		Name: "do-init", Args: "-- COMMAND [ARG...]", Short: "(internal) runs moat do's command as its child and reaps",
 		MinArgs: 1, MaxArgs: -1,
@@ -187,6 +187,7 @@ func DoInit() *Command {
 			fs.IntVar(&a.UID, "uid", -1, "run the command as this uid in a nested user namespace (mapped to the sandbox's root)")
 			fs.IntVar(&a.GID, "gid", -1, "the command's gid there")
 			fs.IntVar(&a.SeccompFD, "seccomp-fd", -1, "the seccomp profile (OCI JSON) the command runs under, with --uid")
+			fs.IntVar(&a.ReadyFD, "ready-fd", -1, "gets one byte once the reaper handles signals")
 			fs.BoolVar(&a.Stage2, "stage2", false, "the reaper's child: install the profile from --seccomp-fd and execute the command")
 		},
 		Run: func(env *Env, args []string) (int, error) {
