@@ -73,6 +73,9 @@ func copyEntry(src, dst int, name string, depth int) error {
 			return err
 		}
 		defer unix.Close(sfd)
+		if err := sameInode(sfd, &st); err != nil {
+			return err
+		}
 		dfd, err := unix.Openat(dst, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -83,12 +86,17 @@ func copyEntry(src, dst int, name string, depth int) error {
 		}
 		return finish(dfd, "", &st, mode)
 	case unix.S_IFREG:
-		sfd, err := unix.Openat(src, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		// O_NONBLOCK: a FIFO swapped in after the fstatat must not hang
+		// init's open; the opened inode is checked to be the one stat'ed.
+		sfd, err := unix.Openat(src, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
 		in := os.NewFile(uintptr(sfd), "copyup-file")
 		defer in.Close()
+		if err := sameInode(sfd, &st); err != nil {
+			return err
+		}
 		dfd, err := unix.Openat(dst, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return err
@@ -116,6 +124,19 @@ func copyEntry(src, dst int, name string, depth int) error {
 		return finish(dst, name, &st, mode)
 	}
 	return nil // device nodes and sockets: not copied
+}
+
+// sameInode checks that fd is the inode st describes (an entry swapped
+// between fstatat and openat is refused, not copied).
+func sameInode(fd int, st *unix.Stat_t) error {
+	var got unix.Stat_t
+	if err := unix.Fstat(fd, &got); err != nil {
+		return err
+	}
+	if got.Dev != st.Dev || got.Ino != st.Ino || got.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT {
+		return errors.New("changed while being copied")
+	}
+	return nil
 }
 
 // finish gives a copied entry its owner, mode and modification time: on
