@@ -93,11 +93,8 @@ func isDir(f *os.File) (bool, error) {
 }
 
 // mountSpec performs one spec mount inside the root.
-func (r *rootfs) mountSpec(m specs.Mount, bundle string, cg *cgroupView) error {
-	mo, err := spec.ParseMountOptions(m.Options)
-	if err != nil {
-		return err
-	}
+func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, bundle string, cg *cgroupView) error {
+	var err error
 	switch {
 	case spec.IsBind(m):
 		err = r.mountBind(m, mo, bundle)
@@ -125,7 +122,7 @@ func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgrou
 		return nil
 	}
 	if g == nil || !spec.IsBind(m) || !g.serves(i) {
-		return r.mountSpec(m, bundle, cg)
+		return r.mountSpec(m, mo, bundle, cg)
 	}
 	if err := g.mountBind(r, i, m, mo); err != nil {
 		return fmt.Errorf("mount %s on %s (served by the gofer): %w", m.Source, m.Destination, err)
