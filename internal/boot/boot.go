@@ -54,7 +54,6 @@ type boot struct {
 	args Args
 	log  *slog.Logger
 	plan *ipc.Plan
-	spec *specs.Spec     // plan.Spec
 	cg   *cgroup.Manager // nil without cgroups
 	init *initProc
 	exe  *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
@@ -121,7 +120,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.plan, b.spec = plan, plan.Spec
+	b.plan = plan
 	procutil.Trace("boot", "plan read")
 	cfg := b.args.Config
 	if err := b.planNetwork(cfg); err != nil {
@@ -196,17 +195,17 @@ func (b *boot) takeExe(conn *ipc.Conn) error {
 func (b *boot) newCgroup() error {
 	m, err := cgroup.New(cgroup.Options{
 		ContainerID: b.args.ID,
-		CgroupsPath: b.spec.Linux.CgroupsPath,
+		CgroupsPath: b.plan.Spec.Linux.CgroupsPath,
 		Systemd:     b.args.Config.SystemdCgroup,
 		Rootless:    b.userNS || os.Geteuid() != 0,
-		Resources:   b.spec.Linux.Resources,
-		Devices:     b.spec.Linux.Devices,
+		Resources:   b.plan.Spec.Linux.Resources,
+		Devices:     b.plan.Spec.Linux.Devices,
 	})
 	if errors.Is(err, cgroup.ErrNoCgroupAccess) && m != nil {
 		// Rootless without a delegated cgroup: run without limits, once
 		// said (DESIGN.md, Rootless). The disabled manager's record keeps
 		// the reason for pause and update to report.
-		if hasLimits(b.spec.Linux.Resources) {
+		if hasLimits(b.plan.Spec.Linux.Resources) {
 			b.warnings = append(b.warnings, fmt.Sprintf("resource limits are not applied: %v", err))
 		} else {
 			b.log.Debug("running without cgroups", "reason", err)
@@ -391,8 +390,8 @@ func (b *boot) abort() {
 
 // runHooks runs a hook list in boot (the runtime namespace).
 func (b *boot) runHooks(k hooks.Kind, status specs.ContainerState) error {
-	st := hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.spec)
-	return hooks.Run(b.spec, k, st)
+	st := hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.plan.Spec)
+	return hooks.Run(b.plan.Spec, k, st)
 }
 
 // recvErr describes a failed receive from init, preferring init's exit

@@ -166,7 +166,7 @@ func (b *boot) start() (ipc.Message, error) {
 	if err := p.conn.Send(ipc.BootStartRequested{}); err != nil {
 		return nil, b.recvErr("starting", err)
 	}
-	p.conn.SetDeadline(time.Now().Add(startTimeout + hookBudget(b.spec, hooks.StartContainer)))
+	p.conn.SetDeadline(time.Now().Add(startTimeout + hookBudget(b.plan.Spec, hooks.StartContainer)))
 	err := b.awaitExec(p.conn, p.pid, specs.StateCreated)
 	p.conn.Close()
 	if err != nil {
@@ -176,8 +176,8 @@ func (b *boot) start() (ipc.Message, error) {
 	b.dropExe()
 	procutil.FindStartupPages().DropAfter(procutil.IdleAfter) // boot is mostly idle from here
 	var warnings []string
-	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.spec)
-	for _, herr := range hooks.RunAll(b.spec, hooks.Poststart, st) {
+	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.plan.Spec)
+	for _, herr := range hooks.RunAll(b.plan.Spec, hooks.Poststart, st) {
 		b.log.Warn("poststart hook failed", "error", herr)
 		warnings = append(warnings, herr.Error())
 	}

@@ -199,7 +199,7 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecRequested) (*os.File, error) {
 	conn.SetDeadline(time.Now().Add(execSetupTimeout))
 	cfg := ipc.BootExecConfig{
-		Process: req.Process, Spec: b.spec, PreserveFDs: req.PreserveFDs,
+		Process: req.Process, Spec: b.plan.Spec, PreserveFDs: req.PreserveFDs,
 		UserNS: b.userNS, Debug: b.args.Config.Debug,
 	}
 	var fds []int

@@ -57,7 +57,7 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 		return err
 	}
 	defer mountsGofer.Close()
-	specFile, err := ipc.SpecMemfd(b.spec)
+	specFile, err := ipc.SpecMemfd(b.plan.Spec)
 	if err != nil {
 		mountsBoot.Close()
 		return err
@@ -198,10 +198,10 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 // goferPlan builds init's part of the gofer setup.
 func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
 	plan := &ipc.GoferPlan{Mounts: mounts, Overlay: cfg.Overlay}
-	if b.spec.Root.Readonly {
+	if b.plan.Spec.Root.Readonly {
 		plan.Overlay = config.OverlayNone
 	}
-	size, err := overlaySize(cfg, b.spec.Linux.Resources)
+	size, err := overlaySize(cfg, b.plan.Spec.Linux.Resources)
 	if err != nil {
 		return nil, err
 	}

@@ -46,14 +46,14 @@ func (b *boot) awaitExec(conn *ipc.Conn, pid int, status specs.ContainerState) e
 // sendListener gives a seccomp notify fd to the agent at listenerPath, with
 // the container process state (runtime-spec: "seccomp", listenerPath).
 func (b *boot) sendListener(fd *os.File, pid int, status specs.ContainerState) error {
-	sc := b.spec.Linux.Seccomp
+	sc := b.plan.Spec.Linux.Seccomp
 	if sc == nil || sc.ListenerPath == "" {
 		return fmt.Errorf("seccomp notify used without linux.seccomp.listenerPath")
 	}
 	st := specs.ContainerProcessState{
 		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: pid,
 		Metadata: sc.ListenerMetadata,
-		State:    *hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.spec),
+		State:    *hooks.State(b.args.ID, b.args.Bundle, b.init.pid, status, b.plan.Spec),
 	}
 	data, err := json.Marshal(st)
 	if err != nil {

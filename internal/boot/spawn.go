@@ -144,7 +144,7 @@ func (b *boot) helperCmd(exe *os.File, stdio [3]*os.File, extra []*os.File, d *p
 // prepares the cgroup. It returns the namespaces init must join (for
 // configureInit), which the caller closes.
 func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
-	forkNS, initNS, initTypes, err := joinedNamespaces(b.spec)
+	forkNS, initNS, initTypes, err := joinedNamespaces(b.plan.Spec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -159,7 +159,7 @@ func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
 	d.Donate("init-sync-fd", initEnd)
 	cmd := b.helperCmd(b.exe, stdio, extra, &d, "init")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: cloneFlags(b.spec),
+		Cloneflags: cloneFlags(b.plan.Spec),
 		Setsid:     true,
 		Pdeathsig:  syscall.SIGKILL, // boot dies => the container dies
 	}
@@ -271,7 +271,7 @@ func (p *initProc) reap() { procutil.Reap(p.pidfd) }
 func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.File, plan *ipc.GoferPlan) (*os.File, error) {
 	p := b.init
 	cfg := ipc.BootInitConfig{
-		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.plan.Rootfs, Spec: b.spec,
+		ID: b.args.ID, Bundle: b.args.Bundle, Rootfs: b.plan.Rootfs, Spec: b.plan.Spec,
 		JoinNamespaces: types, PreserveFDs: len(b.args.ExtraFDs), ListenFDs: b.args.ListenFDs,
 		UserNS: b.userNS, Debug: b.args.Config.Debug, Gofer: plan,
 	}
@@ -343,4 +343,4 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 }
 
 // newPidNS reports whether the container has a pid namespace of its own.
-func (b *boot) newPidNS() bool { return spec.NewNamespace(b.spec, specs.PIDNamespace) }
+func (b *boot) newPidNS() bool { return spec.NewNamespace(b.plan.Spec, specs.PIDNamespace) }
