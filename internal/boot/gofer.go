@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -173,12 +172,9 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	keep := make([]*os.File, 0, len(mounts))
 	used := map[int]bool{}
 	for _, m := range mounts {
-		k := 0
-		if m.SpecIndex >= 0 {
-			k = 1 + slices.Index(b.plan.GoferMounts, m.SpecIndex)
-			if k == 0 {
-				return fmt.Errorf("the gofer serves mounts[%d], which it was not asked to", m.SpecIndex)
-			}
+		k := ipc.IoIndex(b.plan.GoferMounts, m.SpecIndex)
+		if k < 0 {
+			return fmt.Errorf("the gofer serves mounts[%d], which it was not asked to", m.SpecIndex)
 		}
 		if used[k] {
 			return fmt.Errorf("the gofer reported mounts[%d] twice", m.SpecIndex)

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -134,12 +133,9 @@ func treeIoFDs(trees []*tree, served, ioFDs []int) ([]int, error) {
 	used := map[int]bool{}
 	var out []int
 	for _, t := range trees {
-		k := 0
-		if t.mount.SpecIndex >= 0 {
-			k = 1 + slices.Index(served, t.mount.SpecIndex)
-			if k == 0 {
-				return nil, fmt.Errorf("tree for mounts[%d], which boot did not ask to serve", t.mount.SpecIndex)
-			}
+		k := ipc.IoIndex(served, t.mount.SpecIndex)
+		if k < 0 {
+			return nil, fmt.Errorf("tree for mounts[%d], which boot did not ask to serve", t.mount.SpecIndex)
 		}
 		used[k] = true
 		out = append(out, ioFDs[k])

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -49,4 +50,18 @@ func ReadPlan(f io.Reader) (*Plan, error) {
 		return nil, fmt.Errorf("decode the plan: incomplete (no spec, process, linux section or rootfs)")
 	}
 	return &p, nil
+}
+
+// IoIndex is the position of a served tree's io socket: 0 for the root
+// (specIndex -1), else 1 + the position of specIndex in served (the
+// plan's GoferMounts); -1 when specIndex is not among them. Boot and the
+// gofer pair io sockets with the trees the gofer serves through it.
+func IoIndex(served []int, specIndex int) int {
+	if specIndex < 0 {
+		return 0
+	}
+	if k := slices.Index(served, specIndex); k >= 0 {
+		return 1 + k
+	}
+	return -1
 }
