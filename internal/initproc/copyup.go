@@ -30,11 +30,19 @@ func openCopyUpSource(dest *os.File) (*os.File, error) {
 // modes, owners and modification times; device nodes and sockets are left
 // out. The tree is the image's, so it is walked with descriptors only,
 // never following a symlink, and its size is bounded by the tmpfs's.
-func copyUp(src, dst *os.File) error {
-	return copyDir(int(src.Fd()), int(dst.Fd()), 0)
+//
+// keepSetID keeps set-user-ID and set-group-ID bits. Under the gofer's root
+// they are inert (its overlay is nosuid); a tmpfs the spec mounts without
+// nosuid must not make them work again, so there they are dropped.
+func copyUp(src, dst *os.File, keepSetID bool) error {
+	keep := uint32(0o7777)
+	if !keepSetID {
+		keep &^= unix.S_ISUID | unix.S_ISGID
+	}
+	return copyDir(int(src.Fd()), int(dst.Fd()), keep, 0)
 }
 
-func copyDir(src, dst, depth int) error {
+func copyDir(src, dst int, keep uint32, depth int) error {
 	if depth > copyUpMaxDepth {
 		return fmt.Errorf("tmpcopyup: deeper than %d directories", copyUpMaxDepth)
 	}
@@ -50,19 +58,19 @@ func copyDir(src, dst, depth int) error {
 		return fmt.Errorf("tmpcopyup: list: %w", err)
 	}
 	for _, e := range ents {
-		if err := copyEntry(src, dst, e.Name(), depth); err != nil {
+		if err := copyEntry(src, dst, e.Name(), keep, depth); err != nil {
 			return fmt.Errorf("%s: %w", e.Name(), err)
 		}
 	}
 	return nil
 }
 
-func copyEntry(src, dst int, name string, depth int) error {
+func copyEntry(src, dst int, name string, keep uint32, depth int) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(src, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	mode := uint32(st.Mode & 0o7777)
+	mode := uint32(st.Mode) & keep
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if err := unix.Mkdirat(dst, name, 0o700); err != nil {
@@ -81,7 +89,7 @@ func copyEntry(src, dst int, name string, depth int) error {
 			return err
 		}
 		defer unix.Close(dfd)
-		if err := copyDir(sfd, dfd, depth+1); err != nil {
+		if err := copyDir(sfd, dfd, keep, depth+1); err != nil {
 			return err
 		}
 		return finish(dfd, "", &st, mode)

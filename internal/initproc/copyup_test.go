@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,7 @@ func TestCopyUpTree(t *testing.T) {
 	d, err := os.Open(dst)
 	must(err)
 	defer d.Close()
-	must(copyUp(s, d))
+	must(copyUp(s, d, true))
 	if data, err := os.ReadFile(filepath.Join(dst, "d", "f")); err != nil || string(data) != "x" {
 		t.Errorf("d/f: %q, %v", data, err)
 	}
@@ -39,6 +40,44 @@ func TestCopyUpTree(t *testing.T) {
 	}
 	if st, err := os.Lstat(filepath.Join(dst, "p")); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 		t.Errorf("p is not a FIFO: %v, %v", st, err)
+	}
+}
+
+// Under the gofer's root (nosuid overlay) set-id bits are not copied into
+// a tmpfs that would make them work again.
+func TestCopyUpDropsSetID(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	f := filepath.Join(src, "su")
+	if err := os.WriteFile(f, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(f, 0o6755); err != nil {
+		t.Fatal(err)
+	}
+	for _, keep := range []bool{false, true} {
+		d := filepath.Join(dst, fmt.Sprint(keep))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s, _ := os.Open(src)
+		df, _ := os.Open(d)
+		err := copyUp(s, df, keep)
+		s.Close()
+		df.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(d, "su"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o755)
+		if keep {
+			want |= os.ModeSetuid | os.ModeSetgid
+		}
+		if got := st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid); got != want {
+			t.Errorf("keepSetID=%v: copied mode %v, want %v", keep, got, want)
+		}
 	}
 }
 

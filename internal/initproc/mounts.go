@@ -184,7 +184,7 @@ func (r *rootfs) copyUpInto(dest string, covered *os.File) error {
 		return fmt.Errorf("tmpcopyup: open the new tmpfs: %w", err)
 	}
 	defer dst.Close()
-	if err := copyUp(covered, dst); err != nil {
+	if err := copyUp(covered, dst, !r.goferRoot); err != nil {
 		return fmt.Errorf("tmpcopyup: %w", err)
 	}
 	return nil
