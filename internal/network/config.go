@@ -70,8 +70,8 @@ type Config struct {
 	UDPIdleTimeout time.Duration
 
 	// Log receives one line per notable event (denials, forward errors).
-	// Nil discards.
-	Log func(format string, args ...any)
+	// Nil discards. Not part of the settings boot hands the net process.
+	Log func(format string, args ...any) `json:"-"`
 }
 
 func (c *Config) setDefaults() {
@@ -131,6 +131,14 @@ type Forward struct {
 	Proto         Proto
 	HostAddr      netip.AddrPort // port 0 picks a free port (Forwards reports it)
 	ContainerPort uint16
+}
+
+// withDefaults is f with its protocol defaulted to TCP.
+func (f Forward) withDefaults() Forward {
+	if f.Proto == "" {
+		f.Proto = TCP
+	}
+	return f
 }
 
 func (f Forward) String() string {
