@@ -71,9 +71,10 @@ type boot struct {
 	goferIO []*os.File
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
-	// netSettings and net are the sandbox network (nil without one).
+	// netSettings and net are the sandbox network and its process (nil
+	// without one).
 	netSettings *network.Settings
-	net         *network.Sandbox
+	net         *netProc
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
 	// devices are bound, locked mount flags kept, cgroups best-effort.
 	userNS bool
@@ -130,6 +131,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
+	if err := b.spawnNet(); err != nil {
+		return nil, err
+	}
 	if cfg.FileAccess == config.FileAccessGofer {
 		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
 			return nil, err

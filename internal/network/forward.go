@@ -275,24 +275,26 @@ func (sb *Sandbox) serveTCPForward(fl *forwardListener) {
 func (sb *Sandbox) forwardTCPConn(fl *forwardListener, c *net.TCPConn) {
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ctx, cancel := context.WithTimeout(sb.ctx, forwardDialTimeout)
-	in, err := sb.dialStack(ctx, sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort))
+	in, ep, err := sb.dialStack(ctx, sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort))
 	cancel()
 	if err != nil {
 		c.SetLinger(0) // RST: the container refused
 		c.Close()
 		return
 	}
-	sb.proxy(c, in)
+	big, release := sb.sizeConn(ep)
+	defer release()
+	sb.proxy(c, in, big)
 }
 
 // dialStack connects a netstack TCP endpoint from local to remote. When the
 // exact local port cannot be bound (the previous connection from that client
 // port lingers in TIME_WAIT), it retries with an ephemeral port.
-func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddress) (*gonet.TCPConn, error) {
+func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddress) (*gonet.TCPConn, tcpip.Endpoint, error) {
 	var wq waiter.Queue
 	ep, terr := sb.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
 	if terr != nil {
-		return nil, fmt.Errorf("netstack endpoint: %s", terr)
+		return nil, nil, fmt.Errorf("netstack endpoint: %s", terr)
 	}
 	if terr = ep.Bind(local); terr != nil && local.Port != 0 {
 		local.Port = 0
@@ -300,7 +302,7 @@ func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddres
 	}
 	if terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("bind %v: %s", local.Addr, terr)
+		return nil, nil, fmt.Errorf("bind %v: %s", local.Addr, terr)
 	}
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
@@ -310,16 +312,16 @@ func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddres
 		select {
 		case <-ctx.Done():
 			ep.Close()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-notify:
 		}
 		terr = ep.LastError()
 	}
 	if terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
+		return nil, nil, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
 	}
-	return gonet.NewTCPConn(&wq, ep), nil
+	return gonet.NewTCPConn(&wq, ep), ep, nil
 }
 
 // fwdFlow is one UDP client of a UDP forward.
