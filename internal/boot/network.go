@@ -83,9 +83,13 @@ func (b *boot) spawnNet() error {
 	defer netEnd.Close()
 	var d procutil.Donations
 	d.Donate("net-sync-fd", netEnd)
-	// A crash of the net process (a Go panic, a seccomp kill) lands in
-	// boot's log; boot reports it too.
-	stdio := [3]*os.File{nil, nil, b.args.LogFile}
+	// Its log lines (egress denials) and a crash (a Go panic) land where
+	// boot's go: the log, else boot's stderr (a foreground run's).
+	logTo := b.args.LogFile
+	if logTo == nil {
+		logTo = os.Stderr
+	}
+	stdio := [3]*os.File{nil, nil, logTo}
 	cmd := b.helperCmd(nil, stdio, nil, &d, "net")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,

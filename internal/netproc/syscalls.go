@@ -16,6 +16,8 @@ var netSyscalls = []string{
 	"gettimeofday", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
 	"eventfd2", "pipe2", "fcntl", "getrandom", "prlimit64", "restart_syscall",
 	"getuid", "getgid", "geteuid", "getegid", "membarrier", "rseq", "set_robust_list",
+	// the runtime re-reads its cgroup's CPU limit (GOMAXPROCS) from a file it opened at start
+	"pread64",
 	// the TAP (gVisor fdbased: readv, writev, ppoll to block)
 	"readv", "writev", "ppoll", "poll",
 	// host sockets (socket(2) itself: allowlist)

@@ -51,7 +51,7 @@ func (NetStarted) Kind() string { return "NetStarted" }
 // the forward's bound socket (network.ListenForward); Forward is as
 // requested for ipc.PortAdd, as listed for ipc.PortRemove, empty for ipc.PortList.
 type BootNetPortRequested struct {
-	Op      ipc.PortOp          `json:"op"`
+	Op      ipc.PortOp      `json:"op"`
 	Forward network.Forward `json:"forward"`
 }
 
