@@ -113,8 +113,10 @@ func (b *boot) spawnNet() error {
 func (n *netProc) wait(b *boot) {
 	err := n.cmd.Wait()
 	switch ws, ok := n.cmd.ProcessState.Sys().(syscall.WaitStatus); {
+	case ok && ws.Signal() == unix.SIGSYS:
+		n.status = "killed by SIGSYS: a system call outside its seccomp allowlist"
 	case ok && ws.Signaled():
-		n.status = "killed by " + ws.Signal().String()
+		n.status = "killed by " + unix.SignalName(ws.Signal())
 	case ok:
 		n.status = "exit status " + strconv.Itoa(ws.ExitStatus())
 	default:
