@@ -133,8 +133,8 @@ func (sb *Sandbox) newStack() (*stack.Stack, error) {
 func setTCPOptions(s *stack.Stack) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	// Bounded per connection (tcpBufMax: see sizeConn).
-	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufInit, Max: tcpBufMax}
-	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufInit, Max: tcpBufMax}
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufMax, Max: tcpBufMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufMax, Max: tcpBufMax}
 	mod := tcpip.TCPModerateReceiveBufferOption(true)
 	tw := tcpip.TCPTimeWaitTimeoutOption(timeWait)
 	for _, o := range []tcpip.SettableTransportProtocolOption{&sack, &rcv, &snd, &mod, &tw} {

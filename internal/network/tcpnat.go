@@ -47,8 +47,7 @@ var maxTCPConns int32 = 4096 // a variable for tests
 //
 // in the net process, instead of 2 x 8.75 MiB per connection.
 const (
-	tcpBufMax    = 1 << 20
-	tcpBufInit   = 256 << 10
+	tcpBufMax    = 1 << 20 // also the initial size (as before the bound)
 	smallConnBuf = 32 << 10
 )
 
