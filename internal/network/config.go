@@ -6,12 +6,15 @@
 //   - Child side (CreateTap): runs inside the container's network
 //     namespace, as root in that namespace's user namespace. It creates tap0,
 //     addresses it and routes through the gateway, and returns the TAP fd.
-//   - Parent side (Start, Sandbox): runs in the supervisor (`moat boot`), in
-//     the host network namespace (possibly inside a rootless user namespace).
-//     It runs a gVisor netstack on the TAP fd, NATs the container's TCP, UDP
-//     and ICMP echo to host sockets, serves DNS on the gateway by forwarding
-//     raw messages to the host's resolvers, enforces the egress policy, and
-//     listens on the host for port forwards.
+//   - Parent side (Start, Sandbox): runs in the supervisor (`moat net`, a
+//     confined process with no capability: package netproc), in the host
+//     network namespace (possibly inside a rootless user namespace). It runs
+//     a gVisor netstack on the TAP fd, NATs the container's TCP, UDP and
+//     ICMP echo to host sockets, serves DNS on the gateway by forwarding raw
+//     messages to the host's resolvers, enforces the egress policy, and
+//     serves port forwards on host sockets.
+//   - Privileged helpers (CreateTapIn, ListenForward): run in `moat boot`,
+//     which hands their descriptors to the supervisor.
 //
 // Helpers with no namespace requirement: ParsePublish, ParseEgress,
 // ParseEgressDomains, ResolvConf, Hosts, HostDNSServers.
