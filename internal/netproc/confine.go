@@ -20,8 +20,10 @@ const maxFiles = 8192
 // descriptors, drops every capability from every thread, sets no_new_privs
 // and installs the seccomp allowlist.
 // Precondition: a mount namespace of its own (boot spawns it with
-// CLONE_NEWNS) and the capabilities to mount in it; no descriptor that
-// reaches a host path is open.
+// CLONE_NEWNS) and the capabilities to mount in it. The descriptors open
+// are stdio (/dev/null, the log), the log, the sync socket, and the Go
+// runtime's read-only handle on its cgroup's cpu.max: none is a directory
+// that could lead back out of the empty root.
 func confine() error {
 	if err := emptyRoot(); err != nil {
 		return err

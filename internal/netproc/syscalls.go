@@ -5,8 +5,9 @@ package netproc
 // sockets of NAT, DNS and forwards call once the process is confined, and
 // nothing that reaches beyond it (no open, mount, setns, unshare, ptrace,
 // execve, bpf, keyctl). Collected by running the network e2e tests with the
-// filter in log mode; an unlisted call kills the process (tested: boot
-// reports it, the container runs on).
+// filter in log and trap modes; an unlisted call kills the process
+// (TestConfine), and boot reports the death while the container runs on
+// (e2e TestNetProcKilled).
 var netSyscalls = []string{
 	// Go runtime
 	"read", "write", "close", "mmap", "munmap", "mprotect", "madvise", "brk",
