@@ -131,7 +131,10 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
+		if plan.Gofer == nil {
+			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+		}
+		if err := b.startGofer(plan.Gofer); err != nil {
 			return nil, err
 		}
 	}

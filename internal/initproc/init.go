@@ -231,7 +231,7 @@ func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView, g *goferRoot) (*rootfs, 
 	}
 	for i, m := range s.Mounts {
 		m.Destination = cleanDest(m.Destination)
-		if err := r.mountSpecOrGofer(i, m, cfg.Bundle, cg, g); err != nil {
+		if err := r.mountSpecOrGofer(i, m, cg, g); err != nil {
 			r.close()
 			return nil, err
 		}

@@ -93,11 +93,11 @@ func isDir(f *os.File) (bool, error) {
 }
 
 // mountSpec performs one spec mount inside the root.
-func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, bundle string, cg *cgroupView) error {
+func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, cg *cgroupView) error {
 	var err error
 	switch {
 	case spec.IsBind(m):
-		err = r.mountBind(m, mo, bundle)
+		err = r.mountBind(m, mo)
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		err = r.mountCgroup(m, mo, cg)
 	default:
@@ -111,7 +111,7 @@ func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, bundle string, 
 
 // mountSpecOrGofer performs spec mount i: bind mounts come from the gofer
 // when there is one.
-func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgroupView, g *goferRoot) error {
+func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, cg *cgroupView, g *goferRoot) error {
 	mo, err := spec.ParseMountOptions(m.Options)
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Destination, err)
@@ -122,7 +122,7 @@ func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgrou
 		return nil
 	}
 	if g == nil || !spec.IsBind(m) || !g.serves(i) {
-		return r.mountSpec(m, mo, bundle, cg)
+		return r.mountSpec(m, mo, cg)
 	}
 	if err := g.mountBind(r, i, m, mo); err != nil {
 		return fmt.Errorf("mount %s on %s (served by the gofer): %w", m.Source, m.Destination, err)
@@ -204,13 +204,14 @@ func withoutIDOptions(data []string) (string, bool) {
 	return strings.Join(keep, ","), cut
 }
 
-// mountBind bind-mounts a host path into the root.
-func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions, bundle string) error {
-	srcPath := m.Source
-	if !filepath.IsAbs(srcPath) {
-		srcPath = filepath.Join(bundle, srcPath)
+// mountBind bind-mounts a host path into the root. The source is absolute
+// (the CLI resolved it against the bundle, in the plan); whether it is a
+// directory is read from what was opened.
+func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions) error {
+	if !filepath.IsAbs(m.Source) {
+		return fmt.Errorf("bind source %q is not absolute (the plan resolves it)", m.Source)
 	}
-	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if mo.Optional && errors.Is(err, os.ErrNotExist) {
 		return nil // gone from the host meanwhile: left out
 	}
