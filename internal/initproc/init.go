@@ -164,7 +164,7 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, files []*os.File, log *slog
 		return nil, nil, err
 	}
 	procutil.Trace("init", "pivoted")
-	l, err := prepareLaunch(s.Process, s, cfg.PreserveFDs)
+	l, err := prepareLaunch(s.Process, s.Linux.Seccomp, s.Linux.Personality, cfg.PreserveFDs)
 	if err != nil {
 		tty.close()
 		return nil, nil, err

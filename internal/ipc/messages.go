@@ -276,11 +276,15 @@ func (BootStartRequested) Kind() string { return "BootStartRequested" }
 //	 |<- EOF (executed) / InitFailed --------|
 
 // BootExecConfig tells the exec helper what to run and which namespaces to
-// join; the namespace fds follow in Namespaces order.
+// join; the namespace fds follow in Namespaces order. It carries the parts
+// of the plan's spec the helper uses, not the spec.
 type BootExecConfig struct {
-	Process    *specs.Process             `json:"process"`
-	Spec       *specs.Spec                `json:"spec"` // the container's spec: seccomp, masked paths, defaults
-	Namespaces []specs.LinuxNamespaceType `json:"namespaces"`
+	Process *specs.Process `json:"process"`
+	// Seccomp and Personality are the container's (linux.seccomp,
+	// linux.personality).
+	Seccomp     *specs.LinuxSeccomp        `json:"seccomp,omitempty"`
+	Personality *specs.LinuxPersonality    `json:"personality,omitempty"`
+	Namespaces  []specs.LinuxNamespaceType `json:"namespaces"`
 	// PreserveFDs descriptors follow stdio at 3.. in the helper already.
 	PreserveFDs int  `json:"preserveFDs"`
 	UserNS      bool `json:"userNS,omitempty"`
