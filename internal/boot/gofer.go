@@ -186,7 +186,7 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 
 // goferPlan builds init's part of the gofer setup.
 func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
-	plan := &ipc.GoferPlan{Mounts: mounts, Overlay: b.plan.Gofer.Overlay}
+	plan := &ipc.GoferPlan{Mounts: mounts, Planned: b.plan.Gofer.Served(), Overlay: b.plan.Gofer.Overlay}
 	if b.plan.Gofer.RootReadonly {
 		plan.Overlay = config.OverlayNone
 	}

@@ -116,12 +116,20 @@ func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, cg *cgroupView, g *gofer
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Destination, err)
 	}
-	if g != nil && spec.IsBind(m) && mo.Optional && !g.serves(i) {
-		// An optional host tree the gofer did not serve (gone when it
-		// looked): never bound directly, even if it is back.
+	if g != nil && spec.IsBind(m) && !g.serves(i) {
+		if g.planned(i) {
+			// An optional host tree the gofer found gone: never bound
+			// directly, even if it is back.
+			return nil
+		}
+		// Init's own (a file, a kernel file system, a device): never a
+		// host tree the gofer would serve, whatever is there now.
+		if err := r.mountBindNotTree(m, mo); err != nil {
+			return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
+		}
 		return nil
 	}
-	if g == nil || !spec.IsBind(m) || !g.serves(i) {
+	if g == nil || !spec.IsBind(m) {
 		return r.mountSpec(m, mo, cg)
 	}
 	if err := g.mountBind(r, i, m, mo); err != nil {
@@ -208,6 +216,22 @@ func withoutIDOptions(data []string) (string, bool) {
 // (the CLI resolved it against the bundle, in the plan); whether it is a
 // directory is read from what was opened.
 func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions) error {
+	return r.bindSource(m, mo, false)
+}
+
+// mountBindNotTree is mountBind for a bind mount the plan did not give the
+// gofer: what init opened must not be a directory of an ordinary file
+// system, which only the gofer serves (the source changed since the CLI
+// looked). An optional one that is such a directory now is left out.
+func (r *rootfs) mountBindNotTree(m specs.Mount, mo *spec.MountOptions) error {
+	return r.bindSource(m, mo, true)
+}
+
+// errGoferTree: init opened, for a bind mount of its own, a directory the
+// gofer would serve.
+var errGoferTree = errors.New("a directory of an ordinary file system, which the plan did not give the gofer (the source changed since the CLI looked)")
+
+func (r *rootfs) bindSource(m specs.Mount, mo *spec.MountOptions, notTree bool) error {
 	if !filepath.IsAbs(m.Source) {
 		return fmt.Errorf("bind source %q is not absolute (the plan resolves it)", m.Source)
 	}
@@ -222,6 +246,18 @@ func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions) error {
 	srcIsDir, err := isDir(src)
 	if err != nil {
 		return err
+	}
+	if notTree && srcIsDir {
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(int(src.Fd()), &fs); err != nil {
+			return fmt.Errorf("bind source: %w", err)
+		}
+		if !spec.IsKernelFS(fs.Type) {
+			if mo.Optional {
+				return nil // gone when the CLI looked: left out, as then
+			}
+			return fmt.Errorf("bind source %s: %w", m.Source, errGoferTree)
+		}
 	}
 	var dest *os.File
 	if srcIsDir {

@@ -220,6 +220,11 @@ func (InitFuseMounted) Kind() string { return "InitFuseMounted" }
 // descriptors in the BootInitConfig message.
 type GoferPlan struct {
 	Mounts []GoferMount `json:"mounts"`
+	// Planned are the bind mounts (spec indices) the plan gave the gofer:
+	// one of them missing from Mounts was optional and gone. Every other
+	// bind mount is init's to bind, and never a directory the gofer would
+	// have served (the plan decided; init checks what it opened).
+	Planned []int `json:"planned,omitempty"`
 	// Overlay is "memory" (overlay on a tmpfs upper) or "none" (the root is
 	// served read-write). A read-only root (root.readonly) has no overlay.
 	Overlay     string `json:"overlay"`
