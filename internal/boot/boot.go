@@ -166,9 +166,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if err := b.keepServedIO(mounts); err != nil {
 			return nil, err
 		}
-		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
-			return nil, err
-		}
+		goferPlan = b.goferPlan(mounts)
 	}
 	return b.configureInit(initTypes, initNS, goferPlan)
 }

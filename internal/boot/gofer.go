@@ -5,11 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
@@ -184,30 +182,14 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	return nil
 }
 
-// goferPlan builds init's part of the gofer setup.
-func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
-	plan := &ipc.GoferPlan{Mounts: mounts, Planned: b.plan.Gofer.Served(), Overlay: b.plan.Gofer.Overlay}
+// goferPlan builds init's part of the gofer setup, from the plan.
+func (b *boot) goferPlan(mounts []ipc.GoferMount) *ipc.GoferPlan {
+	plan := &ipc.GoferPlan{Mounts: mounts, Planned: b.plan.Gofer.Served(), Overlay: b.plan.Gofer.Overlay,
+		OverlaySize: b.plan.OverlaySize}
 	if b.plan.Gofer.RootReadonly {
 		plan.Overlay = config.OverlayNone
 	}
-	size, err := overlaySize(cfg, b.plan.Spec.Linux.Resources)
-	if err != nil {
-		return nil, err
-	}
-	plan.OverlaySize = size
-	return plan, nil
-}
-
-// overlaySize is --overlay-size, else the container's memory limit, else
-// half the host's memory.
-func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
-	if cfg.OverlaySize != "" {
-		return config.ParseSize(cfg.OverlaySize)
-	}
-	if res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
-		return *res.Memory.Limit, nil
-	}
-	return memTotal() / 2, nil
+	return plan
 }
 
 // ErrNoFuse marks a host where /dev/fuse cannot be used (its identity
@@ -226,19 +208,4 @@ func openFuse(n int) ([]*os.File, error) {
 		out = append(out, f)
 	}
 	return out, nil
-}
-
-// memTotal is the host's memory in bytes.
-func memTotal() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -124,6 +124,9 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	}
 	if err == nil && cfg.FileAccess == config.FileAccessGofer {
 		plan.Gofer, err = goferPlan(b, cfg)
+		if err == nil {
+			plan.OverlaySize, err = overlaySize(cfg, b.Spec.Linux.Resources)
+		}
 	}
 	if err == nil {
 		c, err = r.createLocked(st, b, plan, cfg, o, exe, userns)

@@ -2,6 +2,11 @@ package container
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"golang.org/x/sys/unix"
 
@@ -47,4 +52,32 @@ func goferPlan(b *spec.Bundle, cfg *config.Config) (*ipc.BootGoferConfig, error)
 		})
 	}
 	return g, nil
+}
+
+// overlaySize is --overlay-size, else the container's memory limit, else
+// half the host's memory.
+func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
+	if cfg.OverlaySize != "" {
+		return config.ParseSize(cfg.OverlaySize)
+	}
+	if res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
+		return *res.Memory.Limit, nil
+	}
+	return memTotal() / 2, nil
+}
+
+// memTotal is the host's memory in bytes (0 if unknown: the overlay is
+// then as large as tmpfs's own default).
+func memTotal() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }

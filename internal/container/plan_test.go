@@ -68,3 +68,27 @@ func TestGoferPlan(t *testing.T) {
 		t.Errorf("the plan made is refused: %v", err)
 	}
 }
+
+// The memory overlay's size is worked out in the CLI, once: boot neither
+// parses --overlay-size nor reads the host's memory.
+func TestOverlaySize(t *testing.T) {
+	limit := int64(96 << 20)
+	res := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+	for _, tc := range []struct {
+		flag string
+		res  *specs.LinuxResources
+		want int64
+	}{
+		{"64m", res, 64 << 20},
+		{"", res, limit},
+		{"", nil, memTotal() / 2},
+	} {
+		got, err := overlaySize(&config.Config{OverlaySize: tc.flag}, tc.res)
+		if err != nil || got != tc.want {
+			t.Errorf("overlaySize(%q, %v) = %d, %v; want %d", tc.flag, tc.res, got, err, tc.want)
+		}
+	}
+	if memTotal() <= 0 {
+		t.Error("memTotal found no MemTotal in /proc/meminfo")
+	}
+}

@@ -29,6 +29,10 @@ type Plan struct {
 	Gofer *BootGoferConfig `json:"gofer,omitempty"`
 	// Network is the sandbox network, nil without one.
 	Network *NetworkPlan `json:"network,omitempty"`
+	// OverlaySize is the size in bytes of init's memory overlay under the
+	// gofer's root: --overlay-size, else the container's memory limit,
+	// else half the host's memory.
+	OverlaySize int64 `json:"overlaySize,omitempty"`
 }
 
 // NetworkPlan is the sandbox network's part of the plan that the flags do

@@ -17,7 +17,8 @@ func testPlan() *Plan {
 		Gofer: &BootGoferConfig{Rootfs: "/b/rootfs", RootReadonly: true, Overlay: "memory", Cwd: "/",
 			Binds:       []GoferBind{{SpecIndex: 1, Source: "/srv/data", Destination: "/data", ReadOnly: true}},
 			MountPoints: []MountPoint{{Destination: "/proc"}, {Destination: "/data"}}},
-		Network: &NetworkPlan{DNSServers: []string{"192.0.2.53:53"}},
+		Network:     &NetworkPlan{DNSServers: []string{"192.0.2.53:53"}},
+		OverlaySize: 64 << 20,
 	}
 }
 
