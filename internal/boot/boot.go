@@ -135,7 +135,10 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
+		if plan.Gofer == nil {
+			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+		}
+		if err := b.startGofer(plan.Gofer); err != nil {
 			return nil, err
 		}
 	}
@@ -167,9 +170,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if err := b.keepServedIO(mounts); err != nil {
 			return nil, err
 		}
-		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
-			return nil, err
-		}
+		goferPlan = b.goferPlan(mounts)
 	}
 	return b.configureInit(initTypes, initNS, goferPlan)
 }
