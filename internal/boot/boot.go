@@ -151,6 +151,11 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
+		if b.gofer != nil {
+			if err := b.chargeHelper(b.gofer.cmd.Process.Pid); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var goferPlan *ipc.GoferPlan
 	if b.gofer != nil {
@@ -167,7 +172,20 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 			return nil, err
 		}
 	}
-	return b.configureInit(initTypes, initNS, goferPlan)
+	pty, err := b.configureInit(initTypes, initNS, goferPlan)
+	if err != nil {
+		return nil, err
+	}
+	// Boot joins last: the createRuntime and prestart hooks it ran are
+	// not the container's, and on cgroup v2 its device filter would
+	// apply to them.
+	if err := b.chargeHelper(os.Getpid()); err != nil {
+		if pty != nil {
+			pty.Close()
+		}
+		return nil, err
+	}
+	return pty, nil
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
@@ -219,6 +237,27 @@ func (b *boot) newCgroup() error {
 	b.cg = m
 	b.warnings = append(b.warnings, m.Warnings()...)
 	return nil
+}
+
+// chargeHelper charges one of moat's own processes for this container (boot
+// itself, the gofer, the net process) to the container's resources: pid
+// moves into the helpers' cgroup below the container's (cgroup.HelperDir),
+// whose processes count against the container's memory, pids and cpu limits
+// but are not listed by clients and never frozen by pause. Without a cgroup
+// (rootless without delegation) it does nothing; rootless, a failure is a
+// warning. Precondition: the container's cgroup exists, and the helper
+// starts before the container is reported created (the state records the
+// helpers for `moat pause` on cgroup v2).
+func (b *boot) chargeHelper(pid int) error {
+	if b.cg == nil {
+		return nil
+	}
+	err := b.cg.AddHelper(pid)
+	if err != nil && (b.userNS || os.Geteuid() != 0) {
+		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
+		return nil
+	}
+	return err
 }
 
 // hasLimits reports whether the spec asks for any resource limit (device
