@@ -242,8 +242,8 @@ func (b *boot) newCgroup() error {
 // chargeHelper charges one of moat's own processes for this container (boot
 // itself, the gofer, the net process) to the container's resources: pid
 // moves into the helpers' cgroup below the container's (cgroup.HelperDir),
-// whose processes count against the container's memory, pids and cpu limits
-// but are not listed by clients and never frozen by pause. Without a cgroup
+// whose processes count against the container's memory and cpu limits (and
+// pids on cgroup v2 without a pids limit) but are not listed by clients and never frozen by pause. Without a cgroup
 // (rootless without delegation) it does nothing; rootless, a failure is a
 // warning. Precondition: the container's cgroup exists, and the helper
 // starts before the container is reported created (the state records the
@@ -253,6 +253,10 @@ func (b *boot) chargeHelper(pid int) error {
 		return nil
 	}
 	err := b.cg.AddHelper(pid)
+	if errors.Is(err, cgroup.ErrHelpersUncharged) {
+		b.log.Debug("helper not charged to the container", "pid", pid, "reason", err)
+		return nil
+	}
 	if err != nil && (b.userNS || os.Geteuid() != 0) {
 		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
 		return nil

@@ -21,19 +21,25 @@ import (
 // HelperDir, so that clients reading the container cgroup's cgroup.procs still
 // see only the container's processes (issue 17).
 //
-//   - cgroup v1 (and hybrid): the helpers join HelperDir in the memory, pids
-//     and cpu/cpuacct hierarchies only. Usage and limits there are
-//     hierarchical, so they count against the container's. They stay out of
-//     the freezer (pause never freezes them) and devices hierarchies (the
-//     library lists and signals the container's processes from the devices
-//     cgroup, so ps and kill --all never see them).
+//   - cgroup v1 (and hybrid): the helpers join HelperDir in the memory and
+//     cpu/cpuacct hierarchies. Usage and limits there are hierarchical, so
+//     they count against the container's. They stay out of the freezer
+//     (pause never freezes them) and devices hierarchies (the library lists
+//     and signals the container's processes from the devices cgroup, so ps
+//     and kill --all never see them), and out of pids: a Go process that
+//     cannot create a thread dies, so a container reaching its pids limit
+//     (a fork bomb, or a build that retries on EAGAIN) would kill its own
+//     supervisor instead of seeing EAGAIN.
 //   - cgroup v2: the container's cgroup holds processes, so by the
 //     no-internal-process rule HelperDir can have no controllers enabled; its
 //     processes are then charged to the container's cgroup for every
-//     controller. cgroup.freeze and cgroup.kill act on the whole subtree, so
-//     before freezing or killing the container the helpers are moved back to
-//     the cgroup they came from ("parked"), and returned once the container
-//     is thawed.
+//     controller, pids included. For the reason above, the helpers are
+//     charged only while the container's pids.max is "max" (ErrHelpersUncharged
+//     otherwise; Update sends them home when it sets a pids limit).
+//     cgroup.freeze and cgroup.kill act on the whole subtree, so before
+//     freezing or killing the container the helpers are moved back to the
+//     cgroup they came from ("parked"), and returned once the container is
+//     thawed.
 //
 // Only recorded helpers (pid and start time) are ever moved: a container
 // process that writes itself into HelperDir stays under the container's
@@ -44,7 +50,11 @@ const HelperDir = "moat-helpers"
 const unifiedMountpoint = "/sys/fs/cgroup"
 
 // helperV1 are the v1 hierarchies a helper joins below the container's cgroup.
-var helperV1 = []string{"memory", "pids", "cpu", "cpuacct"}
+var helperV1 = []string{"memory", "cpu", "cpuacct"}
+
+// ErrHelpersUncharged reports that moat's processes are not charged to the
+// container: on cgroup v2 they would count against its pids limit.
+var ErrHelpersUncharged = errors.New("moat's own processes are not charged to a cgroup v2 container with a pids limit")
 
 // Helpers records where the container's helper processes are charged.
 type Helpers struct {
@@ -78,6 +88,9 @@ func (m *Manager) AddHelper(pid int) error {
 	defer m.mu.Unlock()
 	if m.lm == nil {
 		return m.unavailable()
+	}
+	if !m.chargeable() {
+		return ErrHelpersUncharged
 	}
 	start, err := procutil.StartTime(pid)
 	if err != nil {
@@ -199,10 +212,34 @@ func (m *Manager) unparkHelpers() error {
 	if h == nil || len(h.Procs) == 0 || !cgroups.IsCgroup2UnifiedMode() {
 		return nil
 	}
-	if st, err := m.lm.GetFreezerState(); err != nil || st != cgroups.Thawed {
+	if st, err := m.lm.GetFreezerState(); err != nil || st != cgroups.Thawed || !m.chargeable() {
 		return nil
 	}
 	return m.moveHelpers(h.Procs, h.Paths)
+}
+
+// chargeable reports whether helpers may be charged to the container: always
+// on v1 (they stay out of pids), on v2 while its pids.max is "max" (see
+// HelperDir). Precondition: m.mu held.
+func (m *Manager) chargeable() bool {
+	if !cgroups.IsCgroup2UnifiedMode() {
+		return true
+	}
+	max, err := cgroups.ReadFile(m.saved.Paths[""], "pids.max")
+	if errors.Is(err, os.ErrNotExist) {
+		return true // no pids controller
+	}
+	return err == nil && strings.TrimSpace(max) == "max"
+}
+
+// uncharge sends the helpers home for good once the container gets a pids
+// limit on v2 (Update). Precondition: m.mu held.
+func (m *Manager) uncharge() error {
+	h := m.saved.Helpers
+	if h == nil || !cgroups.IsCgroup2UnifiedMode() || m.chargeable() {
+		return nil
+	}
+	return m.moveHelpers(h.Procs, h.Home)
 }
 
 // isHelper reports whether pid is a recorded helper. Precondition: m.mu held.

@@ -43,6 +43,9 @@ func (m *Manager) Update(r *specs.LinuxResources) error {
 	m.cg.Resources = res
 	m.saved.Resources = merged
 	m.notes = append(m.notes, notes...)
+	if err := m.uncharge(); err != nil {
+		return fmt.Errorf("update cgroup of %q: %w", m.saved.ContainerID, err)
+	}
 	return nil
 }
 

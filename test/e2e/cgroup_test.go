@@ -313,7 +313,7 @@ func TestCgroupRemovedAfterDelete(t *testing.T) {
 
 // TestCgroupHelpersCharged: moat's own processes for a container (boot and
 // the gofer) sit in the helpers' cgroup below the container's memory and
-// pids cgroups, so the container's usage includes theirs and its limits
+// cpu cgroups, so the container's usage includes theirs and its limits
 // bound them (issue 17), while the container cgroup's cgroup.procs and
 // `moat ps` list only the container's processes. They stay out of its
 // freezer cgroup: boot answers while the container is paused. Delete leaves
@@ -332,12 +332,14 @@ func TestCgroupHelpersCharged(t *testing.T) {
 	ctr := cgroupDirs(t, pid)
 	for name, hp := range helpers {
 		dirs := cgroupDirs(t, hp)
-		for _, ctrl := range []string{"memory", "pids"} {
+		for _, ctrl := range []string{"memory", "cpu"} {
 			if want := filepath.Join(ctr[ctrl], "moat-helpers"); dirs[ctrl] != want {
 				t.Errorf("%s's %s cgroup %s, want %s", name, ctrl, dirs[ctrl], want)
 			}
 		}
-		for _, ctrl := range []string{"freezer", "devices"} {
+		// Not pids: a Go process that cannot start a thread dies, so a
+		// container at its pids limit would take its supervisor down.
+		for _, ctrl := range []string{"freezer", "devices", "pids"} {
 			if strings.HasPrefix(dirs[ctrl], ctr[ctrl]) {
 				t.Errorf("%s is in the container's %s cgroup %s", name, ctrl, dirs[ctrl])
 			}
@@ -349,12 +351,7 @@ func TestCgroupHelpersCharged(t *testing.T) {
 	if own <= 0 || all < own {
 		t.Errorf("container's memory usage %d does not include moat's %d", all, own)
 	}
-	ownPids, _ := strconv.Atoi(readTrim(t, filepath.Join(ctr["pids"], "moat-helpers", "pids.current")))
-	allPids, _ := strconv.Atoi(cgFile(t, pid, "pids", "pids.current"))
-	if ownPids < len(helpers) || allPids <= ownPids {
-		t.Errorf("container's pids.current %d does not include moat's %d tasks", allPids, ownPids)
-	}
-	t.Logf("charged to the container: memory %d of %d bytes, tasks %d of %d", own, all, ownPids, allPids)
+	t.Logf("charged to the container: memory %d of %d bytes", own, all)
 	for _, ctrl := range []string{"memory", "pids", "devices"} {
 		if procs := readTrim(t, filepath.Join(ctr[ctrl], "cgroup.procs")); procs != strconv.Itoa(pid) {
 			t.Errorf("container's %s cgroup.procs %q, want only init %d", ctrl, procs, pid)
