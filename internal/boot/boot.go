@@ -108,6 +108,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		b.abort()
 		return 1, err
 	}
+	b.harden()
 	return b.supervise(), nil
 }
 
@@ -262,6 +263,19 @@ func (b *boot) chargeHelper(pid int) error {
 		return nil
 	}
 	return err
+}
+
+// harden gives up, once the container is created, what boot no longer needs:
+// in a user namespace, every capability but those listed in caps.go.
+func (b *boot) harden() {
+	if !b.userNS {
+		return
+	}
+	if err := dropCapabilities(); err != nil {
+		b.log.Error("hardening boot", "error", err)
+		return
+	}
+	procutil.Trace("boot", "capabilities dropped")
 }
 
 // hasLimits reports whether the spec asks for any resource limit (device
