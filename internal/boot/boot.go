@@ -71,6 +71,10 @@ type boot struct {
 	goferIO []*os.File
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
+	// cgDecided: the container's cgroup exists (or it has none);
+	// pendingHelpers wait for it (chargeHelper).
+	cgDecided      bool
+	pendingHelpers []int
 	// netSettings and net are the sandbox network (nil without one).
 	netSettings *network.Settings
 	net         *network.Sandbox
@@ -152,12 +156,17 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
-		if b.gofer != nil {
-			if err := b.chargeHelper(b.gofer.cmd.Process.Pid); err != nil {
-				return nil, err
-			}
+	}
+	if b.gofer != nil {
+		b.pendingHelpers = append(b.pendingHelpers, b.gofer.cmd.Process.Pid)
+	}
+	b.cgDecided = true
+	for _, pid := range b.pendingHelpers {
+		if err := b.chargeHelper(pid); err != nil {
+			return nil, err
 		}
 	}
+	b.pendingHelpers = nil
 	var goferPlan *ipc.GoferPlan
 	if b.gofer != nil {
 		procutil.Trace("boot", "cgroup ready, awaiting gofer")
@@ -244,12 +253,17 @@ func (b *boot) newCgroup() error {
 // itself, the gofer, the net process) to the container's resources: pid
 // moves into the helpers' cgroup below the container's (cgroup.HelperDir),
 // whose processes count against the container's memory and cpu limits (and
-// pids on cgroup v2 without a pids limit) but are not listed by clients and never frozen by pause. Without a cgroup
-// (rootless without delegation) it does nothing; rootless, a failure is a
-// warning. Precondition: the container's cgroup exists, and the helper
-// starts before the container is reported created (the state records the
-// helpers for `moat pause` on cgroup v2).
+// pids on cgroup v2 without a pids limit) but are not listed by clients and
+// never frozen by pause. Called before the container's cgroup exists, it
+// places pid once it does. Without a cgroup (rootless without delegation) it
+// does nothing; rootless, a failure is a warning. Precondition: called from
+// create's goroutine, before the container is reported created (the state
+// records the helpers for `moat pause` on cgroup v2).
 func (b *boot) chargeHelper(pid int) error {
+	if !b.cgDecided {
+		b.pendingHelpers = append(b.pendingHelpers, pid)
+		return nil
+	}
 	if b.cg == nil {
 		return nil
 	}
