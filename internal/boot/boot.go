@@ -162,9 +162,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	b.cgDecided = true
 	for _, pid := range b.pendingHelpers {
-		if err := b.chargeHelper(pid); err != nil {
-			return nil, err
-		}
+		b.chargeHelper(pid)
 	}
 	b.pendingHelpers = nil
 	var goferPlan *ipc.GoferPlan
@@ -189,12 +187,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	// Boot joins last: the createRuntime and prestart hooks it ran are
 	// not the container's, and on cgroup v2 its device filter would
 	// apply to them.
-	if err := b.chargeHelper(os.Getpid()); err != nil {
-		if pty != nil {
-			pty.Close()
-		}
-		return nil, err
-	}
+	b.chargeHelper(os.Getpid())
 	return pty, nil
 }
 
@@ -256,27 +249,28 @@ func (b *boot) newCgroup() error {
 // pids on cgroup v2 without a pids limit) but are not listed by clients and
 // never frozen by pause. Called before the container's cgroup exists, it
 // places pid once it does. Without a cgroup (rootless without delegation) it
-// does nothing; rootless, a failure is a warning. Precondition: called from
+// does nothing; a failure is a warning. Precondition: called from
 // create's goroutine, before the container is reported created (the state
 // records the helpers for `moat pause` on cgroup v2).
-func (b *boot) chargeHelper(pid int) error {
+func (b *boot) chargeHelper(pid int) {
 	if !b.cgDecided {
 		b.pendingHelpers = append(b.pendingHelpers, pid)
-		return nil
+		return
 	}
 	if b.cg == nil {
-		return nil
+		return
 	}
 	err := b.cg.AddHelper(pid)
 	if errors.Is(err, cgroup.ErrHelpersUncharged) {
 		b.log.Debug("helper not charged to the container", "pid", pid, "reason", err)
-		return nil
+		return
 	}
-	if err != nil && (b.userNS || os.Geteuid() != 0) {
+	if err != nil {
+		// Not fatal: the container runs as before, its limits only miss
+		// moat's share (e.g. a v2 cgroup.max.descendants of 0 refuses the
+		// helpers' cgroup).
 		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
-		return nil
 	}
-	return err
 }
 
 // harden gives up, once the container is created, what boot no longer needs:

@@ -104,6 +104,9 @@ func (m *Manager) AddHelper(pid int) error {
 		m.saved.Helpers = h
 	}
 	h := m.saved.Helpers
+	// Recorded first: a move that fails half way still goes home at
+	// Destroy, which could not remove a cgroup it is left in.
+	h.Procs = append(h.Procs, HelperProc{Pid: pid, Start: start})
 	for _, k := range slices.Sorted(maps.Keys(h.Paths)) {
 		dir := h.Paths[k]
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -113,7 +116,6 @@ func (m *Manager) AddHelper(pid int) error {
 			return fmt.Errorf("charge helper %d: move into %s: %w", pid, dir, err)
 		}
 	}
-	h.Procs = append(h.Procs, HelperProc{Pid: pid, Start: start})
 	return nil
 }
 
