@@ -136,7 +136,10 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
+		if plan.Gofer == nil {
+			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+		}
+		if err := b.startGofer(plan.Gofer); err != nil {
 			return nil, err
 		}
 	}
@@ -176,9 +179,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if err := b.keepServedIO(mounts); err != nil {
 			return nil, err
 		}
-		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
-			return nil, err
-		}
+		goferPlan = b.goferPlan(mounts)
 	}
 	pty, err := b.configureInit(initTypes, initNS, goferPlan)
 	if err != nil {
