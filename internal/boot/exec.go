@@ -184,6 +184,10 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 	go func() {
 		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
 		if ns := b.init.ns[specs.PIDNamespace]; ns != nil {
+			if err := raiseSysAdmin(); err != nil { // see caps.go
+				res <- err
+				return
+			}
 			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
 				res <- fmt.Errorf("join container pid namespace: %w", err)
 				return

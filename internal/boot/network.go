@@ -105,6 +105,9 @@ func (b *boot) spawnNet() error {
 	n := &netProc{cmd: cmd, conn: ipc.NewConn(bootEnd), done: make(chan struct{})}
 	b.net = n
 	go n.wait(b)
+	// Its buffers count against the container's memory (once the
+	// container's cgroup exists).
+	b.chargeHelper(cmd.Process.Pid)
 	return nil
 }
 

@@ -156,3 +156,28 @@ func TestNetProcKilled(t *testing.T) {
 	}
 	e.fails("the sandbox network is gone", "port", "ls", id)
 }
+
+// TestNetProcCharged: the net process's buffers count against the
+// container's memory: it sits in the helpers' cgroup below the container's
+// memory and cpu cgroups (as boot and the gofer), while the container's
+// cgroup.procs still lists only the container's processes.
+func TestNetProcCharged(t *testing.T) {
+	needCgroups(t, "moat's own processes are charged to the container's cgroup")
+	e := netEnv(t)
+	b := e.newBundle([]string{"hold", "60"}, func(s *specsSpec) { s.Linux.Resources = limits(64<<20, 64) })
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	pid := initPidOf(e, id)
+	ctr := cgroupDirs(t, pid)
+	dirs := cgroupDirs(t, netProcPid(t, e, id))
+	for _, ctrl := range []string{"memory", "cpu"} {
+		if want := filepath.Join(ctr[ctrl], "moat-helpers"); dirs[ctrl] != want {
+			t.Errorf("moat net's %s cgroup %s, want %s", ctrl, dirs[ctrl], want)
+		}
+	}
+	for _, ctrl := range []string{"memory", "pids"} {
+		if procs := readTrim(t, filepath.Join(ctr[ctrl], "cgroup.procs")); procs != strconv.Itoa(pid) {
+			t.Errorf("container's %s cgroup.procs %q, want only init %d", ctrl, procs, pid)
+		}
+	}
+}
