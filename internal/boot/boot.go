@@ -69,6 +69,8 @@ type boot struct {
 	// are init's ends of its io sockets, handed to init with its config.
 	gofer   *goferProc
 	goferIO []*os.File
+	// shared is the shared gofer serving the root (--shared-gofer), if any.
+	shared *sharedRoot
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
 	// netSettings and net are the sandbox network (nil without one).
@@ -131,8 +133,16 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
-			return nil, err
+		if b.sharedEligible(cfg) {
+			if b.shared, err = b.attachShared(cfg); err != nil {
+				b.log.Warn("no shared gofer; the container gets its own", "error", err)
+			}
+		}
+		// With a shared root, a gofer of its own serves the bind mounts.
+		if b.shared == nil || len(plan.GoferMounts) > 0 {
+			if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
+				return nil, err
+			}
 		}
 	}
 	initNS, initTypes, err := b.startInit()
@@ -153,19 +163,31 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
 	var goferPlan *ipc.GoferPlan
-	if b.gofer != nil {
-		procutil.Trace("boot", "cgroup ready, awaiting gofer")
-		mounts, err := b.gofer.awaitMounts()
-		if err != nil {
-			return nil, err
+	if b.gofer != nil || b.shared != nil {
+		var mounts []ipc.GoferMount
+		if b.gofer != nil {
+			procutil.Trace("boot", "cgroup ready, awaiting gofer")
+			if mounts, err = b.gofer.awaitMounts(); err != nil {
+				return nil, err
+			}
+			procutil.Trace("boot", "gofer's mounts received")
+			if err := b.keepServedIO(mounts); err != nil {
+				return nil, err
+			}
+			if b.shared != nil && len(mounts) == 0 {
+				// Its optional bind mounts were gone: it serves nothing
+				// and ends, which is no reason to kill the container.
+				b.gofer.stop(5 * time.Second)
+				b.gofer = nil
+			}
 		}
-		procutil.Trace("boot", "gofer's mounts received")
-		if err := b.keepServedIO(mounts); err != nil {
-			return nil, err
+		if b.shared != nil {
+			mounts = append([]ipc.GoferMount{{SpecIndex: -1, Destination: "/", ReadOnly: true}}, mounts...)
 		}
 		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
 			return nil, err
 		}
+		goferPlan.SharedRoot = b.shared != nil
 	}
 	return b.configureInit(initTypes, initNS, goferPlan)
 }
@@ -278,15 +300,23 @@ func (b *boot) supervise() int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwardedSignals...)
 	var code int
-	var goferDone <-chan struct{}
+	var goferDone, sharedDone <-chan struct{}
 	if b.gofer != nil {
 		goferDone = b.gofer.done
+	}
+	if b.shared != nil {
+		sharedDone = b.shared.done
 	}
 	for done := false; !done; {
 		select {
 		case s := <-sigs:
 			b.log.Debug("forwarding signal to the container", "signal", s)
 			_ = b.init.signal(s.(unix.Signal))
+		case <-sharedDone:
+			b.log.Error("shared gofer gone; killing the container")
+			b.init.kill()
+			<-b.init.done
+			code, done = goferDiedCode, true
 		case <-goferDone:
 			// Fail closed: the container's files are gone with it.
 			b.log.Error("gofer exited: " + b.gofer.status + "; killing the container")
@@ -355,6 +385,7 @@ func (b *boot) teardown() {
 	b.init.closeNamespaces()
 	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
+	b.shared.close()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
@@ -376,6 +407,7 @@ func (b *boot) abort() {
 	}
 	b.stopNetwork()
 	closeFiles(b.goferIO)
+	b.shared.close()
 	if b.gofer != nil {
 		_ = b.gofer.cmd.Process.Kill()
 		b.gofer.stop(5 * time.Second)

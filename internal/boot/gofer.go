@@ -70,8 +70,12 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
 	// The gofer runs boot's own executable, not the protected one: it never
 	// enters the container, and the copy can go once the container runs.
-	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--rootfs="+b.plan.Rootfs, "--overlay="+cfg.Overlay,
-		"--mounts="+strings.Join(served, ","))
+	args := []string{"gofer", "--bundle=" + b.args.Bundle, "--rootfs=" + b.plan.Rootfs, "--overlay=" + cfg.Overlay,
+		"--mounts=" + strings.Join(served, ",")}
+	if b.shared != nil {
+		args = append(args, "--shared-root") // the root is served elsewhere
+	}
+	cmd := b.helperCmd(nil, stdio, nil, &d, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,
 		Setsid:     true,

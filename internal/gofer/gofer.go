@@ -48,6 +48,9 @@ type Args struct {
 	// Mounts are the indices in spec.mounts of the bind mounts to serve
 	// (boot's choice: kernel interfaces and devices are bound directly).
 	Mounts []int
+	// SharedRoot: a shared gofer serves the root; this one serves only
+	// the bind mounts (the root's io socket is closed unused).
+	SharedRoot bool
 }
 
 // fdTimeout bounds the wait for init's FUSE descriptors.
@@ -86,6 +89,9 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if a.SharedRoot {
+		trees = trees[1:]
+	}
 	ioFDs, err := treeIoFDs(trees, a.Mounts, a.IoFDs)
 	if err != nil {
 		return nil, nil, nil, err
@@ -104,7 +110,7 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 		return nil, nil, nil, err
 	}
 	procutil.Trace("gofer", "prepared chroot")
-	dirs, err := buildJail(trees)
+	dirs, err := buildJail(a.Rootfs, trees)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -213,7 +213,7 @@ func ensureDest(rootfs, dest string, file bool) error {
 // served tree (each a bind of its source, read-only where the tree is),
 // pivots into it and returns an open directory per tree.
 // Precondition: the gofer runs in its own mount namespace.
-func buildJail(trees []*tree) ([]*os.File, error) {
+func buildJail(at string, trees []*tree) ([]*os.File, error) {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("isolate mounts: %w", err)
 	}
@@ -235,7 +235,7 @@ func buildJail(trees []*tree) ([]*os.File, error) {
 	}
 	// The jail covers the root filesystem's path: only in this mount
 	// namespace, and nothing is created on the host.
-	jail := spec.CoverDir(trees[0].source)
+	jail := spec.CoverDir(at)
 	if err := unix.Mount("moat-gofer", jail, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64k"); err != nil {
 		return nil, fmt.Errorf("jail tmpfs: %w", err)
 	}
