@@ -40,6 +40,9 @@ import (
 // (the rootfs's dev and inode), the mode, and moat's own executable, so a
 // rebuilt moat never attaches to an older server.
 
+// sharedGoferDir holds the shared gofers' sockets (real root only).
+const sharedGoferDir = "/run/moat-shared-gofer"
+
 // sharedProtocol changes whenever the boot/shared-gofer exchange does.
 const sharedProtocol = "moat-shared-root-1"
 
@@ -73,14 +76,12 @@ func (b *boot) sharedKey() (string, error) {
 	return hex.EncodeToString(h[:12]), nil
 }
 
-// sharedDir is where shared gofers listen: a 0700 directory of the state
-// root.
-func sharedDir(cfg *config.Config) (string, error) {
-	root := cfg.Root
-	if root == "" {
-		root = config.DefaultRoot(false)
-	}
-	dir := filepath.Join(root, ".shared-gofer")
+// sharedDir is where shared gofers listen: a 0700 directory of root's,
+// beside the state roots rather than in one (`moat list` would show it as
+// a container), and one for every state root: a shared gofer is keyed by
+// its image, not by who runs the container.
+func sharedDir() (string, error) {
+	dir := sharedGoferDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("shared gofer directory: %w", err)
 	}
@@ -94,9 +95,6 @@ func sharedDir(cfg *config.Config) (string, error) {
 	return dir, nil
 }
 
-// sharedIdle is how long a shared gofer outlives its last container.
-const sharedIdle = 60 * time.Second
-
 // attachShared connects to the shared gofer of this image, starting one if
 // there is none, and returns a clone of its mount.
 func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
@@ -104,7 +102,7 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := sharedDir(cfg)
+	dir, err := sharedDir()
 	if err != nil {
 		return nil, err
 	}
@@ -245,11 +243,15 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 		return err
 	}
 	defer logFile.Close()
+	idle, err := cfg.SharedIdle()
+	if err != nil {
+		return err
+	}
 	d.Donate("log-fd", logFile)
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: append(append([]string{"moat"}, b.args.Config.ToFlags()...), "gofer", "--shared",
-			"--rootfs="+b.plan.Rootfs, "--idle="+strconv.Itoa(int(sharedIdle/time.Second))),
+			"--rootfs="+b.plan.Rootfs, "--idle="+strconv.Itoa(int(idle/time.Second))),
 		Env:    procutil.TraceEnv(),
 		Stderr: logFile,
 	}
