@@ -58,8 +58,15 @@ type sharedRoot struct {
 // from its own user namespace and those below it), the memory overlay over
 // a read-only root.
 func (b *boot) sharedEligible(cfg *config.Config) bool {
-	return cfg.SharedGofer && cfg.Overlay == config.OverlayMemory && !b.plan.Spec.Root.Readonly &&
-		!b.userNS && procutil.InitialUserNS()
+	if !cfg.SharedGofer || cfg.Overlay != config.OverlayMemory || b.plan.Spec.Root.Readonly ||
+		b.userNS || !procutil.InitialUserNS() {
+		return false
+	}
+	// An overlayfs rootfs is what Docker, containerd and Podman make for
+	// each container (its own upper layer): no other container ever has
+	// the same one, and a shared gofer would only linger.
+	var st unix.Statfs_t
+	return unix.Statfs(b.plan.Rootfs, &st) == nil && st.Type != unix.OVERLAYFS_SUPER_MAGIC
 }
 
 // sharedKey names the shared gofer for this image and this moat.
