@@ -27,7 +27,7 @@ import (
 // memory upper layer; bind mounts stay per container (they can change).
 //
 //	boot (first)                                shared gofer
-//	 flock <key>.lock; connect: refused
+//	 flock the directory; connect: refused
 //	 /dev/fuse; fsopen/fsmount (detached, ro)
 //	 bind <key>.sock; spawn (setsid, own mnt ns) -> jail, confine; serve FUSE
 //	 connect <key>.sock ----------------------> accept: refcount+1
@@ -113,7 +113,9 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 	if err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, key+".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	// One lock for the directory: held for a connect and a receive, or
+	// for the start of a shared gofer.
+	lock, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +133,7 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 		} else if attempt > 0 {
 			return nil, err
 		}
+		sweepShared(dir)
 		if err := b.spawnShared(cfg, sock); err != nil {
 			return nil, err
 		}
@@ -245,7 +248,7 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 	d.Donate("listen-fd", listener)
 	// Its log is its own: it outlives this container, and must hold none
 	// of its caller's pipes (a client reading them to EOF would wait).
-	logFile, err := os.OpenFile(strings.TrimSuffix(sock, ".sock")+".log", os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	logFile, err := os.OpenFile(strings.TrimSuffix(sock, ".sock")+".log", os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -322,5 +325,36 @@ func flockTimeout(fd int, timeout time.Duration) error {
 			return fmt.Errorf("held by another boot (waited %s): %w", timeout, err)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sweepShared removes the sockets (and logs) of shared gofers that have
+// ended: a jailed gofer cannot remove its own, so the next start of one
+// does. A socket is live while /proc/net/unix lists it as listening.
+// Precondition: the directory's lock is held.
+func sweepShared(dir string) {
+	data, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return
+	}
+	live := map[string]bool{}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		// Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON
+		// (0x10000) in Flags marks a listener.
+		if len(f) == 8 && f[3] == "00010000" {
+			live[f[7]] = true
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if key, ok := strings.CutSuffix(name, ".sock"); ok && !live[filepath.Join(dir, name)] {
+			_ = os.Remove(filepath.Join(dir, name))
+			_ = os.Remove(filepath.Join(dir, key+".log"))
+		}
 	}
 }

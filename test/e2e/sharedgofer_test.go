@@ -126,6 +126,38 @@ func TestSharedGoferRestarts(t *testing.T) {
 		t.Fatalf("read %q after the shared gofer's restart, want v2", out)
 	}
 	waitSharedGone(t, b.rootfs(), 30*time.Second)
+	// The next start of a shared gofer (another image) sweeps the sockets
+	// of those that ended: only live ones are left.
+	other := e.newBundle([]string{"hold", "600"}, func(s *specsSpec) { s.Root.Readonly = false })
+	id := e.id()
+	e.moat("run", "-d", "--bundle", other.dir, id)
+	if stale := staleSharedSockets(t); len(stale) > 0 {
+		t.Errorf("sockets of ended shared gofers left: %v", stale)
+	}
+	e.moat("delete", "--force", id)
+	waitSharedGone(t, other.rootfs(), 30*time.Second)
+}
+
+// staleSharedSockets lists the shared gofers' sockets that nothing listens
+// on.
+func staleSharedSockets(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/unix")
+	must(t, err)
+	live := map[string]bool{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) == 8 && f[3] == "00010000" {
+			live[f[7]] = true
+		}
+	}
+	socks, _ := filepath.Glob("/run/moat-shared-gofer/*.sock")
+	var stale []string
+	for _, s := range socks {
+		if !live[s] {
+			stale = append(stale, s)
+		}
+	}
+	return stale
 }
 
 // TestSharedGoferBindPerContainer: under a shared root, a read-write bind
@@ -206,4 +238,31 @@ func waitSharedGone(t *testing.T, rootfs string, d time.Duration) {
 	if m := mountsUnder(rootfs); m != "" {
 		t.Errorf("a mount of the image is left: %s", m)
 	}
+}
+
+// TestSharedGoferKilledFailsClosed: kill -9 of the shared gofer ends every
+// container it served (their files are gone with it), and nothing is left.
+func TestSharedGoferKilledFailsClosed(t *testing.T) {
+	needGofer(t)
+	needRoot(t, "the shared gofer is real root's only")
+	e := newEnv(t)
+	logFile := filepath.Join(e.dir, "moat.log")
+	e.globals = append(e.globals, "--shared-gofer", "--log", logFile)
+	b := e.newBundle([]string{"hold", "600"}, func(s *specsSpec) { s.Root.Readonly = false })
+	id1, id2 := e.id(), e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id1)
+	e.moat("run", "-d", "--bundle", b.dir, id2)
+	shared := sharedGofers(b.rootfs())
+	if len(shared) != 1 {
+		t.Fatalf("%d shared gofers for the image, want 1", len(shared))
+	}
+	must(t, unix.Kill(shared[0], unix.SIGKILL))
+	e.waitStatus(id1, "stopped")
+	e.waitStatus(id2, "stopped")
+	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "shared gofer gone") {
+		t.Errorf("the log does not say the shared gofer went:\n%s", data)
+	}
+	e.moat("delete", id1)
+	e.moat("delete", id2)
+	waitSharedGone(t, b.rootfs(), 10*time.Second)
 }
