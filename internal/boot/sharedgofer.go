@@ -156,6 +156,11 @@ func dialShared(sock string) (*sharedRoot, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connect %s: %w", sock, err)
 	}
+	// The directory is root's alone; the peer must be root too.
+	if cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err != nil || cred.Uid != 0 {
+		conn.Close()
+		return nil, fmt.Errorf("shared gofer at %s: not served by root (%v)", sock, err)
+	}
 	tv := unix.NsecToTimeval(sharedDialTimeout.Nanoseconds())
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
