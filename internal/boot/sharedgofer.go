@@ -62,6 +62,11 @@ func (b *boot) sharedEligible(cfg *config.Config) bool {
 		b.userNS || !procutil.InitialUserNS() {
 		return false
 	}
+	// The host's own "/" (moat do) is live: a cache outliving one command
+	// would show the next one stale files.
+	if filepath.Clean(b.plan.Rootfs) == "/" {
+		return false
+	}
 	// An overlayfs rootfs is what Docker, containerd and Podman make for
 	// each container (its own upper layer): no other container ever has
 	// the same one, and a shared gofer would only linger.
