@@ -181,9 +181,9 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 		}
 		defer tty.restore()
 	}
-	sigs := make(chan os.Signal, 32)
+	var sigs chan os.Signal
 	if !o.Detach {
-		signal.Notify(sigs)
+		sigs = catchSignals()
 		defer signal.Stop(sigs)
 	}
 	procutil.Trace("cli", "start begins")

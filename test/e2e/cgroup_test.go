@@ -125,7 +125,7 @@ func TestCgroupsPathExplicit(t *testing.T) {
 			os.Remove(filepath.Join(mp, parent))
 		}
 	})
-	path := parent + "/" + idPrefix + "explicit" // the leak check sees it
+	path := parent + "/" + runPrefix() + "explicit" // the leak check sees it
 	id, pid := createHeld(e, false, func(s *specsSpec) {
 		s.Linux.CgroupsPath = path
 		s.Linux.Resources = limits(32<<20, 20)

@@ -181,7 +181,7 @@ func ExecProxy() *Command {
 			if readyFD >= 0 {
 				ready = os.NewFile(uintptr(readyFD), "ready")
 			}
-			return container.WaitExec(conn, nil, ready), nil
+			return container.WaitExec(conn, nil, nil, ready), nil
 		},
 	}
 }
