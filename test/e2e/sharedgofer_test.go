@@ -266,3 +266,23 @@ func TestSharedGoferKilledFailsClosed(t *testing.T) {
 	e.moat("delete", id2)
 	waitSharedGone(t, b.rootfs(), 10*time.Second)
 }
+
+// TestSharedGoferRootlessOwnGofer: rootless, --shared-gofer is ignored (a
+// FUSE mount made in one user namespace cannot serve a sibling's): the
+// container gets a gofer of its own, and nothing outlives it.
+func TestSharedGoferRootlessOwnGofer(t *testing.T) {
+	needGofer(t)
+	if !rootless {
+		t.Skip("SKIP (this tier runs as real root): the rootless fallback")
+	}
+	e := newEnv(t)
+	e.globals = append(e.globals, "--shared-gofer")
+	id, b := holding(e, func(s *specsSpec) { s.Root.Readonly = false })
+	if own := gofersOf(b.dir); len(own) != 1 {
+		t.Errorf("%d gofers of the container's own, want 1", len(own))
+	}
+	if shared := sharedGofers(b.rootfs()); len(shared) != 0 {
+		t.Errorf("a rootless container started a shared gofer: %v", shared)
+	}
+	e.moat("delete", "--force", id)
+}
