@@ -148,7 +148,7 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 }
 
 // sharedDialTimeout bounds the wait for the shared gofer's mount.
-const sharedDialTimeout = 60 * time.Second
+const sharedDialTimeout = 20 * time.Second
 
 // dialShared connects and receives the shared mount, then clones it.
 func dialShared(sock string) (*sharedRoot, error) {
