@@ -133,16 +133,8 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
-		if b.sharedEligible(cfg) {
-			if b.shared, err = b.attachShared(cfg); err != nil {
-				b.log.Warn("no shared gofer; the container gets its own", "error", err)
-			}
-		}
-		// With a shared root, a gofer of its own serves the bind mounts.
-		if b.shared == nil || len(plan.GoferMounts) > 0 {
-			if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
-				return nil, err
-			}
+		if err := b.startFileServers(cfg); err != nil {
+			return nil, err
 		}
 	}
 	initNS, initTypes, err := b.startInit()
@@ -162,32 +154,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
-	var goferPlan *ipc.GoferPlan
-	if b.gofer != nil || b.shared != nil {
-		var mounts []ipc.GoferMount
-		if b.gofer != nil {
-			procutil.Trace("boot", "cgroup ready, awaiting gofer")
-			if mounts, err = b.gofer.awaitMounts(); err != nil {
-				return nil, err
-			}
-			procutil.Trace("boot", "gofer's mounts received")
-			if err := b.keepServedIO(mounts); err != nil {
-				return nil, err
-			}
-			if b.shared != nil && len(mounts) == 0 {
-				// Its optional bind mounts were gone: it serves nothing
-				// and ends, which is no reason to kill the container.
-				b.gofer.stop(5 * time.Second)
-				b.gofer = nil
-			}
-		}
-		if b.shared != nil {
-			mounts = append([]ipc.GoferMount{{SpecIndex: -1, Destination: "/", ReadOnly: true}}, mounts...)
-		}
-		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
-			return nil, err
-		}
-		goferPlan.SharedRoot = b.shared != nil
+	goferPlan, err := b.awaitGoferPlan(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return b.configureInit(initTypes, initNS, goferPlan)
 }

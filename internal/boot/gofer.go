@@ -195,6 +195,58 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	return nil
 }
 
+// startFileServers starts what serves the container's files: the image's
+// shared gofer when it may have one (--shared-gofer), and a gofer of its
+// own for the rest (everything without a shared root; the bind mounts with
+// one).
+func (b *boot) startFileServers(cfg *config.Config) error {
+	if b.sharedEligible(cfg) {
+		var err error
+		if b.shared, err = b.attachShared(cfg); err != nil {
+			b.log.Warn("no shared gofer; the container gets its own", "error", err)
+		}
+	}
+	if b.shared != nil && len(b.plan.GoferMounts) == 0 {
+		return nil
+	}
+	return b.startGofer(cfg, b.plan.GoferMounts)
+}
+
+// awaitGoferPlan waits for the gofer's resolved mounts and builds init's
+// part of the gofer setup (nil without a gofer).
+func (b *boot) awaitGoferPlan(cfg *config.Config) (*ipc.GoferPlan, error) {
+	if b.gofer == nil && b.shared == nil {
+		return nil, nil
+	}
+	var mounts []ipc.GoferMount
+	if b.gofer != nil {
+		procutil.Trace("boot", "cgroup ready, awaiting gofer")
+		var err error
+		if mounts, err = b.gofer.awaitMounts(); err != nil {
+			return nil, err
+		}
+		procutil.Trace("boot", "gofer's mounts received")
+		if err := b.keepServedIO(mounts); err != nil {
+			return nil, err
+		}
+		if b.shared != nil && len(mounts) == 0 {
+			// Its optional bind mounts were gone: it serves nothing and
+			// ends, which is no reason to kill the container.
+			b.gofer.stop(5 * time.Second)
+			b.gofer = nil
+		}
+	}
+	if b.shared != nil {
+		mounts = append([]ipc.GoferMount{{SpecIndex: -1, Destination: "/", ReadOnly: true}}, mounts...)
+	}
+	plan, err := b.goferPlan(cfg, mounts)
+	if err != nil {
+		return nil, err
+	}
+	plan.SharedRoot = b.shared != nil
+	return plan, nil
+}
+
 // goferPlan builds init's part of the gofer setup.
 func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
 	plan := &ipc.GoferPlan{Mounts: mounts, Overlay: cfg.Overlay}
