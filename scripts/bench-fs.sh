@@ -29,8 +29,11 @@
 #   EXEC_N, PYTHON_N  iterations of exec and python (default 300 and 8)
 #   REPO_FILES files in gitstatus's work tree (default 50000; built once in $IMAGE_DIR/repo)
 #   RUNTIMES   comma-separated [label=]command [global flags], or native; default
-#              "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
-#              (the one labelled "moat" is checked against the targets, relative to "runc")
+#              "native,runc,moat=bin/moat,moat-shared=bin/moat --shared-gofer --shared-gofer-idle=10m,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
+#              (the one labelled "moat" is checked against the targets, relative to "runc";
+#              "moat-shared" takes its root from the image's shared gofer (--shared-gofer),
+#              warm from the rounds before it: its idle time outlasts a round's other runs,
+#              and the shared gofer outlives the benchmark by that much, then exits)
 #   PASSES     warm,cold (default both; warm also gives the fresh table)
 #   TIMEOUT    seconds per container run (default 600)
 #   IMAGE_DIR  default /var/tmp/moat-bench-image
