@@ -73,6 +73,10 @@ type boot struct {
 	shared *sharedRoot
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
+	// cgDecided: the container's cgroup exists (or it has none);
+	// pendingHelpers wait for it (chargeHelper).
+	cgDecided      bool
+	pendingHelpers []int
 	// netSettings and net are the sandbox network (nil without one).
 	netSettings *network.Settings
 	net         *network.Sandbox
@@ -110,6 +114,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		b.abort()
 		return 1, err
 	}
+	b.harden()
 	return b.supervise(), nil
 }
 
@@ -133,6 +138,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	}
 	procutil.Trace("boot", "executable checked")
 	if cfg.FileAccess == config.FileAccessGofer {
+		if plan.Gofer == nil {
+			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+		}
 		if err := b.startFileServers(cfg); err != nil {
 			return nil, err
 		}
@@ -154,11 +162,27 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
-	goferPlan, err := b.awaitGoferPlan(cfg)
+	if b.gofer != nil {
+		b.pendingHelpers = append(b.pendingHelpers, b.gofer.cmd.Process.Pid)
+	}
+	b.cgDecided = true
+	for _, pid := range b.pendingHelpers {
+		b.chargeHelper(pid)
+	}
+	b.pendingHelpers = nil
+	goferPlan, err := b.awaitGoferPlan()
 	if err != nil {
 		return nil, err
 	}
-	return b.configureInit(initTypes, initNS, goferPlan)
+	pty, err := b.configureInit(initTypes, initNS, goferPlan)
+	if err != nil {
+		return nil, err
+	}
+	// Boot joins last: the createRuntime and prestart hooks it ran are
+	// not the container's, and on cgroup v2 its device filter would
+	// apply to them.
+	b.chargeHelper(os.Getpid())
+	return pty, nil
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
@@ -210,6 +234,50 @@ func (b *boot) newCgroup() error {
 	b.cg = m
 	b.warnings = append(b.warnings, m.Warnings()...)
 	return nil
+}
+
+// chargeHelper charges one of moat's own processes for this container (boot
+// itself, the gofer, the net process) to the container's resources: pid
+// moves into the helpers' cgroup below the container's (cgroup.HelperDir),
+// whose processes count against the container's memory and cpu limits (and
+// pids on cgroup v2 without a pids limit) but are not listed by clients and
+// never frozen by pause. Called before the container's cgroup exists, it
+// places pid once it does. Without a cgroup (rootless without delegation) it
+// does nothing; a failure is a warning. Precondition: called from
+// create's goroutine, before the container is reported created (the state
+// records the helpers for `moat pause` on cgroup v2).
+func (b *boot) chargeHelper(pid int) {
+	if !b.cgDecided {
+		b.pendingHelpers = append(b.pendingHelpers, pid)
+		return
+	}
+	if b.cg == nil {
+		return
+	}
+	err := b.cg.AddHelper(pid)
+	if errors.Is(err, cgroup.ErrHelpersUncharged) {
+		b.log.Debug("helper not charged to the container", "pid", pid, "reason", err)
+		return
+	}
+	if err != nil {
+		// Not fatal: the container runs as before, its limits only miss
+		// moat's share (e.g. a v2 cgroup.max.descendants of 0 refuses the
+		// helpers' cgroup).
+		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
+	}
+}
+
+// harden gives up, once the container is created, what boot no longer needs:
+// in a user namespace, every capability but those listed in caps.go.
+func (b *boot) harden() {
+	if !b.userNS {
+		return
+	}
+	if err := dropCapabilities(); err != nil {
+		b.log.Error("hardening boot", "error", err)
+		return
+	}
+	procutil.Trace("boot", "capabilities dropped")
 }
 
 // hasLimits reports whether the spec asks for any resource limit (device

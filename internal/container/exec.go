@@ -52,7 +52,7 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 	if st := Status(s); st != specs.StateRunning && st != specs.StateCreated {
 		return 1, wrongState(o.ID, "exec in", st)
 	}
-	p, err := execProcess(s.Spec, o)
+	p, err := execProcess(s.Spec(), o)
 	if err != nil {
 		return 1, err
 	}

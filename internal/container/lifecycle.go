@@ -95,9 +95,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 		}
 	}
 	r.stop(s, st)
-	if st != specs.StateCreating || s.Spec != nil {
-		state := hooks.State(s.ID, s.Bundle, 0, specs.StateStopped, s.Spec)
-		for _, herr := range hooks.RunAll(s.Spec, hooks.Poststop, state) {
+	if sp := s.Spec(); st != specs.StateCreating || sp != nil {
+		state := hooks.State(s.ID, s.Bundle, 0, specs.StateStopped, sp)
+		for _, herr := range hooks.RunAll(sp, hooks.Poststop, state) {
 			r.Warn(herr.Error())
 		}
 	}

@@ -45,7 +45,7 @@ func SharedMain(a SharedArgs, log *slog.Logger) error {
 	if err := fsys.PrepareChroot(); err != nil {
 		return err
 	}
-	dirs, err := buildJail(a.Rootfs, []*tree{root})
+	_, dirs, err := buildJail(a.Rootfs, []*tree{root})
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,7 @@ func Init() *Command {
 // Gofer is `moat gofer`, the file server.
 func Gofer() *Command {
 	var a gofer.Args
-	var ioFDs, mounts string
+	var ioFDs string
 	logFD, exeFD := -1, -1
 	var shared bool
 	sa := gofer.SharedArgs{FuseFD: -1, MountFD: -1, ListenFD: -1, MaxClients: 256}
@@ -115,36 +115,28 @@ func Gofer() *Command {
 	return &Command{
 		Name: "gofer", Short: "(internal) serves the container's files over FUSE", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
-			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the effective spec")
-			fs.StringVar(&a.Rootfs, "rootfs", "", "absolute root filesystem path")
-			fs.IntVar(&a.MountsFD, "mounts-fd", -1, "socket the resolved mount list is sent on")
+			fs.IntVar(&a.SyncFD, "gofer-sync-fd", -1, "socket to boot: the gofer's config in, the resolved mount list out")
 			fs.StringVar(&ioFDs, "io-fds", "", "one socket per served tree (root first, then bind mounts in spec order); init sends each its /dev/fuse descriptor")
-			fs.StringVar(&a.Overlay, "overlay", "memory", "memory or none: whether the root is served read-only")
-			fs.StringVar(&mounts, "mounts", "", "indices in spec.mounts of the bind mounts to serve")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
 			fs.IntVar(&exeFD, "exe-fd", -1, "the protected executable this process runs from (closed at once)")
-			fs.BoolVar(&a.SharedRoot, "shared-root", false, "a shared gofer serves the root: serve only the bind mounts")
 			fs.BoolVar(&shared, "shared", false, "serve one image's root to every container boot attaches (--shared-gofer)")
 			fs.IntVar(&sa.FuseFD, "fuse-fd", -1, "with --shared: /dev/fuse of the shared superblock")
 			fs.IntVar(&sa.MountFD, "mount-fd", -1, "with --shared: a detached mount of it, handed to each boot")
 			fs.IntVar(&sa.ListenFD, "listen-fd", -1, "with --shared: the listening socket boots connect to")
 			fs.IntVar(&idle, "idle", 60, "with --shared: seconds to outlive the last container")
+			fs.StringVar(&sa.Rootfs, "rootfs", "", "with --shared: the image's absolute root filesystem path")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			closeFD(exeFD)
 			if shared {
-				return sharedGofer(env, sa, a.Rootfs, idle, logFD)
+				return sharedGofer(env, sa, idle, logFD)
 			}
 			var err error
 			if a.IoFDs, err = procutil.ParseFDList(ioFDs); err != nil {
 				return 1, fmt.Errorf("--io-fds: %w", err)
 			}
-			if a.Mounts, err = procutil.ParseFDList(mounts); err != nil {
-				return 1, fmt.Errorf("--mounts: %w", err)
-			}
-			if a.Bundle == "" || a.Rootfs == "" || a.SpecFD < 0 || a.MountsFD < 0 || len(a.IoFDs) == 0 {
-				return 1, usageErr("gofer is internal: it needs --bundle, --rootfs, --spec-fd, --mounts-fd and --io-fds")
+			if a.SyncFD < 0 || len(a.IoFDs) == 0 {
+				return 1, usageErr("gofer is internal: it needs --gofer-sync-fd and --io-fds")
 			}
 			var w io.Writer = io.Discard
 			if logFD >= 0 {
@@ -218,8 +210,8 @@ func DoInit() *Command {
 }
 
 // sharedGofer runs `moat gofer --shared`.
-func sharedGofer(env *Env, a gofer.SharedArgs, rootfs string, idle, logFD int) (int, error) {
-	a.Rootfs, a.Idle = rootfs, time.Duration(idle)*time.Second
+func sharedGofer(env *Env, a gofer.SharedArgs, idle, logFD int) (int, error) {
+	a.Idle = time.Duration(idle) * time.Second
 	if a.Rootfs == "" || a.FuseFD < 0 || a.MountFD < 0 || a.ListenFD < 0 || idle <= 0 {
 		return 1, usageErr("gofer --shared is internal: it needs --rootfs, --fuse-fd, --mount-fd, --listen-fd and --idle")
 	}
