@@ -30,8 +30,26 @@ func sharedGofers(rootfs string) []int {
 	return out
 }
 
-// gofersOf lists the pids of per-container gofers of bundle.
+// gofersOf lists the pids of per-container gofers of bundle: children of
+// its boot (the shared gofer, which a boot may also have started, is not).
 func gofersOf(bundle string) []int {
+	cmdline := func(pid int) string {
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return strings.ReplaceAll(string(cl), "\x00", " ")
+	}
+	ppid := func(pid int) int {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 {
+			return 0
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 2 {
+			return 0
+		}
+		n, _ := strconv.Atoi(f[1])
+		return n
+	}
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, en := range ents {
@@ -39,9 +57,10 @@ func gofersOf(bundle string) []int {
 		if err != nil {
 			continue
 		}
-		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		s := strings.ReplaceAll(string(cl), "\x00", " ")
-		if strings.Contains(s, " gofer ") && strings.Contains(s, "--bundle="+bundle) {
+		if s := cmdline(pid); !strings.Contains(s, " gofer ") || strings.Contains(s, " --shared ") {
+			continue
+		}
+		if b := cmdline(ppid(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
 			out = append(out, pid)
 		}
 	}
