@@ -69,6 +69,8 @@ type boot struct {
 	// are init's ends of its io sockets, handed to init with its config.
 	gofer   *goferProc
 	goferIO []*os.File
+	// shared is the shared gofer serving the root (--shared-gofer), if any.
+	shared *sharedRoot
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
 	// cgDecided: the container's cgroup exists (or it has none);
@@ -143,7 +145,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if plan.Gofer == nil {
 			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
 		}
-		if err := b.startGofer(plan.Gofer); err != nil {
+		if err := b.startFileServers(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -172,18 +174,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		b.chargeHelper(pid)
 	}
 	b.pendingHelpers = nil
-	var goferPlan *ipc.GoferPlan
-	if b.gofer != nil {
-		procutil.Trace("boot", "cgroup ready, awaiting gofer")
-		mounts, err := b.gofer.awaitMounts()
-		if err != nil {
-			return nil, err
-		}
-		procutil.Trace("boot", "gofer's mounts received")
-		if err := b.keepServedIO(mounts); err != nil {
-			return nil, err
-		}
-		goferPlan = b.goferPlan(mounts)
+	goferPlan, err := b.awaitGoferPlan()
+	if err != nil {
+		return nil, err
 	}
 	pty, err := b.configureInit(initTypes, initNS, goferPlan)
 	if err != nil {
@@ -348,15 +341,23 @@ func (b *boot) supervise() int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwardedSignals...)
 	var code int
-	var goferDone <-chan struct{}
+	var goferDone, sharedDone <-chan struct{}
 	if b.gofer != nil {
 		goferDone = b.gofer.done
+	}
+	if b.shared != nil {
+		sharedDone = b.shared.done
 	}
 	for done := false; !done; {
 		select {
 		case s := <-sigs:
 			b.log.Debug("forwarding signal to the container", "signal", s)
 			_ = b.init.signal(s.(unix.Signal))
+		case <-sharedDone:
+			b.log.Error("shared gofer gone; killing the container")
+			b.init.kill()
+			<-b.init.done
+			code, done = goferDiedCode, true
 		case <-goferDone:
 			// Fail closed: the container's files are gone with it.
 			b.log.Error("gofer exited: " + b.gofer.status + "; killing the container")
@@ -425,6 +426,7 @@ func (b *boot) teardown() {
 	b.init.closeNamespaces()
 	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
+	b.shared.close()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
@@ -446,6 +448,7 @@ func (b *boot) abort() {
 	}
 	b.stopNetwork()
 	closeFiles(b.goferIO)
+	b.shared.close()
 	if b.gofer != nil {
 		_ = b.gofer.cmd.Process.Kill()
 		b.gofer.stop(5 * time.Second)
