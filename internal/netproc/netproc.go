@@ -68,6 +68,7 @@ func start(conn *ipc.Conn, log *slog.Logger) (*network.Sandbox, error) {
 	// The local time zone is read on first use (log lines): now, while
 	// /etc/localtime is there.
 	time.Now().Zone()
+	startup := procutil.FindStartupPages() // needs /proc: before the root is emptied
 	if err := confine(); err != nil {
 		return nil, fmt.Errorf("confine: %w", err)
 	}
@@ -105,6 +106,7 @@ func start(conn *ipc.Conn, log *slog.Logger) (*network.Sandbox, error) {
 		sb.Close()
 		return nil, err
 	}
+	startup.DropAfter(procutil.IdleAfter) // an idle network needs little of them
 	return sb, nil
 }
 
