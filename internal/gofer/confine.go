@@ -83,10 +83,13 @@ func setRlimitNofile() error {
 }
 
 // allowlist is every syscall the gofer makes once confined (the Go runtime
-// and the file server); anything else kills it.
+// and the file server; clone only for threads); anything else kills it.
 func allowlist(extra ...string) *specs.LinuxSeccomp {
 	return &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
-		Syscalls:      []specs.LinuxSyscall{{Names: append(append([]string{}, goferSyscalls...), extra...), Action: specs.ActAllow}},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: append(append([]string{}, goferSyscalls...), extra...), Action: specs.ActAllow},
+			seccomp.ThreadsOnly(),
+		},
 	}
 }

@@ -38,6 +38,10 @@ func confinedChild(mode string) int {
 		unix.Getpid()
 	case "socket":
 		unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0) // not on the list
+	case "clone-newuser":
+		// Threads only: a user namespace of its own would give it
+		// capabilities there.
+		unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
 	case "status":
 		// Every thread, not just this one.
 		tasks, _ := filepath.Glob("/proc/self/task/*/status")
@@ -79,6 +83,14 @@ func TestConfinedGoferKilledByUnlistedSyscall(t *testing.T) {
 	ws := st.Sys().(syscall.WaitStatus)
 	if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {
 		t.Fatalf("socket(2) in the confined gofer: %v (%s), want death by SIGSYS", st, out)
+	}
+}
+
+func TestConfinedGoferCannotMakeNamespaces(t *testing.T) {
+	st, out := runChild(t, "clone-newuser")
+	ws := st.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {
+		t.Fatalf("clone(CLONE_NEWUSER) in the confined gofer: %v (%s), want death by SIGSYS", st, out)
 	}
 }
 

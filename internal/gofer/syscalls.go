@@ -9,8 +9,8 @@ package gofer
 var goferSyscalls = []string{
 	// Go runtime
 	"read", "write", "close", "mmap", "munmap", "mprotect", "madvise", "brk",
-	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
-	"clone", "exit", "exit_group", "futex", "getpid", "gettid", "tgkill",
+	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", // clone: seccomp.ThreadsOnly
+	"exit", "exit_group", "futex", "getpid", "gettid", "tgkill",
 	"sched_yield", "sched_getaffinity", "nanosleep", "clock_gettime", "clock_nanosleep",
 	"gettimeofday", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
 	"eventfd2", "pipe2", "fcntl", "getrandom", "prlimit64", "restart_syscall", "uname",

@@ -80,7 +80,7 @@ func boundFiles() error {
 func allowlist() *specs.LinuxSeccomp {
 	p := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
-		Syscalls:      []specs.LinuxSyscall{{Names: netSyscalls, Action: specs.ActAllow}},
+		Syscalls:      []specs.LinuxSyscall{{Names: netSyscalls, Action: specs.ActAllow}, seccomp.ThreadsOnly()},
 	}
 	sock := func(family, typ uint64, proto ...uint64) specs.LinuxSyscall {
 		args := []specs.LinuxSeccompArg{

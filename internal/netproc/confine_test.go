@@ -71,6 +71,9 @@ func child(mode string) int {
 		unix.Mount("none", "/", "tmpfs", 0, "")
 	case "execve":
 		unix.Exec("/bin/sh", []string{"sh"}, nil)
+	case "clone-newuser":
+		// A user namespace of its own would give it capabilities there.
+		unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|unix.CLONE_NEWNET|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
 	}
 	return 0
 }
@@ -101,7 +104,7 @@ func TestConfine(t *testing.T) {
 	if out != "ok\n" || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Fatalf("confined child: %q, %v", out, ws)
 	}
-	for _, mode := range []string{"unix", "packet", "raw", "netlink-audit", "open", "mount", "execve"} {
+	for _, mode := range []string{"unix", "packet", "raw", "netlink-audit", "open", "mount", "execve", "clone-newuser"} {
 		out, ws := runChild(t, mode)
 		if out != "ok\n" || !ws.Signaled() || ws.Signal() != unix.SIGSYS {
 			t.Errorf("%s: want a seccomp kill after ok, got %q, %v", mode, out, ws)

@@ -59,6 +59,15 @@ var allowed = []string{
 const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWTIME
 
+// ThreadsOnly allows clone(2) without namespace flags: the threads and
+// processes of a confined helper (the gofer, `moat net`), never a new user
+// or network namespace, which would give a compromised helper capabilities
+// over a namespace of its own (rtnetlink, privileged socket options).
+func ThreadsOnly() specs.LinuxSyscall {
+	return specs.LinuxSyscall{Names: []string{"clone"}, Action: specs.ActAllow,
+		Args: []specs.LinuxSeccompArg{{Index: 0, Value: nsFlags, ValueTwo: 0, Op: specs.OpMaskedEqual}}}
+}
+
 // Default is `moat do`'s profile, and with --seccomp-default that of a
 // container whose spec has none.
 func Default() *specs.LinuxSeccomp {
