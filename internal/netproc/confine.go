@@ -74,7 +74,7 @@ func boundFiles() error {
 
 // allowlist is every syscall the net process makes once confined; anything
 // else kills it. socket(2) is allowed for TCP and UDP over IPv4 and IPv6
-// (NAT, DNS upstreams, ICMP echo sockets are IPv4 datagram sockets) and for
+// (NAT, DNS upstreams), ICMP echo sockets over IPv4, and for
 // NETLINK_ROUTE (the per-flow host-address check): no unix, packet or raw
 // IP sockets.
 func allowlist() *specs.LinuxSeccomp {
@@ -92,9 +92,14 @@ func allowlist() *specs.LinuxSeccomp {
 		}
 		return specs.LinuxSyscall{Names: []string{"socket"}, Action: specs.ActAllow, Args: args}
 	}
+	// The protocol is named too: socket(AF_INET, SOCK_STREAM,
+	// IPPROTO_SCTP) or SOCK_DGRAM with IPPROTO_UDPLITE would reach protocol
+	// code (and load its module) that the network never uses.
 	for _, fam := range []uint64{unix.AF_INET, unix.AF_INET6} {
-		p.Syscalls = append(p.Syscalls, sock(fam, unix.SOCK_STREAM), sock(fam, unix.SOCK_DGRAM))
+		p.Syscalls = append(p.Syscalls, sock(fam, unix.SOCK_STREAM, 0), sock(fam, unix.SOCK_STREAM, unix.IPPROTO_TCP),
+			sock(fam, unix.SOCK_DGRAM, 0), sock(fam, unix.SOCK_DGRAM, unix.IPPROTO_UDP))
 	}
+	p.Syscalls = append(p.Syscalls, sock(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP))
 	p.Syscalls = append(p.Syscalls, sock(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE))
 	return p
 }

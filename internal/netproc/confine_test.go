@@ -42,6 +42,8 @@ func child(mode string) int {
 		{unix.AF_INET, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP}, // may be refused by ping_group_range, not by seccomp
 		{unix.AF_INET6, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, 0},
 		{unix.AF_INET6, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC, 0},
+		{unix.AF_INET, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, unix.IPPROTO_TCP},
+		{unix.AF_INET6, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC, unix.IPPROTO_UDP},
 		{unix.AF_NETLINK, unix.SOCK_RAW | unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE},
 	} {
 		fd, err := unix.Socket(s[0], s[1], s[2])
@@ -63,6 +65,12 @@ func child(mode string) int {
 		unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 	case "raw":
 		unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_TCP)
+	case "sctp":
+		unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP)
+	case "udplite":
+		unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)
+	case "icmpv6":
+		unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_ICMPV6)
 	case "netlink-audit":
 		unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT)
 	case "open":
@@ -104,7 +112,7 @@ func TestConfine(t *testing.T) {
 	if out != "ok\n" || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Fatalf("confined child: %q, %v", out, ws)
 	}
-	for _, mode := range []string{"unix", "packet", "raw", "netlink-audit", "open", "mount", "execve", "clone-newuser"} {
+	for _, mode := range []string{"unix", "packet", "raw", "sctp", "udplite", "icmpv6", "netlink-audit", "open", "mount", "execve", "clone-newuser"} {
 		out, ws := runChild(t, mode)
 		if out != "ok\n" || !ws.Signaled() || ws.Signal() != unix.SIGSYS {
 			t.Errorf("%s: want a seccomp kill after ok, got %q, %v", mode, out, ws)
