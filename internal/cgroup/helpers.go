@@ -244,8 +244,17 @@ func (m *Manager) uncharge() error {
 	return m.moveHelpers(h.Procs, h.Home)
 }
 
-// isHelper reports whether pid is a recorded helper. Precondition: m.mu held.
+// isHelper reports whether pid is a live recorded helper: its start time
+// too, or a container process that took a dead helper's pid would be left
+// out of Pids and Signal. Precondition: m.mu held.
 func (m *Manager) isHelper(pid int) bool {
 	h := m.saved.Helpers
-	return h != nil && slices.ContainsFunc(h.Procs, func(p HelperProc) bool { return p.Pid == pid })
+	if h == nil {
+		return false
+	}
+	if !slices.ContainsFunc(h.Procs, func(p HelperProc) bool { return p.Pid == pid }) {
+		return false
+	}
+	start, err := procutil.StartTime(pid)
+	return err == nil && slices.Contains(h.Procs, HelperProc{Pid: pid, Start: start})
 }

@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // echoScript answers each line on stdin with the same line, without forking
@@ -176,6 +178,35 @@ func TestHostHelperRecorded(t *testing.T) {
 	if got := procCgroups(t, h.cmd.Process.Pid); got != before {
 		t.Errorf("a process under a recorded pid with another start time was moved:\n%s", got)
 	}
+}
+
+// TestHostHelperPidReused: a container process whose pid is that of a
+// recorded helper that has ended (pid reuse) is still the container's:
+// listed by Pids and signalled by Signal. Otherwise a process could hide
+// from `moat ps` and `moat kill --all` by cycling to a dead helper's pid
+// (moat net may die while the container runs on).
+func TestHostHelperPidReused(t *testing.T) {
+	requireRoot(t)
+	c := startChild(t, "exec sleep 30")
+	cpid := c.cmd.Process.Pid
+	m := newTestManager(t, Options{ContainerID: "reused", CgroupsPath: uniquePath(t), Resources: noResources}, c)
+	if err := m.Apply(cpid); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	start, err := procutil.StartTime(cpid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A helper recorded under this pid, started at another time, has ended.
+	m.saved.Helpers = &Helpers{Paths: map[string]string{}, Home: map[string]string{},
+		Procs: []HelperProc{{Pid: cpid, Start: start - 1}}}
+	if pids, err := m.Pids(); err != nil || !slices.Contains(pids, cpid) {
+		t.Errorf("Pids() = %v, %v; want the container's %d (a dead helper's pid, reused)", pids, err, cpid)
+	}
+	if err := m.Signal(unix.SIGTERM); err != nil {
+		t.Fatalf("Signal(SIGTERM): %v", err)
+	}
+	expectSignaled(t, c, syscall.SIGTERM)
 }
 
 // memoryLimit limits memory where the controller is available (no pids
