@@ -132,7 +132,7 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 	// A gofer going idle closes its listener: a connection may then be
 	// refused, or accepted and closed unanswered. Start a new one.
 	for attempt := 0; attempt < 2; attempt++ {
-		if s, err := dialShared(sock); err == nil {
+		if s, err := dialShared(sock, sharedDialTimeout); err == nil {
 			procutil.Trace("boot", "shared root attached")
 			return s, nil
 		} else if attempt > 0 {
@@ -150,13 +150,26 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 // sharedDialTimeout bounds the wait for the shared gofer's mount.
 const sharedDialTimeout = 20 * time.Second
 
-// dialShared connects and receives the shared mount, then clones it.
-func dialShared(sock string) (*sharedRoot, error) {
+// dialShared connects and receives the shared mount, then clones it,
+// waiting at most timeout for each.
+func dialShared(sock string, timeout time.Duration) (*sharedRoot, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	conn := os.NewFile(uintptr(fd), "shared-gofer")
+	// connect(2) waits while the listener's backlog is full (a gofer that
+	// no longer accepts: stopped, or frozen with its caller's cgroup) for
+	// as long as SO_SNDTIMEO says; unset, for ever, under the lock.
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("shared gofer socket: %w", err)
+	}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("shared gofer socket: %w", err)
+	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("connect %s: %w", sock, err)
@@ -166,8 +179,6 @@ func dialShared(sock string) (*sharedRoot, error) {
 		conn.Close()
 		return nil, fmt.Errorf("shared gofer at %s: not served by root (%v)", sock, err)
 	}
-	tv := unix.NsecToTimeval(sharedDialTimeout.Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err == nil && n == 0 {

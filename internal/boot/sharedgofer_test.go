@@ -1,0 +1,60 @@
+package boot
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDialSharedBounded: a shared gofer that no longer accepts (its
+// backlog full) makes boot's connect fail within the dial bound, never wait
+// for ever while boot holds the directory's lock.
+func TestDialSharedBounded(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "g.sock")
+	l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(l)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the backlog: connections that are never accepted.
+	for i := 0; ; i++ {
+		c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(c)
+		if err := unix.Connect(c, &unix.SockaddrUnix{Name: sock}); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatalf("fill the backlog: %v", err)
+		}
+		if i > 100 {
+			t.Fatal("the backlog never filled")
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := dialShared(sock, 100*time.Millisecond)
+		if s != nil {
+			s.close()
+		}
+		done <- err
+	}()
+	// A watchdog, not a measure: the bound is 100 ms.
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("dialShared to a gofer that never accepts succeeded")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("dialShared to a gofer whose backlog is full is still waiting after a minute")
+	}
+}
