@@ -120,7 +120,9 @@ func accept(a SharedArgs, fds []unix.PollFd, log *slog.Logger) []unix.PollFd {
 			return fds
 		}
 		if len(fds)-1 >= a.MaxClients {
-			unix.Close(c) // the boot falls back to a gofer of its own
+			// Closed unanswered: the boot starts another shared gofer
+			// on this socket's path, for the next containers.
+			unix.Close(c)
 			continue
 		}
 		if err := unix.Sendmsg(c, []byte{1}, unix.UnixRights(a.MountFD), nil, 0); err != nil {

@@ -204,10 +204,10 @@ func (g *goferRoot) mountBind(r *rootfs, idx int, m specs.Mount, mo *spec.MountO
 	return r.afterMount(m.Destination, mo)
 }
 
-// serves reports whether the gofer serves spec mount i.
 // planned reports whether the plan gave the gofer spec mount i.
 func (g *goferRoot) planned(i int) bool { return slices.Contains(g.plan.Planned, i) }
 
+// serves reports whether the gofer serves spec mount i.
 func (g *goferRoot) serves(i int) bool {
 	for _, gm := range g.plan.Mounts {
 		if gm.SpecIndex == i {
