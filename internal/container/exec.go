@@ -157,12 +157,29 @@ func requestExec(ctl string, p *specs.Process, o ExecOptions) (*ipc.Conn, *ipc.B
 	return conn, &started, master, nil
 }
 
-// catchSignals starts catching every signal the CLI may forward.
+// catchSignals starts catching every signal the CLI may forward, and
+// SIGWINCH. Not SIGURG (the Go runtime's own preemption signal) nor SIGCHLD:
+// never forwarded, they would fill the buffer while nothing drains it (the
+// exec request, a run's start) and push out the user's signals.
 func catchSignals() chan os.Signal {
 	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs)
+	signal.Notify(sigs, caught...)
 	return sigs
 }
+
+// caught are the signals catchSignals catches: all but SIGURG, SIGCHLD and
+// the two that cannot be caught.
+var caught = func() []os.Signal {
+	var out []os.Signal
+	for s := unix.Signal(1); s <= 64; s++ {
+		switch s {
+		case unix.SIGURG, unix.SIGCHLD, unix.SIGKILL, unix.SIGSTOP:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}()
 
 // WaitExec forwards the caller's signals (sigs, caught since before the
 // request; nil: caught from now) to the exec'd process and returns its
