@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -268,6 +269,30 @@ func TestCgroupPs(t *testing.T) {
 		}
 	}
 	e.moat("delete", "--force", id)
+}
+
+// TestPsLongCommandLine: a host process whose command line is longer than
+// 64 KiB (ps prints it whole when not on a terminal) does not hide the
+// container's processes from `moat ps`'s table.
+func TestPsLongCommandLine(t *testing.T) {
+	long := exec.Command("sleep", "60")
+	long.Args = []string{strings.Repeat("x", 100<<10), "60"}
+	must(t, long.Start())
+	defer func() { long.Process.Kill(); long.Wait() }()
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	defer e.moat("delete", "--force", id)
+	pid := initPidOf(e, id)
+	lines := strings.Split(strings.TrimSpace(e.moat("ps", id)), "\n")
+	col := slices.Index(strings.Fields(lines[0]), "PID")
+	if col < 0 || len(lines) != 2 {
+		t.Fatalf("ps table, want the header and init %d:\n%s", pid, strings.Join(lines, "\n"))
+	}
+	if p, _ := strconv.Atoi(strings.Fields(lines[1])[col]); p != pid {
+		t.Errorf("ps table line %q, want init %d", lines[1], pid)
+	}
 }
 
 func TestCgroupPidsLimitEnforced(t *testing.T) {

@@ -54,6 +54,10 @@ func psTable(env *Env, pids []int, psArgs []string) error {
 		return fmt.Errorf("ps %s: %w", strings.Join(psArgs, " "), err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
+	// ps prints whole command lines when not on a terminal: a host
+	// process's may be longer than the Scanner's default 64 KiB, and the
+	// lines after it would be dropped.
+	sc.Buffer(nil, len(out)+1)
 	if !sc.Scan() {
 		return fmt.Errorf("ps printed nothing")
 	}
@@ -80,6 +84,9 @@ func psTable(env *Env, pids []int, psArgs []string) error {
 		if pid, err := strconv.Atoi(f[col]); err == nil && want[pid] {
 			fmt.Fprintln(env.Stdout, sc.Text())
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read the output of ps: %w", err)
 	}
 	return nil
 }
