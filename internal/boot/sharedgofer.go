@@ -99,7 +99,7 @@ func sharedDir() (string, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
-		return "", err
+		return "", fmt.Errorf("shared gofer directory: %w", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 || st.Mode&0o077 != 0 {
 		return "", fmt.Errorf("shared gofer directory %s: not a 0700 directory of root's", dir)
@@ -155,7 +155,7 @@ const sharedDialTimeout = 20 * time.Second
 func dialShared(sock string, timeout time.Duration) (*sharedRoot, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("shared gofer socket: %w", err)
 	}
 	conn := os.NewFile(uintptr(fd), "shared-gofer")
 	// connect(2) waits while the listener's backlog is full (a gofer that
@@ -253,7 +253,7 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 	_ = os.Remove(sock)
 	lfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("shared gofer listener: %w", err)
 	}
 	listener := os.NewFile(uintptr(lfd), "shared-listener")
 	defer listener.Close()
@@ -261,7 +261,7 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 		return fmt.Errorf("bind %s: %w", sock, err)
 	}
 	if err := unix.Listen(lfd, 64); err != nil {
-		return err
+		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	var d procutil.Donations
 	d.Donate("fuse-fd", fuse[0])
@@ -302,7 +302,7 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 func fuseSuperblock(fuseFD int) (int, error) {
 	fs, err := unix.Fsopen("fuse", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("fsopen: %w", err)
 	}
 	defer unix.Close(fs)
 	for _, kv := range [][2]string{{"source", "moat"}, {"subtype", "moat"}, {"fd", strconv.Itoa(fuseFD)},
@@ -318,9 +318,13 @@ func fuseSuperblock(fuseFD int) (int, error) {
 		}
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
-		return -1, err
+		return -1, fmt.Errorf("create: %w", err)
 	}
-	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount: %w", err)
+	}
+	return mnt, nil
 }
 
 func (s *sharedRoot) close() {

@@ -50,7 +50,7 @@ func SharedMain(a SharedArgs, log *slog.Logger) error {
 		return err
 	}
 	if err := unix.SetNonblock(a.ListenFD, true); err != nil {
-		return err
+		return fmt.Errorf("--listen-fd: %w", err)
 	}
 	if err := confine(false, sharedSyscalls...); err != nil {
 		return err
