@@ -196,7 +196,7 @@ func buildJail(at string, trees []*tree) ([]*tree, []*os.File, error) {
 	// Each source (with its submounts) is cloned into a detached mount
 	// before the jail exists: a recursive bind made afterwards would take
 	// the jail along when it lies inside a source (the root's always does).
-	trees, srcs, err := cloneTrees(trees)
+	trees, srcs, err := cloneTrees(at, trees)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -226,8 +226,9 @@ func buildJail(at string, trees []*tree) ([]*tree, []*os.File, error) {
 
 // cloneTrees clones each tree's source (cloneTree), leaving out optional
 // bind mounts whose source is gone, and then makes the mount points of
-// those written through into the image.
-func cloneTrees(trees []*tree) ([]*tree, []*os.File, error) {
+// those written through into the image at rootfs (trees need not start
+// with the root: a shared root's gofer serves only the binds).
+func cloneTrees(rootfs string, trees []*tree) ([]*tree, []*os.File, error) {
 	var kept []*tree
 	var srcs []*os.File
 	for _, t := range trees {
@@ -241,7 +242,6 @@ func cloneTrees(trees []*tree) ([]*tree, []*os.File, error) {
 		}
 		kept, srcs = append(kept, t), append(srcs, f)
 	}
-	rootfs := trees[0].source
 	for _, t := range kept {
 		if t.createDest {
 			if err := ensureDest(rootfs, t.mount.Destination, false); err != nil {

@@ -98,7 +98,7 @@ func TestCloneTreesChecksWhatItOpened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, srcs, err := cloneTrees(trees)
+	kept, srcs, err := cloneTrees(rootfs, trees)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +137,25 @@ func TestCloneTreesChecksWhatItOpened(t *testing.T) {
 	unix.Close(fds[0])
 	unix.Close(fds[2])
 
+	// Without the root (a shared root's gofer serves only the binds), a
+	// mount point still goes into the image, not into the first bind.
+	c.Binds = []ipc.GoferBind{{SpecIndex: 0, Source: present, Destination: "/c"}, {SpecIndex: 1, Source: present, Destination: "/b"}}
+	c.MountPoints = []ipc.MountPoint{{Destination: "/c"}, {Destination: "/b"}}
+	if trees, err = planTrees(c); err != nil {
+		t.Fatal(err)
+	}
+	_, srcs, err = cloneTrees(rootfs, trees[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll(srcs)
+	if _, err := os.Stat(filepath.Join(rootfs, "c")); err != nil {
+		t.Errorf("mount point /c of a bind without the root tree: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(present, "c")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("mount point /c made in the first bind's source, not the image: %v", err)
+	}
+
 	for _, tc := range []struct {
 		name, source string
 		want         error
@@ -150,7 +169,7 @@ func TestCloneTreesChecksWhatItOpened(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, srcs, err := cloneTrees(trees); !errors.Is(err, tc.want) {
+		if _, srcs, err := cloneTrees(rootfs, trees); !errors.Is(err, tc.want) {
 			closeAll(srcs)
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
