@@ -2,6 +2,7 @@ package gofer
 
 import (
 	"fmt"
+	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -83,13 +84,14 @@ func setRlimitNofile() error {
 }
 
 // allowlist is every syscall the gofer makes once confined (the Go runtime
-// and the file server; clone only for threads); anything else kills it.
+// and the file server; clone only for threads, tgkill and prlimit64 only on
+// itself); anything else kills it. Precondition: called by the gofer.
 func allowlist(extra ...string) *specs.LinuxSeccomp {
 	return &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
-		Syscalls: []specs.LinuxSyscall{
+		Syscalls: append([]specs.LinuxSyscall{
 			{Names: append(append([]string{}, goferSyscalls...), extra...), Action: specs.ActAllow},
 			seccomp.ThreadsOnly(),
-		},
+		}, seccomp.OwnProcessOnly(os.Getpid())...),
 	}
 }

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 const confinedRole = "confined-gofer"
 
 func confinedChild(mode string) int {
+	ppid := os.Getppid() // getppid is not on the list
 	if err := confine(false); err != nil {
 		os.Stderr.WriteString(err.Error())
 		if errors.Is(err, errCgoBuild) {
@@ -38,6 +39,12 @@ func confinedChild(mode string) int {
 		unix.Getpid()
 	case "socket":
 		unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0) // not on the list
+	case "tgkill-other":
+		// Signal 0: the permission check alone, on the test (uid 0 too).
+		unix.Tgkill(ppid, ppid, 0)
+	case "prlimit-other":
+		var old unix.Rlimit
+		unix.Prlimit(ppid, unix.RLIMIT_NOFILE, nil, &old)
 	case "clone-newuser":
 		// Threads only: a user namespace of its own would give it
 		// capabilities there.
@@ -91,6 +98,18 @@ func TestConfinedGoferCannotMakeNamespaces(t *testing.T) {
 	ws := st.Sys().(syscall.WaitStatus)
 	if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {
 		t.Fatalf("clone(CLONE_NEWUSER) in the confined gofer: %v (%s), want death by SIGSYS", st, out)
+	}
+}
+
+// TestConfinedGoferReachesNoOtherProcess: as uid 0 it needs no capability
+// to signal or change the limits of another root process: only its own.
+func TestConfinedGoferReachesNoOtherProcess(t *testing.T) {
+	for _, mode := range []string{"tgkill-other", "prlimit-other"} {
+		st, out := runChild(t, mode)
+		ws := st.Sys().(syscall.WaitStatus)
+		if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {
+			t.Errorf("%s in the confined gofer: %v (%s), want death by SIGSYS", mode, st, out)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package netproc
 
 import (
 	"fmt"
+	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -72,15 +73,17 @@ func boundFiles() error {
 	return unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
 }
 
-// allowlist is every syscall the net process makes once confined; anything
-// else kills it. socket(2) is allowed for TCP and UDP over IPv4 and IPv6
+// allowlist is every syscall the net process makes once confined (clone
+// only for threads, tgkill and prlimit64 only on itself); anything else
+// kills it. socket(2) is allowed for TCP and UDP over IPv4 and IPv6
 // (NAT, DNS upstreams), ICMP echo sockets over IPv4, and for
 // NETLINK_ROUTE (the per-flow host-address check): no unix, packet or raw
 // IP sockets.
 func allowlist() *specs.LinuxSeccomp {
 	p := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
-		Syscalls:      []specs.LinuxSyscall{{Names: netSyscalls, Action: specs.ActAllow}, seccomp.ThreadsOnly()},
+		Syscalls: append([]specs.LinuxSyscall{{Names: netSyscalls, Action: specs.ActAllow}, seccomp.ThreadsOnly()},
+			seccomp.OwnProcessOnly(os.Getpid())...),
 	}
 	sock := func(family, typ uint64, proto ...uint64) specs.LinuxSyscall {
 		args := []specs.LinuxSeccompArg{

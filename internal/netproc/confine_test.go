@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 // child confines itself, checks the allowed socket kinds, prints "ok" and
 // then tries what mode names (which must kill it).
 func child(mode string) int {
+	ppid := os.Getppid() // getppid is not on the list
 	if err := confine(); errors.Is(err, procutil.ErrCgoBuild) {
 		fmt.Println("cgo")
 		return 0
@@ -79,6 +80,12 @@ func child(mode string) int {
 		unix.Mount("none", "/", "tmpfs", 0, "")
 	case "execve":
 		unix.Exec("/bin/sh", []string{"sh"}, nil)
+	case "tgkill-other":
+		// Signal 0: the permission check alone, on the test (uid 0 too).
+		unix.Tgkill(ppid, ppid, 0)
+	case "prlimit-other":
+		var old unix.Rlimit
+		unix.Prlimit(ppid, unix.RLIMIT_NOFILE, nil, &old)
 	case "clone-newuser":
 		// A user namespace of its own would give it capabilities there.
 		unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|unix.CLONE_NEWNET|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
@@ -112,7 +119,7 @@ func TestConfine(t *testing.T) {
 	if out != "ok\n" || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Fatalf("confined child: %q, %v", out, ws)
 	}
-	for _, mode := range []string{"unix", "packet", "raw", "sctp", "udplite", "icmpv6", "netlink-audit", "open", "mount", "execve", "clone-newuser"} {
+	for _, mode := range []string{"unix", "packet", "raw", "sctp", "udplite", "icmpv6", "netlink-audit", "open", "mount", "execve", "clone-newuser", "tgkill-other", "prlimit-other"} {
 		out, ws := runChild(t, mode)
 		if out != "ok\n" || !ws.Signaled() || ws.Signal() != unix.SIGSYS {
 			t.Errorf("%s: want a seccomp kill after ok, got %q, %v", mode, out, ws)

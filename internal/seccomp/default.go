@@ -68,6 +68,22 @@ func ThreadsOnly() specs.LinuxSyscall {
 		Args: []specs.LinuxSeccompArg{{Index: 0, Value: nsFlags, ValueTwo: 0, Op: specs.OpMaskedEqual}}}
 }
 
+// OwnProcessOnly allows tgkill(2) and prlimit64(2) on the calling process
+// (pid, as getpid(2) returns it) only: what the Go runtime does. A helper
+// running as uid 0 needs no capability to signal, or change the limits
+// of, any other process of uid 0 it can name, so a compromised gofer or
+// net process could otherwise kill or starve the host's root processes.
+func OwnProcessOnly(pid int) []specs.LinuxSyscall {
+	is := func(v uint64) []specs.LinuxSeccompArg {
+		return []specs.LinuxSeccompArg{{Index: 0, Value: v, Op: specs.OpEqualTo}}
+	}
+	return []specs.LinuxSyscall{
+		{Names: []string{"tgkill"}, Action: specs.ActAllow, Args: is(uint64(pid))},
+		{Names: []string{"prlimit64"}, Action: specs.ActAllow, Args: is(0)},
+		{Names: []string{"prlimit64"}, Action: specs.ActAllow, Args: is(uint64(pid))},
+	}
+}
+
 // Default is `moat do`'s profile, and with --seccomp-default that of a
 // container whose spec has none.
 func Default() *specs.LinuxSeccomp {
