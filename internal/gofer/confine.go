@@ -85,13 +85,14 @@ func setRlimitNofile() error {
 
 // allowlist is every syscall the gofer makes once confined (the Go runtime
 // and the file server; clone only for threads, tgkill and prlimit64 only on
-// itself); anything else kills it. Precondition: called by the gofer.
+// itself, fcntl and ioctl never naming a process to signal); anything else
+// kills it. Precondition: called by the gofer.
 func allowlist(extra ...string) *specs.LinuxSeccomp {
 	return &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
 		Syscalls: append([]specs.LinuxSyscall{
 			{Names: append(append([]string{}, goferSyscalls...), extra...), Action: specs.ActAllow},
 			seccomp.ThreadsOnly(),
-		}, seccomp.OwnProcessOnly(os.Getpid())...),
+		}, append(seccomp.OwnProcessOnly(os.Getpid()), seccomp.NoSignalOwner(true)...)...),
 	}
 }

@@ -45,6 +45,17 @@ func confinedChild(mode string) int {
 	case "prlimit-other":
 		var old unix.Rlimit
 		unix.Prlimit(ppid, unix.RLIMIT_NOFILE, nil, &old)
+	case "fcntl-setown":
+		// An owner of euid 0 may signal any process on I/O.
+		unix.FcntlInt(0, unix.F_SETOWN, ppid)
+	case "fcntl-setsig":
+		unix.FcntlInt(0, unix.F_SETSIG, int(unix.SIGKILL))
+	case "fcntl-getfl":
+		if _, err := unix.FcntlInt(0, unix.F_GETFL, 0); err != nil {
+			return 5
+		}
+	case "ioctl-fiosetown":
+		unix.IoctlSetPointerInt(0, 0x8901, ppid) // FIOSETOWN
 	case "clone-newuser":
 		// Threads only: a user namespace of its own would give it
 		// capabilities there.
@@ -79,9 +90,11 @@ func runChild(t *testing.T, mode string) (*os.ProcessState, string) {
 }
 
 func TestConfinedGoferServes(t *testing.T) {
-	st, out := runChild(t, "allowed")
-	if !st.Success() {
-		t.Fatalf("a confined gofer could not make an allowed call: %v %s", st, out)
+	for _, mode := range []string{"allowed", "fcntl-getfl"} {
+		st, out := runChild(t, mode)
+		if !st.Success() {
+			t.Fatalf("a confined gofer could not make an allowed call (%s): %v %s", mode, st, out)
+		}
 	}
 }
 
@@ -104,7 +117,7 @@ func TestConfinedGoferCannotMakeNamespaces(t *testing.T) {
 // TestConfinedGoferReachesNoOtherProcess: as uid 0 it needs no capability
 // to signal or change the limits of another root process: only its own.
 func TestConfinedGoferReachesNoOtherProcess(t *testing.T) {
-	for _, mode := range []string{"tgkill-other", "prlimit-other"} {
+	for _, mode := range []string{"tgkill-other", "prlimit-other", "fcntl-setown", "fcntl-setsig", "ioctl-fiosetown"} {
 		st, out := runChild(t, mode)
 		ws := st.Sys().(syscall.WaitStatus)
 		if !ws.Signaled() || ws.Signal() != syscall.SIGSYS {

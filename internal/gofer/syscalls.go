@@ -13,7 +13,7 @@ var goferSyscalls = []string{
 	"exit", "exit_group", "futex", "getpid", "gettid", // tgkill, prlimit64: seccomp.OwnProcessOnly
 	"sched_yield", "sched_getaffinity", "nanosleep", "clock_gettime", "clock_nanosleep",
 	"gettimeofday", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
-	"eventfd2", "pipe2", "fcntl", "getrandom", "restart_syscall", "uname",
+	"eventfd2", "pipe2", "getrandom", // fcntl, ioctl: seccomp.NoSignalOwner "restart_syscall", "uname",
 	"getuid", "getgid", "geteuid", "getegid", "membarrier", "rseq", "set_robust_list",
 	// receiving the FUSE descriptors
 	"recvmsg",
@@ -25,5 +25,5 @@ var goferSyscalls = []string{
 	"fallocate", "fsync", "fdatasync", "fstatfs", "copy_file_range", "splice", "tee",
 	"fgetxattr", "fsetxattr", "flistxattr", "fremovexattr",
 	"getxattrat", "setxattrat", "listxattrat", "removexattrat",
-	"ioctl", "poll", "ppoll", "flock", "dup", "dup3", "umask", "getcwd", "sync_file_range",
+	"poll", "ppoll", "flock", "dup", "dup3", "umask", "getcwd", "sync_file_range",
 }

@@ -74,8 +74,8 @@ func boundFiles() error {
 }
 
 // allowlist is every syscall the net process makes once confined (clone
-// only for threads, tgkill and prlimit64 only on itself); anything else
-// kills it. socket(2) is allowed for TCP and UDP over IPv4 and IPv6
+// only for threads, tgkill and prlimit64 only on itself, fcntl never
+// naming a process to signal); anything else kills it. socket(2) is allowed for TCP and UDP over IPv4 and IPv6
 // (NAT, DNS upstreams), ICMP echo sockets over IPv4, and for
 // NETLINK_ROUTE (the per-flow host-address check): no unix, packet or raw
 // IP sockets.
@@ -83,7 +83,7 @@ func allowlist() *specs.LinuxSeccomp {
 	p := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
 		Syscalls: append([]specs.LinuxSyscall{{Names: netSyscalls, Action: specs.ActAllow}, seccomp.ThreadsOnly()},
-			seccomp.OwnProcessOnly(os.Getpid())...),
+			append(seccomp.OwnProcessOnly(os.Getpid()), seccomp.NoSignalOwner(false)...)...),
 	}
 	sock := func(family, typ uint64, proto ...uint64) specs.LinuxSyscall {
 		args := []specs.LinuxSeccompArg{

@@ -86,6 +86,15 @@ func child(mode string) int {
 	case "prlimit-other":
 		var old unix.Rlimit
 		unix.Prlimit(ppid, unix.RLIMIT_NOFILE, nil, &old)
+	case "fcntl-setown":
+		// An owner of euid 0 may signal any process on I/O.
+		unix.FcntlInt(0, unix.F_SETOWN, ppid)
+	case "fcntl-setsig":
+		unix.FcntlInt(0, unix.F_SETSIG, int(unix.SIGKILL))
+	case "fcntl-getfl":
+		if _, err := unix.FcntlInt(0, unix.F_GETFL, 0); err != nil {
+			return 5
+		}
 	case "clone-newuser":
 		// A user namespace of its own would give it capabilities there.
 		unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|unix.CLONE_NEWNET|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
@@ -119,7 +128,10 @@ func TestConfine(t *testing.T) {
 	if out != "ok\n" || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Fatalf("confined child: %q, %v", out, ws)
 	}
-	for _, mode := range []string{"unix", "packet", "raw", "sctp", "udplite", "icmpv6", "netlink-audit", "open", "mount", "execve", "clone-newuser", "tgkill-other", "prlimit-other"} {
+	if out, ws := runChild(t, "fcntl-getfl"); out != "ok\n" || !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("confined child, fcntl(F_GETFL): %q, %v", out, ws)
+	}
+	for _, mode := range []string{"unix", "packet", "raw", "sctp", "udplite", "icmpv6", "netlink-audit", "open", "mount", "execve", "clone-newuser", "tgkill-other", "prlimit-other", "fcntl-setown", "fcntl-setsig"} {
 		out, ws := runChild(t, mode)
 		if out != "ok\n" || !ws.Signaled() || ws.Signal() != unix.SIGSYS {
 			t.Errorf("%s: want a seccomp kill after ok, got %q, %v", mode, out, ws)

@@ -84,6 +84,36 @@ func OwnProcessOnly(pid int) []specs.LinuxSyscall {
 	}
 }
 
+// fioSetOwn and siocSPgrp are the ioctls that set a descriptor's owner
+// (asm-generic and x86; x/sys/unix has no names for them).
+const (
+	fioSetOwn = 0x8901
+	siocSPgrp = 0x8902
+)
+
+// NoSignalOwner allows fcntl(2), and with ioctls true ioctl(2), but not
+// the commands that name a process to signal on I/O (F_SETOWN,
+// F_SETOWN_EX, F_SETSIG; FIOSETOWN, SIOCSPGRP): the kernel lets an owner of
+// euid 0 signal any process that way, with any signal, capabilities or
+// not. What the Go runtime and moat's helpers use (flags, descriptor
+// flags, locks, FUSE and file ioctls) stays allowed.
+func NoSignalOwner(ioctls bool) []specs.LinuxSyscall {
+	not := func(vs ...uint64) []specs.LinuxSeccompArg {
+		var out []specs.LinuxSeccompArg
+		for _, v := range vs {
+			out = append(out, specs.LinuxSeccompArg{Index: 1, Value: v, Op: specs.OpNotEqual})
+		}
+		return out
+	}
+	out := []specs.LinuxSyscall{{Names: []string{"fcntl"}, Action: specs.ActAllow,
+		Args: not(unix.F_SETOWN, unix.F_SETOWN_EX, unix.F_SETSIG)}}
+	if ioctls {
+		out = append(out, specs.LinuxSyscall{Names: []string{"ioctl"}, Action: specs.ActAllow,
+			Args: not(fioSetOwn, siocSPgrp)})
+	}
+	return out
+}
+
 // Default is `moat do`'s profile, and with --seccomp-default that of a
 // container whose spec has none.
 func Default() *specs.LinuxSeccomp {
