@@ -6,9 +6,11 @@
 // the container init mounted and handed over.
 //
 //	boot                      gofer                              init
-//	 |-- spawn (new mnt ns) ---->| resolve destinations in the rootfs  |
+//	 |-- spawn (new mnt ns) ---->|                                     |
+//	 |-- BootGoferConfig ------->| (--gofer-sync-fd: its part of the plan)
+//	 |                           | resolve destinations in the rootfs  |
 //	 |                           | bind trees into the jail, pivot     |
-//	 |<- GoferMountsResolved ----| (--mounts-fd)                       |
+//	 |<- GoferMountsResolved ----| (--gofer-sync-fd)                   |
 //	 |                           | caps, no_new_privs, seccomp         |
 //	 |-- BootInitConfig + io sockets ------------------------------->  |
 //	 |                           |<- /dev/fuse fd per mount (io-fds) --| mounts FUSE

@@ -254,9 +254,9 @@ func eofToPeerClosed(err error) error {
 	return err
 }
 
-// SpecMemfd puts v (a spec) as JSON in a memfd, positioned at its start,
-// for a child's --spec-fd: the child reads exactly what the parent checked,
-// never the bundle's file again.
+// SpecMemfd puts v (a spec, or the plan) as JSON in a memfd, positioned at
+// its start, for a child's descriptor (boot's --plan-fd): the child reads
+// exactly what the parent checked, never the bundle's file again.
 func SpecMemfd(v any) (*os.File, error) {
 	data, err := json.Marshal(v)
 	if err != nil {

@@ -198,8 +198,8 @@ type GoferMount struct {
 	ReadOnly    bool   `json:"readOnly,omitempty"`
 }
 
-// GoferMountsResolved is what the gofer writes on --mounts-fd once its
-// jail is ready.
+// GoferMountsResolved is what the gofer writes on --gofer-sync-fd once its
+// jail is ready (after boot's BootGoferConfig).
 type GoferMountsResolved struct {
 	Mounts []GoferMount `json:"mounts"`
 }
