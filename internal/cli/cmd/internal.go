@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -138,11 +139,7 @@ func Gofer() *Command {
 			if a.SyncFD < 0 || len(a.IoFDs) == 0 {
 				return 1, usageErr("gofer is internal: it needs --gofer-sync-fd and --io-fds")
 			}
-			var w io.Writer = io.Discard
-			if logFD >= 0 {
-				w = os.NewFile(uintptr(logFD), "log")
-			}
-			l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "gofer")
+			l, err := goferLog(env, logFD)
 			if err != nil {
 				return 1, err
 			}
@@ -215,11 +212,7 @@ func sharedGofer(env *Env, a gofer.SharedArgs, idle, logFD int) (int, error) {
 	if a.Rootfs == "" || a.FuseFD < 0 || a.MountFD < 0 || a.ListenFD < 0 || idle <= 0 {
 		return 1, usageErr("gofer --shared is internal: it needs --rootfs, --fuse-fd, --mount-fd, --listen-fd and --idle")
 	}
-	var w io.Writer = io.Discard
-	if logFD >= 0 {
-		w = os.NewFile(uintptr(logFD), "log")
-	}
-	l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "gofer")
+	l, err := goferLog(env, logFD)
 	if err != nil {
 		return 1, err
 	}
@@ -228,4 +221,14 @@ func sharedGofer(env *Env, a gofer.SharedArgs, idle, logFD int) (int, error) {
 		return 1, err
 	}
 	return 0, nil
+}
+
+// goferLog is a gofer's logger: on --log-fd, else nowhere (its stderr is
+// boot's log, for a crash only).
+func goferLog(env *Env, logFD int) (*slog.Logger, error) {
+	var w io.Writer = io.Discard
+	if logFD >= 0 {
+		w = os.NewFile(uintptr(logFD), "log")
+	}
+	return log.New(w, env.Config.LogFormat, env.Config.Debug, "gofer")
 }

@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"flag"
-	"io"
-	"os"
 
 	"github.com/moat-sandbox/moat/internal/log"
 	"github.com/moat-sandbox/moat/internal/netproc"
@@ -23,11 +21,7 @@ func Net() *Command {
 			if a.SyncFD < 0 {
 				return 1, usageErr("net is internal: it needs --net-sync-fd")
 			}
-			var w io.Writer = os.Stderr
-			if logFD >= 0 {
-				w = os.NewFile(uintptr(logFD), "log")
-			}
-			l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "net")
+			l, err := log.FromFD(logFD, env.Config.LogFormat, env.Config.Debug, "net")
 			if err != nil {
 				return 1, err
 			}
