@@ -276,46 +276,46 @@ func TestGoferKilledFailsClosed(t *testing.T) {
 	}
 }
 
-// findGofer returns the pid of the gofer serving bundle: the child gofer of
-// the boot of bundle (the gofer's own flags name no bundle: it gets its
-// part of the plan from boot).
+// findGofer returns the pid of the gofer serving bundle (gofersOf),
+// waiting for it to start.
 func findGofer(t *testing.T, bundle string) int {
 	t.Helper()
-	cmdline := func(pid int) string {
-		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return strings.ReplaceAll(string(cl), "\x00", " ")
-	}
-	ppid := func(pid int) int {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		i := strings.LastIndexByte(string(data), ')')
-		if i < 0 {
-			return 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if g := gofersOf(bundle); len(g) > 0 {
+			return g[0]
 		}
-		f := strings.Fields(string(data[i+1:]))
-		if len(f) < 2 {
-			return 0
-		}
-		n, _ := strconv.Atoi(f[1])
-		return n
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ents, _ := os.ReadDir("/proc")
-		for _, en := range ents {
-			pid, err := strconv.Atoi(en.Name())
-			if err != nil {
-				continue
-			}
-			if s := cmdline(pid); strings.Contains(s, " gofer ") {
-				if b := cmdline(ppid(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
-					return pid
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no gofer for %s", bundle)
 	return 0
+}
+
+// gofersOf lists the pids of per-container gofers of bundle: children of
+// its boot (the gofer's own flags name no bundle: it gets its part of the
+// plan from boot; the shared gofer, which a boot may also have started, is
+// not one).
+func gofersOf(bundle string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		if s := cmdlineOf(pid); !strings.Contains(s, " gofer ") || strings.Contains(s, " --shared ") {
+			continue
+		}
+		if b := cmdlineOf(ppidOf(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// cmdlineOf is a process's command line, its arguments joined by spaces
+// ("" if gone).
+func cmdlineOf(pid int) string {
+	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(string(cl), "\x00", " ")
 }
 
 // TestGoferRenameRace: while containers are created, the host swaps a bind

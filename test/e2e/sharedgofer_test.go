@@ -21,46 +21,7 @@ func sharedGofers(rootfs string) []int {
 		if err != nil {
 			continue
 		}
-		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		s := strings.ReplaceAll(string(cl), "\x00", " ")
-		if strings.Contains(s, " gofer --shared ") && strings.Contains(s, "--rootfs="+rootfs+" ") {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// gofersOf lists the pids of per-container gofers of bundle: children of
-// its boot (the shared gofer, which a boot may also have started, is not).
-func gofersOf(bundle string) []int {
-	cmdline := func(pid int) string {
-		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return strings.ReplaceAll(string(cl), "\x00", " ")
-	}
-	ppid := func(pid int) int {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		i := strings.LastIndexByte(string(data), ')')
-		if i < 0 {
-			return 0
-		}
-		f := strings.Fields(string(data[i+1:]))
-		if len(f) < 2 {
-			return 0
-		}
-		n, _ := strconv.Atoi(f[1])
-		return n
-	}
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, en := range ents {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		if s := cmdline(pid); !strings.Contains(s, " gofer ") || strings.Contains(s, " --shared ") {
-			continue
-		}
-		if b := cmdline(ppid(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
+		if s := cmdlineOf(pid); strings.Contains(s, " gofer --shared ") && strings.Contains(s, "--rootfs="+rootfs+" ") {
 			out = append(out, pid)
 		}
 	}
