@@ -257,10 +257,12 @@ func (b *boot) reportCreated(conn *ipc.Conn, pty *os.File) error {
 	if err := conn.Send(msg, fds...); err != nil {
 		return err
 	}
+	procutil.Trace("boot", "created sent")
 	var commit ipc.ClientCreateCommitted
 	if _, err := conn.WaitFor(&commit); err != nil {
 		return fmt.Errorf("the creating moat command went away before recording the container: %w", err)
 	}
+	procutil.Trace("boot", "committed")
 	return nil
 }
 
@@ -355,10 +357,12 @@ func (b *boot) teardown() {
 	b.init.closeNamespaces()
 	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
+	procutil.Trace("boot", "gofer stopped")
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
 		}
+		procutil.Trace("boot", "cgroup removed")
 	}
 	b.dropExe()
 }

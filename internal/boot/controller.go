@@ -163,6 +163,7 @@ func (b *boot) start() (ipc.Message, error) {
 	b.started = true
 	b.mu.Unlock()
 	p := b.init
+	procutil.Trace("boot", "start requested")
 	if err := p.conn.Send(ipc.BootStartRequested{}); err != nil {
 		return nil, b.recvErr("starting", err)
 	}
@@ -173,6 +174,7 @@ func (b *boot) start() (ipc.Message, error) {
 		return nil, b.recvErr("starting", err)
 	}
 	// EOF: the socket closed on execve, the container process runs.
+	procutil.Trace("boot", "container process executed")
 	b.dropExe()
 	procutil.FindStartupPages().DropAfter(procutil.IdleAfter) // boot is mostly idle from here
 	var warnings []string

@@ -319,6 +319,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 			return nil, err
 		}
 	}
+	procutil.Trace("boot", "hooks run")
 	if err := p.conn.Send(ipc.BootHooksDone{}); err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
@@ -327,6 +328,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	if err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
+	procutil.Trace("boot", "init created")
 	if err := p.openInitNamespaces(b.ownNS); err != nil {
 		closeFiles(files)
 		return nil, err

@@ -297,6 +297,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	st.InitPid, st.InitStart = sb.Created.InitPid, sb.Created.InitStart
 	st.Cgroup = sb.Created.Cgroup
 	st.Rootless = userns.Rootless
+	procutil.Trace("cli", "boot reported created")
 	if err := st.Save(); err == nil {
 		err = writePidFile(o.PidFile, st.InitPid)
 	}
