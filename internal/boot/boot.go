@@ -44,6 +44,14 @@ type Args struct {
 	// Config is the effective configuration (annotations already applied
 	// by the CLI).
 	Config *config.Config
+	// Hosted: boot runs inside the CLI of a foreground `moat run` (as root,
+	// without a user namespace), not in a process of its own. Plan is then
+	// the CLI's plan itself (PlanFD is unused), and the CLI, which relays
+	// every signal it gets to the container, is the one to do so: boot
+	// does not catch signals. Every descriptor above is boot's own either
+	// way (the CLI hands over duplicates), and Main closes them.
+	Hosted bool
+	Plan   *ipc.Plan
 }
 
 // commitTimeout bounds the wait for the CLI to record a created container.
@@ -114,9 +122,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 // create reads the spec, starts init, and while init starts up prepares
 // the container's cgroup; then it walks init through creation.
 func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
-	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
-	plan, err := ipc.ReadPlan(f)
-	f.Close()
+	plan, err := b.readPlan()
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +149,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.newCgroup(); err != nil {
 		return nil, err
 	}
+	procutil.Trace("boot", "cgroup manager")
 	// Init waits for its configuration, so it can join its cgroup now:
 	// moving a process costs the kernel an RCU grace period per v1
 	// hierarchy (~14 ms for 11 here), spent while the gofer builds its jail.
@@ -168,6 +175,16 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		}
 	}
 	return b.configureInit(initTypes, initNS, goferPlan)
+}
+
+// readPlan decodes the CLI's plan from --plan-fd, or takes a hosting CLI's.
+func (b *boot) readPlan() (*ipc.Plan, error) {
+	if b.args.Hosted {
+		return b.args.Plan, nil
+	}
+	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
+	defer f.Close()
+	return ipc.ReadPlan(f)
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
@@ -278,7 +295,9 @@ func (b *boot) supervise() int {
 	srv := &controller{b: b, ln: ln}
 	go srv.serve()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwardedSignals...)
+	if !b.args.Hosted {
+		signal.Notify(sigs, forwardedSignals...)
+	}
 	var code int
 	var goferDone <-chan struct{}
 	if b.gofer != nil {

@@ -45,6 +45,10 @@ type CreateOptions struct {
 	// Extra are more descriptors for the container, right after the
 	// --preserve-fds ones.
 	Extra []*os.File
+	// HostBoot: this process may host boot instead of spawning `moat
+	// boot` (a foreground run: it relays signals and is a subreaper).
+	// It does unless boot needs a user namespace of its own.
+	HostBoot bool
 }
 
 // Created is a container in state created.
@@ -277,6 +281,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b.Dir, Plan: plan, StateDir: st.Dir(), Config: cfg, LogFile: logFile,
 		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,
+		Hosted: o.HostBoot && !userns.NewUserNS,
 	}, r.Log)
 	if err != nil {
 		return nil, err
@@ -287,7 +292,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	}
 	st.Bundle, st.Rootfs, st.Spec = b.Dir, b.Rootfs, b.Spec
 	st.Created = time.Now().UTC()
-	st.BootPid = sb.Cmd.Process.Pid
+	st.BootPid = sb.Pid
 	if st.BootStart, err = procutil.StartTime(st.BootPid); err != nil {
 		// Without its start time boot could not be told from a process
 		// that reuses its pid.
@@ -314,7 +319,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 // destroyCreated undoes a create after the commit.
 func (r *Runtime) destroyCreated(c *Created) {
 	_ = r.Kill(c.State.ID, unix.SIGKILL, false)
-	procutil.WaitGone(c.State.BootPid, c.State.BootStart, 10*time.Second)
+	c.Sandbox.WaitGone(c.State.BootStart, 10*time.Second)
 	c.State.Remove()
 }
 
