@@ -124,6 +124,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	sb := &Sandbox{Pid: cmd.Process.Pid, cmd: cmd, create: ipc.NewConn(cliEnd)}
 	if syncParent != nil {
 		err = writeMaps(o.UserNS, cmd.Process.Pid, syncParent)
+		procutil.Trace("cli", "user namespace maps written")
 	}
 	if err := sb.awaitCreated(o, err); err != nil {
 		return nil, err
@@ -137,6 +138,7 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 func (sb *Sandbox) awaitCreated(o Options, err error) error {
 	if err == nil {
 		err = o.Exe.Wait()
+		procutil.Trace("cli", "executable sealed")
 	}
 	if err == nil {
 		err = sb.create.Send(ipc.ClientExeSealed{})
