@@ -63,6 +63,9 @@ type boot struct {
 	log  *slog.Logger
 	plan *ipc.Plan
 	cg   *cgroup.Manager // nil without cgroups
+	// birth places init and exec helpers in the cgroup at fork (nil: they
+	// are moved there by pid).
+	birth *cgroup.Birthplace
 	init *initProc
 	exe  *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
 	// exeCopied: exe is a memfd copy, dropped once the container runs.
@@ -141,19 +144,27 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 			return nil, err
 		}
 	}
+	if err := b.newCgroup(); err != nil {
+		return nil, err
+	}
+	procutil.Trace("boot", "cgroup manager")
+	// Init is born in its cgroup where it can be (cgroup.Birthplace): the
+	// cgroup is made first, with its limits, and nothing is moved.
+	if b.cg != nil {
+		if b.birth, err = b.cg.PrepareBirth(); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	procutil.Trace("boot", "cgroup ready")
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
 		return nil, err
 	}
 	defer closeFiles(initNS)
-	if err := b.newCgroup(); err != nil {
-		return nil, err
-	}
-	procutil.Trace("boot", "cgroup manager")
-	// Init waits for its configuration, so it can join its cgroup now:
-	// moving a process costs the kernel an RCU grace period per v1
-	// hierarchy (~14 ms for 11 here), spent while the gofer builds its jail.
-	if b.cg != nil {
+	// Otherwise init, which waits for its configuration, is moved now:
+	// the move costs an RCU grace period (~14 ms on the CI VM), spent
+	// while the gofer builds its jail.
+	if b.cg != nil && b.birth == nil {
 		if err := b.cg.Apply(b.init.pid); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
@@ -383,6 +394,7 @@ func (b *boot) teardown() {
 		}
 		procutil.Trace("boot", "cgroup removed")
 	}
+	b.birth.Close()
 	b.dropExe()
 }
 
@@ -408,6 +420,7 @@ func (b *boot) abort() {
 			b.log.Warn("remove cgroup", "error", err)
 		}
 	}
+	b.birth.Close()
 	b.dropExe()
 }
 

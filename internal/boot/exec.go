@@ -158,6 +158,7 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 	d.Donate("init-sync-fd", helperEnd)
 	cmd := b.helperCmd(exe, stdio, extra, &d, "init", "--exec")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	bornIn(cmd, b.birth)
 	startErr := b.spawnInContainerPidNS(cmd)
 	helperEnd.Close()
 	closeFiles(files)
@@ -177,8 +178,9 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 }
 
 // spawnInContainerPidNS forks cmd into the container's pid namespace (when
-// it has one of its own) from a throwaway thread: setns of those namespaces only affects
-// children, and taints the thread, which exits with its goroutine.
+// it has one of its own) and cgroup (b.birth) from a throwaway thread:
+// setns of those namespaces only affects children, and both taint the
+// thread, which exits with its goroutine (it needs not leave the cgroup).
 func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 	res := make(chan error, 1)
 	go func() {
@@ -188,6 +190,10 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 				res <- fmt.Errorf("join container pid namespace: %w", err)
 				return
 			}
+		}
+		if _, err := b.birth.Enter(); err != nil {
+			res <- fmt.Errorf("cgroup: %w", err)
+			return
 		}
 		res <- cmd.Start()
 	}()
@@ -216,7 +222,7 @@ func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecR
 	if _, err := conn.WaitFor(&joined); err != nil {
 		return nil, err
 	}
-	if b.cg != nil {
+	if b.cg != nil && b.birth == nil {
 		if err := b.cg.AddPid(cmd.Process.Pid); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}

@@ -78,7 +78,7 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	d.Log(b.log, "gofer")
-	if err := spawnOnKeeperThread(cmd, nil); err != nil {
+	if err := spawnOnKeeperThread(cmd, nil, nil); err != nil {
 		mountsBoot.Close()
 		return fmt.Errorf("start gofer: %w", err)
 	}
