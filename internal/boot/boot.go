@@ -66,8 +66,8 @@ type boot struct {
 	// birth places init and exec helpers in the cgroup at fork (nil: they
 	// are moved there by pid).
 	birth *cgroup.Birthplace
-	init *initProc
-	exe  *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
+	init  *initProc
+	exe   *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
 	// exeCopied: exe is a memfd copy, dropped once the container runs.
 	exeCopied bool
 
