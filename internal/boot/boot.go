@@ -139,23 +139,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
-	if cfg.FileAccess == config.FileAccessGofer {
-		if err := b.startGofer(cfg, plan.GoferMounts); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.newCgroup(); err != nil {
+	if err := b.startGoferAndCgroup(cfg); err != nil {
 		return nil, err
 	}
-	procutil.Trace("boot", "cgroup manager")
-	// Init is born in its cgroup where it can be (cgroup.Birthplace): the
-	// cgroup is made first, with its limits, and nothing is moved.
-	if b.cg != nil {
-		if b.birth, err = b.cg.PrepareBirth(); err != nil {
-			return nil, fmt.Errorf("cgroup: %w", err)
-		}
-	}
-	procutil.Trace("boot", "cgroup ready")
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
 		return nil, err
@@ -196,6 +182,29 @@ func (b *boot) readPlan() (*ipc.Plan, error) {
 	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
 	defer f.Close()
 	return ipc.ReadPlan(f)
+}
+
+// startGoferAndCgroup spawns the gofer (--file-access=gofer) while it
+// makes the container's cgroup: init is born in it where it can be
+// (cgroup.Birthplace), made first with its limits, and nothing is moved.
+func (b *boot) startGoferAndCgroup(cfg *config.Config) error {
+	goferErr := make(chan error, 1)
+	if cfg.FileAccess == config.FileAccessGofer {
+		go func() { goferErr <- b.startGofer(cfg, b.plan.GoferMounts) }()
+	} else {
+		goferErr <- nil
+	}
+	err := b.newCgroup()
+	if err == nil && b.cg != nil {
+		if b.birth, err = b.cg.PrepareBirth(); err != nil {
+			err = fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	procutil.Trace("boot", "cgroup ready")
+	if gerr := <-goferErr; err == nil {
+		err = gerr
+	}
+	return err
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
