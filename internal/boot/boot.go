@@ -135,13 +135,15 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
 	}
+	// The gofer runs boot's own binary: only init waits for the protected
+	// copy, which the CLI may still be filling (a memfd, rootless).
+	if err := b.startGoferAndCgroup(cfg); err != nil {
+		return nil, err
+	}
 	if err := b.takeExe(createConn); err != nil {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
-	if err := b.startGoferAndCgroup(cfg); err != nil {
-		return nil, err
-	}
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
 		return nil, err
