@@ -82,6 +82,10 @@ type boot struct {
 	goferIO []*os.File
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
+	// cgDecided: the container's cgroup exists (or it has none);
+	// pendingHelpers wait for it (chargeHelper).
+	cgDecided      bool
+	pendingHelpers []int
 	// netSettings and net are the sandbox network (nil without one).
 	netSettings *network.Settings
 	net         *network.Sandbox
@@ -119,6 +123,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		b.abort()
 		return 1, err
 	}
+	b.harden()
 	return b.supervise(), nil
 }
 
@@ -158,6 +163,14 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
+	if b.gofer != nil {
+		b.pendingHelpers = append(b.pendingHelpers, b.gofer.cmd.Process.Pid)
+	}
+	b.cgDecided = true
+	for _, pid := range b.pendingHelpers {
+		b.chargeHelper(pid)
+	}
+	b.pendingHelpers = nil
 	var goferPlan *ipc.GoferPlan
 	if b.gofer != nil {
 		procutil.Trace("boot", "cgroup ready, awaiting gofer")
@@ -169,11 +182,17 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		if err := b.keepServedIO(mounts); err != nil {
 			return nil, err
 		}
-		if goferPlan, err = b.goferPlan(cfg, mounts); err != nil {
-			return nil, err
-		}
+		goferPlan = b.goferPlan(mounts)
 	}
-	return b.configureInit(initTypes, initNS, goferPlan)
+	pty, err := b.configureInit(initTypes, initNS, goferPlan)
+	if err != nil {
+		return nil, err
+	}
+	// Boot joins last: the createRuntime and prestart hooks it ran are
+	// not the container's, and on cgroup v2 its device filter would
+	// apply to them.
+	b.chargeHelper(os.Getpid())
+	return pty, nil
 }
 
 // readPlan decodes the CLI's plan from --plan-fd, or takes a hosting CLI's.
@@ -191,10 +210,13 @@ func (b *boot) readPlan() (*ipc.Plan, error) {
 // (cgroup.Birthplace), made first with its limits, and nothing is moved.
 func (b *boot) startGoferAndCgroup(cfg *config.Config) error {
 	goferErr := make(chan error, 1)
-	if cfg.FileAccess == config.FileAccessGofer {
-		go func() { goferErr <- b.startGofer(cfg, b.plan.GoferMounts) }()
-	} else {
+	switch {
+	case cfg.FileAccess != config.FileAccessGofer:
 		goferErr <- nil
+	case b.plan.Gofer == nil:
+		return fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+	default:
+		go func() { goferErr <- b.startGofer(b.plan.Gofer) }()
 	}
 	err := b.newCgroup()
 	if err == nil && b.cg != nil {
@@ -258,6 +280,50 @@ func (b *boot) newCgroup() error {
 	b.cg = m
 	b.warnings = append(b.warnings, m.Warnings()...)
 	return nil
+}
+
+// chargeHelper charges one of moat's own processes for this container (boot
+// itself, the gofer, the net process) to the container's resources: pid
+// moves into the helpers' cgroup below the container's (cgroup.HelperDir),
+// whose processes count against the container's memory and cpu limits (and
+// pids on cgroup v2 without a pids limit) but are not listed by clients and
+// never frozen by pause. Called before the container's cgroup exists, it
+// places pid once it does. Without a cgroup (rootless without delegation) it
+// does nothing; a failure is a warning. Precondition: called from
+// create's goroutine, before the container is reported created (the state
+// records the helpers for `moat pause` on cgroup v2).
+func (b *boot) chargeHelper(pid int) {
+	if !b.cgDecided {
+		b.pendingHelpers = append(b.pendingHelpers, pid)
+		return
+	}
+	if b.cg == nil {
+		return
+	}
+	err := b.cg.AddHelper(pid)
+	if errors.Is(err, cgroup.ErrHelpersUncharged) {
+		b.log.Debug("helper not charged to the container", "pid", pid, "reason", err)
+		return
+	}
+	if err != nil {
+		// Not fatal: the container runs as before, its limits only miss
+		// moat's share (e.g. a v2 cgroup.max.descendants of 0 refuses the
+		// helpers' cgroup).
+		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
+	}
+}
+
+// harden gives up, once the container is created, what boot no longer needs:
+// in a user namespace, every capability but those listed in caps.go.
+func (b *boot) harden() {
+	if !b.userNS {
+		return
+	}
+	if err := dropCapabilities(); err != nil {
+		b.log.Error("hardening boot", "error", err)
+		return
+	}
+	procutil.Trace("boot", "capabilities dropped")
 }
 
 // hasLimits reports whether the spec asks for any resource limit (device

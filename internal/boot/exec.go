@@ -186,6 +186,10 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 	go func() {
 		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
 		if ns := b.init.ns[specs.PIDNamespace]; ns != nil {
+			if err := raiseSysAdmin(); err != nil { // see caps.go
+				res <- err
+				return
+			}
 			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
 				res <- fmt.Errorf("join container pid namespace: %w", err)
 				return
@@ -205,7 +209,8 @@ func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
 func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecRequested) (*os.File, error) {
 	conn.SetDeadline(time.Now().Add(execSetupTimeout))
 	cfg := ipc.BootExecConfig{
-		Process: req.Process, Spec: b.plan.Spec, PreserveFDs: req.PreserveFDs,
+		Process: req.Process, PreserveFDs: req.PreserveFDs,
+		Seccomp: b.plan.Spec.Linux.Seccomp, Personality: b.plan.Spec.Linux.Personality,
 		UserNS: b.userNS, Debug: b.args.Config.Debug,
 	}
 	var fds []int

@@ -5,11 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
@@ -20,7 +18,7 @@ import (
 // goferProc is `moat gofer` as boot sees it.
 type goferProc struct {
 	cmd    *exec.Cmd
-	mounts *ipc.Conn  // --mounts-fd, boot's end
+	sync   *ipc.Conn  // --gofer-sync-fd, boot's end
 	io     []*os.File // init's ends of the io sockets, one per served tree
 	done   chan struct{}
 	status string // how it ended, valid after done
@@ -31,15 +29,10 @@ type goferProc struct {
 const goferMountsTimeout = 60 * time.Second
 
 // startGofer spawns the gofer in a mount namespace of its own, from the
-// boot's own executable, before init, so that both start up together.
-// mounts are the indices in spec.mounts of the bind mounts it serves (the
-// CLI's choice, in the plan).
-func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
-	var served []string
-	for _, i := range mounts {
-		served = append(served, strconv.Itoa(i))
-	}
-	n := 1 + len(served)
+// boot's own executable, before init, so that both start up together, and
+// sends it its part of the plan (BootGoferConfig), as the CLI made it.
+func (b *boot) startGofer(gc *ipc.BootGoferConfig) error {
+	n := 1 + len(gc.Binds)
 	var goferEnds []*os.File
 	for i := 0; i < n; i++ {
 		g, initEnd, err := ipc.SocketPair("gofer-io")
@@ -51,27 +44,20 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 		b.goferIO = append(b.goferIO, initEnd)
 	}
 	defer closeFiles(goferEnds)
-	mountsGofer, mountsBoot, err := ipc.SocketPair("gofer-mounts")
+	syncGofer, syncBoot, err := ipc.SocketPair("gofer-sync")
 	if err != nil {
 		return err
 	}
-	defer mountsGofer.Close()
-	specFile, err := ipc.SpecMemfd(b.plan.Spec)
-	if err != nil {
-		mountsBoot.Close()
-		return err
-	}
-	defer specFile.Close()
+	defer syncGofer.Close()
+	conn := ipc.NewConn(syncBoot)
 	var d procutil.Donations
-	d.Donate("spec-fd", specFile)
-	d.Donate("mounts-fd", mountsGofer)
+	d.Donate("gofer-sync-fd", syncGofer)
 	d.DonateMany("io-fds", goferEnds)
 	// A crash of the gofer (a Go panic) lands in boot's log.
 	stdio := [3]*os.File{nil, nil, b.args.LogFile}
 	// The gofer runs boot's own executable, not the protected one: it never
 	// enters the container, and the copy can go once the container runs.
-	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer", "--bundle="+b.args.Bundle, "--rootfs="+b.plan.Rootfs, "--overlay="+cfg.Overlay,
-		"--mounts="+strings.Join(served, ","))
+	cmd := b.helperCmd(nil, stdio, nil, &d, "gofer")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS,
 		Setsid:     true,
@@ -79,7 +65,7 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 	}
 	d.Log(b.log, "gofer")
 	if err := spawnOnKeeperThread(cmd, nil, nil); err != nil {
-		mountsBoot.Close()
+		conn.Close()
 		return fmt.Errorf("start gofer: %w", err)
 	}
 	procutil.Trace("boot", "gofer spawned")
@@ -87,9 +73,14 @@ func (b *boot) startGofer(cfg *config.Config, mounts []int) error {
 	if err != nil {
 		pidfd = -1
 	}
-	g := &goferProc{cmd: cmd, mounts: ipc.NewConn(mountsBoot), io: b.goferIO, done: make(chan struct{}), pidfd: pidfd}
+	g := &goferProc{cmd: cmd, sync: conn, io: b.goferIO, done: make(chan struct{}), pidfd: pidfd}
 	b.gofer = g
 	go g.wait()
+	// On error, abort kills the gofer.
+	conn.SetDeadline(time.Now().Add(goferMountsTimeout))
+	if err := conn.Send(gc); err != nil {
+		return fmt.Errorf("send the gofer its config: %w", err)
+	}
 	return nil
 }
 
@@ -108,10 +99,10 @@ func (g *goferProc) wait() {
 
 // awaitMounts reads the gofer's resolved mount list.
 func (g *goferProc) awaitMounts() ([]ipc.GoferMount, error) {
-	g.mounts.SetDeadline(time.Now().Add(goferMountsTimeout))
+	g.sync.SetDeadline(time.Now().Add(goferMountsTimeout))
 	var res ipc.GoferMountsResolved
-	_, err := g.mounts.WaitFor(&res)
-	g.mounts.Close()
+	_, err := g.sync.WaitFor(&res)
+	g.sync.Close()
 	if err != nil {
 		select {
 		case <-g.done:
@@ -172,7 +163,7 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	keep := make([]*os.File, 0, len(mounts))
 	used := map[int]bool{}
 	for _, m := range mounts {
-		k := ipc.IoIndex(b.plan.GoferMounts, m.SpecIndex)
+		k := ipc.IoIndex(b.plan.Gofer.Served(), m.SpecIndex)
 		if k < 0 {
 			return fmt.Errorf("the gofer serves mounts[%d], which it was not asked to", m.SpecIndex)
 		}
@@ -191,30 +182,14 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	return nil
 }
 
-// goferPlan builds init's part of the gofer setup.
-func (b *boot) goferPlan(cfg *config.Config, mounts []ipc.GoferMount) (*ipc.GoferPlan, error) {
-	plan := &ipc.GoferPlan{Mounts: mounts, Overlay: cfg.Overlay}
-	if b.plan.Spec.Root.Readonly {
+// goferPlan builds init's part of the gofer setup, from the plan.
+func (b *boot) goferPlan(mounts []ipc.GoferMount) *ipc.GoferPlan {
+	plan := &ipc.GoferPlan{Mounts: mounts, Planned: b.plan.Gofer.Served(), Overlay: b.plan.Gofer.Overlay,
+		OverlaySize: b.plan.OverlaySize}
+	if b.plan.Gofer.RootReadonly {
 		plan.Overlay = config.OverlayNone
 	}
-	size, err := overlaySize(cfg, b.plan.Spec.Linux.Resources)
-	if err != nil {
-		return nil, err
-	}
-	plan.OverlaySize = size
-	return plan, nil
-}
-
-// overlaySize is --overlay-size, else the container's memory limit, else
-// half the host's memory.
-func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
-	if cfg.OverlaySize != "" {
-		return config.ParseSize(cfg.OverlaySize)
-	}
-	if res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
-		return *res.Memory.Limit, nil
-	}
-	return memTotal() / 2, nil
+	return plan
 }
 
 // ErrNoFuse marks a host where /dev/fuse cannot be used (its identity
@@ -233,19 +208,4 @@ func openFuse(n int) ([]*os.File, error) {
 		out = append(out, f)
 	}
 	return out, nil
-}
-
-// memTotal is the host's memory in bytes.
-func memTotal() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -120,13 +120,19 @@ func (m *Manager) AddPid(pid int) error {
 // Destroy removes the container's cgroup(s) (stopping the systemd unit, if
 // any). It is idempotent and a no-op on a disabled manager. A frozen cgroup is
 // thawed first so that killed tasks can exit; removal is retried briefly while
-// dying processes linger. It fails if live processes remain: kill them first
-// (Signal with SIGKILL).
+// dying processes linger. Live helpers are moved back to their home cgroup
+// and the helpers' cgroup goes with the container's. It fails if live
+// container processes remain: kill them first (Signal with SIGKILL).
 func (m *Manager) Destroy() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lm == nil {
 		return nil
+	}
+	// The helpers still alive (boot itself) go home first: a cgroup with
+	// processes cannot be removed.
+	if h := m.saved.Helpers; h != nil {
+		_ = m.moveHelpers(h.Procs, h.Home)
 	}
 	if st, err := m.lm.GetFreezerState(); err == nil && st == cgroups.Frozen {
 		_ = m.lm.Freeze(cgroups.Thawed)

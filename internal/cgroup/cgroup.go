@@ -75,6 +75,8 @@ type Saved struct {
 	Paths map[string]string `json:"paths,omitempty"`
 	// Unavailable, when set, says why the container runs without cgroups.
 	Unavailable string `json:"unavailable,omitempty"`
+	// Helpers are moat's own processes charged to the container (AddHelper).
+	Helpers *Helpers `json:"helpers,omitempty"`
 }
 
 // Manager owns the cgroup(s) of one container. Its methods are safe for
@@ -217,6 +219,7 @@ func (s Saved) clone() Saved {
 	s.Resources = cloneResources(s.Resources)
 	s.Devices = slices.Clone(s.Devices)
 	s.Paths = maps.Clone(s.Paths)
+	s.Helpers = s.Helpers.clone()
 	return s
 }
 

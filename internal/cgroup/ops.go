@@ -43,6 +43,9 @@ func (m *Manager) Update(r *specs.LinuxResources) error {
 	m.cg.Resources = res
 	m.saved.Resources = merged
 	m.notes = append(m.notes, notes...)
+	if err := m.uncharge(); err != nil {
+		return fmt.Errorf("update cgroup of %q: %w", m.saved.ContainerID, err)
+	}
 	return nil
 }
 
@@ -52,14 +55,29 @@ func (m *Manager) Pause() error { return m.setFrozen(cgroups.Frozen, "pause") }
 // Resume thaws the container's cgroup.
 func (m *Manager) Resume() error { return m.setFrozen(cgroups.Thawed, "resume") }
 
+// setFrozen freezes or thaws the container's cgroup. On cgroup v2 the
+// helpers are parked first and return after a thaw (see HelperDir).
 func (m *Manager) setFrozen(state cgroups.FreezerState, verb string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lm == nil {
 		return m.unavailable()
 	}
+	if state == cgroups.Frozen {
+		if _, err := m.parkHelpers(); err != nil {
+			return fmt.Errorf("%s container %q: %w", verb, m.saved.ContainerID, err)
+		}
+	}
 	if err := m.lm.Freeze(state); err != nil {
+		if state == cgroups.Frozen {
+			_ = m.unparkHelpers()
+		}
 		return fmt.Errorf("%s container %q (%s): %w", verb, m.saved.ContainerID, m.where(), err)
+	}
+	if state == cgroups.Thawed {
+		if err := m.unparkHelpers(); err != nil {
+			return fmt.Errorf("%s container %q: %w", verb, m.saved.ContainerID, err)
+		}
 	}
 	return nil
 }
@@ -80,7 +98,7 @@ func (m *Manager) Paused() (bool, error) {
 }
 
 // Pids returns the sorted pids of every process in the container's cgroup and
-// its sub-cgroups; none if the cgroup no longer exists.
+// its sub-cgroups but moat's own helpers; none if the cgroup no longer exists.
 func (m *Manager) Pids() ([]int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -98,6 +116,7 @@ func (m *Manager) pids() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list processes of %q (%s): %w", m.saved.ContainerID, m.where(), err)
 	}
+	pids = slices.DeleteFunc(pids, m.isHelper)
 	slices.Sort(pids)
 	return slices.Compact(pids), nil
 }
@@ -120,6 +139,13 @@ func (m *Manager) Signal(sig unix.Signal) error {
 	}
 	st, _ := m.lm.GetFreezerState()
 	wasFrozen := st == cgroups.Frozen
+	parked, err := m.parkHelpers()
+	if err != nil {
+		return fmt.Errorf("signal %v to container %q: %w", sig, m.saved.ContainerID, err)
+	}
+	if parked {
+		defer func() { _ = m.unparkHelpers() }()
+	}
 	if sig == unix.SIGKILL && cgroups.IsCgroup2UnifiedMode() {
 		err := cgroups.WriteFile(m.lm.Path(""), "cgroup.kill", "1")
 		if err == nil {
@@ -147,7 +173,7 @@ func (m *Manager) signalEach(sig unix.Signal, wasFrozen bool) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list processes: %w", err))
 	}
-	for _, pid := range pids {
+	for _, pid := range slices.DeleteFunc(pids, m.isHelper) {
 		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
 		}

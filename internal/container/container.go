@@ -100,15 +100,15 @@ func toOCIState(s *state.State) *ociState {
 	st := Status(s)
 	out := &ociState{
 		State:   specs.State{Version: specs.Version, ID: s.ID, Status: st, Bundle: s.Bundle},
-		Rootfs:  s.Rootfs,
+		Rootfs:  s.Rootfs(),
 		Created: s.Created,
 		Owner:   ownerName(s.Owner),
 	}
 	if st != specs.StateStopped {
 		out.Pid = s.InitPid
 	}
-	if s.Spec != nil {
-		out.Annotations = s.Spec.Annotations
+	if s.Spec() != nil {
+		out.Annotations = s.Spec().Annotations
 	}
 	return out
 }

@@ -123,11 +123,14 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	}
 	defer lk.Unlock()
 	plan := &ipc.Plan{Spec: b.Spec, Rootfs: b.Rootfs}
-	if cfg.FileAccess == config.FileAccessGofer {
-		plan.GoferMounts = goferMounts(b)
-	}
 	if sandboxNet {
 		plan.Network, err = addEtcMounts(cfg, b, st.Dir(), userns)
+	}
+	if err == nil && cfg.FileAccess == config.FileAccessGofer {
+		plan.Gofer, err = goferPlan(b, cfg)
+		if err == nil {
+			plan.OverlaySize, err = overlaySize(cfg, b.Spec.Linux.Resources)
+		}
 	}
 	if err == nil {
 		c, err = r.createLocked(st, b, plan, cfg, o, exe, userns)
@@ -189,19 +192,6 @@ func addEtcMounts(cfg *config.Config, b *spec.Bundle, dir string, userns *rootle
 		np.DNSServers = append(np.DNSServers, ap.String())
 	}
 	return np, nil
-}
-
-// goferMounts decides which bind mounts the gofer serves: sources that are
-// host directories, not kernel file systems (those and devices are bound
-// directly). The CLI looks at host files; boot never does.
-func goferMounts(b *spec.Bundle) []int {
-	var out []int
-	for i, m := range b.Spec.Mounts {
-		if spec.IsBind(m) && spec.ServedByGofer(m, b.Dir) {
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 // notifyForbidden are syscalls moat itself makes between installing the
@@ -290,7 +280,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	for _, w := range sb.Created.Warnings {
 		r.Warn(w)
 	}
-	st.Bundle, st.Rootfs, st.Spec = b.Dir, b.Rootfs, b.Spec
+	st.Bundle, st.Plan = b.Dir, plan
 	st.Created = time.Now().UTC()
 	st.BootPid = sb.Pid
 	if st.BootStart, err = procutil.StartTime(st.BootPid); err != nil {

@@ -52,7 +52,7 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 	if st := Status(s); st != specs.StateRunning && st != specs.StateCreated {
 		return 1, wrongState(o.ID, "exec in", st)
 	}
-	p, err := execProcess(s.Spec, o)
+	p, err := execProcess(s.Spec(), o)
 	if err != nil {
 		return 1, err
 	}
@@ -69,6 +69,13 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 		if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
 			p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
 		}
+	}
+	var sigs chan os.Signal
+	if !o.Detach {
+		// Caught from before the process exists: a signal sent the moment
+		// it runs is forwarded, not lost (or fatal to the CLI, for SIGTERM).
+		sigs = catchSignals()
+		defer signal.Stop(sigs)
 	}
 	conn, started, master, err := requestExec(s.ControllerPath(), p, o)
 	if err != nil {
@@ -99,7 +106,7 @@ func (r *Runtime) Exec(o ExecOptions) (int, error) {
 		}
 		defer tty.restore()
 	}
-	code := WaitExec(conn, tty, nil)
+	code := WaitExec(conn, tty, sigs, nil)
 	if tty != nil {
 		tty.drain()
 	}
@@ -150,13 +157,22 @@ func requestExec(ctl string, p *specs.Process, o ExecOptions) (*ipc.Conn, *ipc.B
 	return conn, &started, master, nil
 }
 
-// WaitExec forwards the caller's signals to the exec'd process and returns
-// its exit code. Used by `moat exec` and by the detached exec proxy, which
-// passes ready: it is written once signals are caught.
-func WaitExec(conn *ipc.Conn, tty *attachedTty, ready *os.File) int {
-	defer conn.Close()
+// catchSignals starts catching every signal the CLI may forward.
+func catchSignals() chan os.Signal {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
+	return sigs
+}
+
+// WaitExec forwards the caller's signals (sigs, caught since before the
+// request; nil: caught from now) to the exec'd process and returns its
+// exit code. Used by `moat exec` and by the detached exec proxy, which
+// passes ready: it is written once signals are caught.
+func WaitExec(conn *ipc.Conn, tty *attachedTty, sigs chan os.Signal, ready *os.File) int {
+	defer conn.Close()
+	if sigs == nil {
+		sigs = catchSignals()
+	}
 	defer signal.Stop(sigs)
 	if ready != nil {
 		ready.Write([]byte{1})

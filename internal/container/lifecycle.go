@@ -101,9 +101,9 @@ func (r *Runtime) deleteLocked(id string, force bool, s *state.State, lk *state.
 		}
 	}
 	r.stop(s, st)
-	if st != specs.StateCreating || s.Spec != nil {
-		state := hooks.State(s.ID, s.Bundle, 0, specs.StateStopped, s.Spec)
-		for _, herr := range hooks.RunAll(s.Spec, hooks.Poststop, state) {
+	if sp := s.Spec(); st != specs.StateCreating || sp != nil {
+		state := hooks.State(s.ID, s.Bundle, 0, specs.StateStopped, sp)
+		for _, herr := range hooks.RunAll(sp, hooks.Poststop, state) {
 			r.Warn(herr.Error())
 		}
 	}
@@ -170,7 +170,7 @@ type RunOptions struct {
 // container process, forwarding signals, and returns its exit code.
 func (r *Runtime) Run(o RunOptions) (int, error) {
 	o.AttachTty = !o.Detach && o.ConsoleSocket == ""
-	sigs := make(chan os.Signal, 32)
+	var sigs chan os.Signal
 	if !o.Detach {
 		// Boot leaves init's zombie to the nearest subreaper when it
 		// exits: in the foreground that is us, and we reap it. We also
@@ -183,7 +183,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 		// kills the process that hosts boot (leaving the container half
 		// made) nor is lost: it reaches the container once it runs, as
 		// with runc.
-		signal.Notify(sigs)
+		sigs = catchSignals()
 		defer signal.Stop(sigs)
 	}
 	o.Foreground = !o.Detach && o.Stdio[2] != nil

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
+	"github.com/moat-sandbox/moat/internal/ipc"
 	mlog "github.com/moat-sandbox/moat/internal/log"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/state"
@@ -70,7 +71,7 @@ func (tr *testRuntime) record(t *testing.T, id string, pid int, start uint64, st
 		t.Fatal(err)
 	}
 	defer lk.Unlock()
-	st.Bundle, st.Rootfs, st.Spec = "/bundle/"+id, "/bundle/"+id+"/rootfs", s
+	st.Bundle, st.Plan = "/bundle/"+id, &ipc.Plan{Spec: s, Rootfs: "/bundle/" + id + "/rootfs"}
 	st.Created = time.Now().UTC()
 	st.InitPid, st.InitStart, st.Started = pid, start, started
 	if err := st.Save(); err != nil {

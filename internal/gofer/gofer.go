@@ -28,27 +28,23 @@ import (
 	"sync"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/gofer/fsys"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
-	"github.com/moat-sandbox/moat/internal/spec"
 )
 
 // Args are `moat gofer`'s flags.
 type Args struct {
-	Bundle   string
-	Rootfs   string // absolute (the CLI resolved it)
-	SpecFD   int    // the effective spec
-	MountsFD int    // where the resolved mount list goes (GoferMountsResolved)
-	IoFDs    []int  // one socket per served tree: root first, then bind mounts in spec order
-	Overlay  string
-	// Mounts are the indices in spec.mounts of the bind mounts to serve
-	// (boot's choice: kernel interfaces and devices are bound directly).
-	Mounts []int
+	// SyncFD is the socket to boot: BootGoferConfig (the gofer's part of
+	// the plan) comes on it, GoferMountsResolved goes back.
+	SyncFD int
+	IoFDs  []int // one socket per served tree: root first, then bind mounts in spec order
 }
+
+// configTimeout bounds the wait for boot's BootGoferConfig.
+const configTimeout = 30 * time.Second
 
 // fdTimeout bounds the wait for init's FUSE descriptors.
 const fdTimeout = 2 * time.Minute
@@ -64,7 +60,7 @@ func Main(a Args, log *slog.Logger) error {
 		return fmt.Errorf("set non-dumpable: %w", err)
 	}
 	startup := procutil.FindStartupPages() // while /proc is there
-	mounts := ipc.NewConn(os.NewFile(uintptr(a.MountsFD), "mounts"))
+	mounts := ipc.NewConn(os.NewFile(uintptr(a.SyncFD), "gofer-sync"))
 	trees, dirs, ioFDs, err := setUp(a, mounts)
 	if err != nil {
 		// Errors cross to boot as data, not as a lost log line.
@@ -76,17 +72,15 @@ func Main(a Args, log *slog.Logger) error {
 	return serveAll(trees, dirs, ioFDs, startup, log)
 }
 
-// setUp builds the jail, confines the gofer and reports the resolved mounts.
+// setUp reads the gofer's config, builds the jail, confines the gofer and
+// reports the resolved mounts.
 func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
-	s, err := readSpec(a.SpecFD)
-	if err != nil {
+	mounts.SetDeadline(time.Now().Add(configTimeout))
+	var c ipc.BootGoferConfig
+	if _, err := mounts.WaitFor(&c); err != nil {
 		return nil, nil, nil, err
 	}
-	trees, err := planTrees(s, a.Bundle, a.Rootfs, a.Overlay, a.Mounts)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ioFDs, err := treeIoFDs(trees, a.Mounts, a.IoFDs)
+	trees, err := planTrees(&c)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -104,8 +98,13 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 		return nil, nil, nil, err
 	}
 	procutil.Trace("gofer", "prepared chroot")
-	dirs, err := buildJail(trees)
+	trees, dirs, err := buildJail(trees)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	ioFDs, err := treeIoFDs(trees, c.Served(), a.IoFDs)
+	if err != nil {
+		closeAll(dirs)
 		return nil, nil, nil, err
 	}
 	// Reported before confinement, which allows no sending; a confinement
@@ -135,7 +134,7 @@ func treeIoFDs(trees []*tree, served, ioFDs []int) ([]int, error) {
 	for _, t := range trees {
 		k := ipc.IoIndex(served, t.mount.SpecIndex)
 		if k < 0 {
-			return nil, fmt.Errorf("tree for mounts[%d], which boot did not ask to serve", t.mount.SpecIndex)
+			return nil, fmt.Errorf("tree for mounts[%d], which the plan did not ask to serve", t.mount.SpecIndex)
 		}
 		used[k] = true
 		out = append(out, ioFDs[k])
@@ -146,12 +145,6 @@ func treeIoFDs(trees []*tree, served, ioFDs []int) ([]int, error) {
 		}
 	}
 	return out, nil
-}
-
-func readSpec(fd int) (*specs.Spec, error) {
-	f := os.NewFile(uintptr(fd), "spec")
-	defer f.Close()
-	return spec.Decode(f)
 }
 
 func reportMounts(conn *ipc.Conn, trees []*tree) error {

@@ -10,7 +10,6 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
@@ -31,22 +30,26 @@ type tree struct {
 	// memory overlay, served in a user namespace (see fsys.Options).
 	unmappedAsRoot bool
 	underlay       bool // the lower layer of init's memory overlay
+	optional       bool // an optional bind mount: left out if its source is gone
+	// createDest: its mount point is made in the image once its source
+	// is open (the root is written through: no overlay).
+	createDest bool
 }
 
-// planTrees lists what the gofer serves: the root, then every bind mount
-// in spec order, with destinations resolved inside the root filesystem.
 // options are the server options of t, asking for passthrough.
 func (t *tree) options() fsys.Options {
 	return fsys.Options{ReadOnly: t.mount.ReadOnly, Cache: t.cache, Passthrough: true,
 		UnmappedAsRoot: t.unmappedAsRoot, OverlayLower: t.underlay}
 }
 
-func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*tree, error) {
-	serve := map[int]bool{}
-	for _, i := range served {
-		serve[i] = true
-	}
-	rootRO := s.Root.Readonly || overlay == config.OverlayMemory
+// planTrees lists what the gofer serves, from its part of the plan: the
+// root, then the bind mounts the CLI chose, in spec order, with
+// destinations resolved inside the root filesystem. It opens no source
+// (buildJail does, and checks what it opened); it creates the mount points
+// of what it does not serve in the image when writes reach the image.
+func planTrees(c *ipc.BootGoferConfig) ([]*tree, error) {
+	rootfs := c.Rootfs
+	rootRO := c.RootReadonly || c.Overlay == config.OverlayMemory
 	root := &tree{
 		mount:  ipc.GoferMount{SpecIndex: -1, Destination: "/", ReadOnly: rootRO},
 		source: rootfs, cache: fsys.CacheShort, jailName: "root",
@@ -56,62 +59,53 @@ func planTrees(s *specs.Spec, bundle, rootfs, overlay string, served []int) ([]*
 		root.cache = fsys.CacheLong
 	}
 	// Init stacks its memory overlay on the root exactly then (goferRoot.build).
-	root.underlay = overlay == config.OverlayMemory && !s.Root.Readonly
+	root.underlay = c.Overlay == config.OverlayMemory && !c.RootReadonly
 	trees := []*tree{root}
+	binds := map[int]ipc.GoferBind{}
+	for _, b := range c.Binds {
+		binds[b.SpecIndex] = b
+	}
 	// Without the memory overlay there is nowhere else to create missing
 	// mount points: they go into the image, as runc does.
-	writeThrough := overlay != config.OverlayMemory || s.Root.Readonly
+	writeThrough := c.Overlay != config.OverlayMemory || c.RootReadonly
 	var earlier []string
-	for i, m := range s.Mounts {
+	for i, mp := range c.MountPoints {
 		// A mount point under an earlier mount (/dev/pts under /dev) lives
 		// in that mount, which init makes: not in the image.
-		inImage := writeThrough && !underAny(m.Destination, earlier)
-		earlier = append(earlier, m.Destination)
-		if !spec.IsBind(m) || !serve[i] {
+		inImage := writeThrough && !underAny(mp.Destination, earlier)
+		earlier = append(earlier, mp.Destination)
+		b, served := binds[i]
+		if !served {
 			if inImage {
-				if err := ensureDest(rootfs, m.Destination, bindOfNonDir(m, bundle)); err != nil {
-					return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
+				if err := ensureDest(rootfs, mp.Destination, mp.File); err != nil {
+					return nil, fmt.Errorf("mounts[%d] (%s): %w", i, mp.Destination, err)
 				}
 			}
 			continue
 		}
-		t, err := planBind(i, m, rootfs, bundle, inImage)
-		if errors.Is(err, errOptionalGone) {
-			continue // init leaves it out too
-		}
+		t, err := planBind(b, rootfs, inImage)
 		if err != nil {
-			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
+			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, b.Destination, err)
 		}
 		trees = append(trees, t)
+	}
+	if len(trees) != 1+len(c.Binds) {
+		return nil, fmt.Errorf("%d bind mounts to serve, %d of them among the %d mount points", len(c.Binds), len(trees)-1, len(c.MountPoints))
 	}
 	// The host's own "/" under the memory overlay (`moat do`) is mostly
 	// owned by ids a rootless namespace does not map: shown as the
 	// overflow id, the overlay could copy none of it up.
-	if filepath.Clean(rootfs) == "/" && rootRO && !s.Root.Readonly && !procutil.InitialUserNS() {
+	if filepath.Clean(rootfs) == "/" && rootRO && !c.RootReadonly && !procutil.InitialUserNS() {
 		for _, t := range trees {
 			t.unmappedAsRoot = t.mount.ReadOnly
 		}
 	}
-	if writeThrough && s.Process != nil && s.Process.Cwd != "" && !underAny(s.Process.Cwd, earlier) {
-		if err := ensureDest(rootfs, s.Process.Cwd, false); err != nil {
+	if writeThrough && c.Cwd != "" && !underAny(c.Cwd, earlier) {
+		if err := ensureDest(rootfs, c.Cwd, false); err != nil {
 			return nil, fmt.Errorf("process.cwd: %w", err)
 		}
 	}
 	return trees, nil
-}
-
-// bindOfNonDir reports whether m binds something other than a directory
-// (its mount point must then be a file).
-func bindOfNonDir(m specs.Mount, bundle string) bool {
-	if !spec.IsBind(m) {
-		return false
-	}
-	src := m.Source
-	if !filepath.IsAbs(src) {
-		src = filepath.Join(bundle, src)
-	}
-	st, err := os.Stat(src)
-	return err == nil && !st.IsDir()
 }
 
 // underAny reports whether path lies strictly below one of dirs.
@@ -126,29 +120,16 @@ func underAny(path string, dirs []string) bool {
 	return false
 }
 
-// planBind resolves one bind mount. The destination is resolved inside
-// the root filesystem as the container will see it; when the root is
-// written through (no overlay), a missing destination is created in the
-// image as runc does, otherwise init creates it in the overlay.
-// errOptionalGone: an optional bind mount's source is gone (not served).
-var errOptionalGone = errors.New("optional bind source is gone")
-
-func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tree, error) {
-	src := m.Source
-	if !filepath.IsAbs(src) {
-		src = filepath.Join(bundle, src)
+// planBind resolves one bind mount the CLI chose. The destination is
+// resolved inside the root filesystem as the container will see it; when
+// the root is written through (no overlay), a missing destination is
+// created in the image as runc does (once the source is open), otherwise
+// init creates it in the overlay.
+func planBind(b ipc.GoferBind, rootfs string, createDest bool) (*tree, error) {
+	if !filepath.IsAbs(b.Source) {
+		return nil, fmt.Errorf("bind source %q is not absolute (the CLI resolves it)", b.Source)
 	}
-	mo, err := spec.ParseMountOptions(m.Options)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(src); err != nil {
-		if mo.Optional && errors.Is(err, os.ErrNotExist) {
-			return nil, errOptionalGone
-		}
-		return nil, fmt.Errorf("bind source: %w", err)
-	}
-	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
+	dest, err := securejoin.SecureJoin(rootfs, b.Destination)
 	if err != nil {
 		return nil, fmt.Errorf("resolve destination: %w", err)
 	}
@@ -156,19 +137,13 @@ func planBind(i int, m specs.Mount, rootfs, bundle string, createDest bool) (*tr
 	if err != nil {
 		return nil, err
 	}
-	t := &tree{
+	return &tree{
 		mount: ipc.GoferMount{
-			SpecIndex: i, Destination: filepath.Join("/", rel),
-			ReadOnly: mo.Flags&unix.MS_RDONLY != 0 || mo.RecAttrSet&unix.MOUNT_ATTR_RDONLY != 0,
+			SpecIndex: b.SpecIndex, Destination: filepath.Join("/", rel), ReadOnly: b.ReadOnly,
 		},
-		source: src, cache: fsys.CacheShort, jailName: "m" + strconv.Itoa(i),
-	}
-	if createDest {
-		if err := ensureDest(rootfs, t.mount.Destination, false); err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
+		source: b.Source, cache: fsys.CacheShort, jailName: "m" + strconv.Itoa(b.SpecIndex),
+		optional: b.Optional, createDest: createDest,
+	}, nil
 }
 
 // ensureDest creates a missing mount point inside the root filesystem.
@@ -211,61 +186,94 @@ func ensureDest(rootfs, dest string, file bool) error {
 
 // buildJail makes the gofer's root a small tmpfs holding one directory per
 // served tree (each a bind of its source, read-only where the tree is),
-// pivots into it and returns an open directory per tree.
+// pivots into it and returns the trees served (optional bind mounts whose
+// source was gone are left out) with an open directory for each.
 // Precondition: the gofer runs in its own mount namespace.
-func buildJail(trees []*tree) ([]*os.File, error) {
+func buildJail(trees []*tree) ([]*tree, []*os.File, error) {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return nil, fmt.Errorf("isolate mounts: %w", err)
+		return nil, nil, fmt.Errorf("isolate mounts: %w", err)
 	}
 	// Each source (with its submounts) is cloned into a detached mount
 	// before the jail exists: a recursive bind made afterwards would take
 	// the jail along when it lies inside a source (the root's always does).
-	var srcs []*os.File
-	defer func() {
-		for _, f := range srcs {
-			f.Close()
-		}
-	}()
-	for _, t := range trees {
-		f, err := cloneTree(t)
-		if err != nil {
-			return nil, err
-		}
-		srcs = append(srcs, f)
+	trees, srcs, err := cloneTrees(trees)
+	if err != nil {
+		return nil, nil, err
 	}
+	defer closeAll(srcs)
 	// The jail covers the root filesystem's path: only in this mount
 	// namespace, and nothing is created on the host.
 	jail := spec.CoverDir(trees[0].source)
 	if err := unix.Mount("moat-gofer", jail, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64k"); err != nil {
-		return nil, fmt.Errorf("jail tmpfs: %w", err)
+		return nil, nil, fmt.Errorf("jail tmpfs: %w", err)
 	}
 	for i, t := range trees {
 		if err := bindIntoJail(jail, t, srcs[i]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	procutil.Trace("gofer", "trees attached")
 	dirs, err := openTrees(jail, trees)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := pivotInto(jail); err != nil {
 		closeAll(dirs)
-		return nil, err
+		return nil, nil, err
 	}
-	return dirs, nil
+	return trees, dirs, nil
 }
+
+// cloneTrees clones each tree's source (cloneTree), leaving out optional
+// bind mounts whose source is gone, and then makes the mount points of
+// those written through into the image.
+func cloneTrees(trees []*tree) ([]*tree, []*os.File, error) {
+	var kept []*tree
+	var srcs []*os.File
+	for _, t := range trees {
+		f, err := cloneTree(t)
+		if t.optional && errors.Is(err, unix.ENOENT) {
+			continue // init leaves it out too
+		}
+		if err != nil {
+			closeAll(srcs)
+			return nil, nil, err
+		}
+		kept, srcs = append(kept, t), append(srcs, f)
+	}
+	rootfs := trees[0].source
+	for _, t := range kept {
+		if t.createDest {
+			if err := ensureDest(rootfs, t.mount.Destination, false); err != nil {
+				closeAll(srcs)
+				return nil, nil, fmt.Errorf("mounts[%d] (%s): %w", t.mount.SpecIndex, t.mount.Destination, err)
+			}
+		}
+	}
+	return kept, srcs, nil
+}
+
+// errNotServable: what the gofer opened is not a directory of an ordinary
+// file system (it changed since the CLI looked at it).
+var errNotServable = errors.New("not a directory of an ordinary file system")
 
 // cloneTree makes a detached copy of a tree's source mount (recursive),
 // nodev and nosuid (no device node swapped in on the host can ever be
 // opened through the gofer), and read-only when the tree is: the server
-// refuses writes to a read-only tree itself, and so does the kernel.
+// refuses writes to a read-only tree itself, and so does the kernel. What
+// it cloned must be a directory of an ordinary file system: the CLI chose
+// the tree from what it saw, and the gofer serves only what it checked on
+// the clone itself.
 func cloneTree(t *tree) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, t.source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return nil, fmt.Errorf("clone %s: %w", t.source, err)
 	}
 	f := os.NewFile(uintptr(fd), t.source)
+	if err := checkServable(fd); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("serve %s: %w", t.source, err)
+	}
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID}
 	if t.mount.ReadOnly {
 		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
@@ -275,6 +283,26 @@ func cloneTree(t *tree) (*os.File, error) {
 		return nil, fmt.Errorf("restrict %s: %w", t.source, err)
 	}
 	return f, nil
+}
+
+// checkServable checks an opened tree: a directory, not a kernel file
+// system.
+func checkServable(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%w (mode %#o)", errNotServable, st.Mode&unix.S_IFMT)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return err
+	}
+	if spec.IsKernelFS(fs.Type) {
+		return fmt.Errorf("%w (file system type %#x)", errNotServable, fs.Type)
+	}
+	return nil
 }
 
 // bindIntoJail attaches a cloned tree at its place in the jail.

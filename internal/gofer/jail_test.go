@@ -1,21 +1,22 @@
 package gofer
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/moat-sandbox/moat/internal/config"
-	"github.com/moat-sandbox/moat/internal/spec"
+	"github.com/moat-sandbox/moat/internal/ipc"
 )
 
-// An optional bind mount (moat do's host submounts) whose source is gone
-// is not served, and its io socket is closed; a plain one still fails.
-func TestPlanTreesOptionalGone(t *testing.T) {
+// The gofer plans from its part of the plan alone: the bind mounts the CLI
+// chose, and the mount points of the rest (made in the image when the root
+// is written through, a file for a bind of a file).
+func TestPlanTreesFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
 	present := filepath.Join(dir, "present")
@@ -24,21 +25,96 @@ func TestPlanTreesOptionalGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gone := filepath.Join(dir, "gone")
-	s := &specs.Spec{Root: &specs.Root{Path: rootfs}, Mounts: []specs.Mount{
-		{Destination: "/a", Type: "bind", Source: gone, Options: []string{"rbind", spec.OptionalMount}},
-		{Destination: "/b", Type: "bind", Source: present, Options: []string{"rbind"}},
-	}}
-	trees, err := planTrees(s, dir, rootfs, config.OverlayMemory, []int{0, 1})
+	c := &ipc.BootGoferConfig{Rootfs: rootfs, Overlay: config.OverlayNone, Cwd: "/work",
+		Binds: []ipc.GoferBind{
+			{SpecIndex: 0, Source: filepath.Join(dir, "gone"), Destination: "/a", Optional: true},
+			{SpecIndex: 1, Source: present, Destination: "/b", ReadOnly: true},
+		},
+		MountPoints: []ipc.MountPoint{{Destination: "/a"}, {Destination: "/b"}, {Destination: "/etc/hosts", File: true}, {Destination: "/proc"}},
+	}
+	trees, err := planTrees(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var served []int
+	var got []int
 	for _, tr := range trees {
+		got = append(got, tr.mount.SpecIndex)
+	}
+	if !slices.Equal(got, []int{-1, 0, 1}) || trees[0].mount.ReadOnly || !trees[2].mount.ReadOnly || !trees[1].optional {
+		t.Fatalf("trees %v (%+v)", got, trees)
+	}
+	if st, err := os.Stat(filepath.Join(rootfs, "etc/hosts")); err != nil || !st.Mode().IsRegular() {
+		t.Errorf("the file mount point was not made a file: %v %v", st, err)
+	}
+	for _, d := range []string{"proc", "work"} {
+		if st, err := os.Stat(filepath.Join(rootfs, d)); err != nil || !st.IsDir() {
+			t.Errorf("mount point /%s: %v %v", d, st, err)
+		}
+	}
+	// Served binds get their mount point only once their source is open.
+	if _, err := os.Stat(filepath.Join(rootfs, "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("mount point /b made before its source was opened: %v", err)
+	}
+
+	bad := *c
+	bad.Binds = []ipc.GoferBind{{SpecIndex: 7, Source: present, Destination: "/x"}}
+	if _, err := planTrees(&bad); err == nil {
+		t.Error("a bind mount outside the mount points was accepted")
+	}
+	bad.Binds = []ipc.GoferBind{{SpecIndex: 1, Source: "present", Destination: "/b"}}
+	if _, err := planTrees(&bad); err == nil {
+		t.Error("a relative bind source was accepted")
+	}
+}
+
+// The gofer opens every source itself and serves only a directory of an
+// ordinary file system: an optional bind mount whose source is gone is left
+// out (and its io socket closed), a plain one fails, and a source swapped
+// for a file or a kernel file system after the CLI looked is refused.
+func TestCloneTreesChecksWhatItOpened(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN: run the unit tests as root (the e2e suite covers rootless)")
+	}
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	present := filepath.Join(dir, "present")
+	for _, d := range []string{rootfs, present} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &ipc.BootGoferConfig{Rootfs: rootfs, Overlay: config.OverlayNone,
+		Binds: []ipc.GoferBind{
+			{SpecIndex: 0, Source: filepath.Join(dir, "gone"), Destination: "/a", Optional: true},
+			{SpecIndex: 1, Source: present, Destination: "/b"},
+		},
+		MountPoints: []ipc.MountPoint{{Destination: "/a"}, {Destination: "/b"}},
+	}
+	trees, err := planTrees(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, srcs, err := cloneTrees(trees)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll(srcs)
+	var served []int
+	for _, tr := range kept {
 		served = append(served, tr.mount.SpecIndex)
 	}
 	if !slices.Equal(served, []int{-1, 1}) {
 		t.Fatalf("served trees %v, want the root and mounts[1]", served)
+	}
+	if st, err := os.Stat(filepath.Join(rootfs, "b")); err != nil || !st.IsDir() {
+		t.Errorf("mount point /b of the written-through root: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "a")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("mount point /a made for a source that is gone: %v", err)
 	}
 	var fds []int
 	for range 3 {
@@ -48,7 +124,7 @@ func TestPlanTreesOptionalGone(t *testing.T) {
 		}
 		fds = append(fds, fd)
 	}
-	got, err := treeIoFDs(trees, []int{0, 1}, fds)
+	got, err := treeIoFDs(kept, c.Served(), fds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +137,22 @@ func TestPlanTreesOptionalGone(t *testing.T) {
 	unix.Close(fds[0])
 	unix.Close(fds[2])
 
-	s.Mounts[0].Options = []string{"rbind"}
-	if _, err := planTrees(s, dir, rootfs, config.OverlayMemory, []int{0, 1}); err == nil {
-		t.Error("a plain bind mount with its source gone was accepted")
+	for _, tc := range []struct {
+		name, source string
+		want         error
+	}{
+		{"a plain bind whose source is gone", filepath.Join(dir, "gone"), unix.ENOENT},
+		{"a source swapped for a file", file, errNotServable},
+		{"a source swapped for a kernel file system", "/proc", errNotServable},
+	} {
+		c.Binds = []ipc.GoferBind{{SpecIndex: 1, Source: tc.source, Destination: "/b"}}
+		trees, err := planTrees(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, srcs, err := cloneTrees(trees); !errors.Is(err, tc.want) {
+			closeAll(srcs)
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }

@@ -27,7 +27,7 @@ func runExec(conn *ipc.Conn, log *slog.Logger) error {
 		return err
 	}
 	conn.SetDeadline(time.Time{})
-	l, err := prepareLaunch(cfg.Process, cfg.Spec, cfg.PreserveFDs)
+	l, err := prepareLaunch(cfg.Process, cfg.Seccomp, cfg.Personality, cfg.PreserveFDs)
 	if err != nil {
 		return err
 	}

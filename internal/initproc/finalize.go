@@ -37,22 +37,19 @@ type launch struct {
 
 // prepareLaunch resolves the program and compiles the seccomp profile.
 // Precondition: runs after pivot_root, so paths are the container's.
-func prepareLaunch(p *specs.Process, s *specs.Spec, preserve int) (*launch, error) {
+func prepareLaunch(p *specs.Process, sc *specs.LinuxSeccomp, pers *specs.LinuxPersonality, preserve int) (*launch, error) {
 	env := withHome(p.Env, int(p.User.UID))
 	path, err := lookPath(p.Args[0], pathOf(env), p.Cwd)
 	if err != nil {
 		return nil, err
 	}
-	l := &launch{proc: p, path: path, env: env, preserveFDs: preserve}
-	if s.Linux != nil {
-		l.personality = s.Linux.Personality
-		if s.Linux.Seccomp != nil {
-			f, err := seccomp.Compile(s.Linux.Seccomp)
-			if err != nil {
-				return nil, fmt.Errorf("seccomp: %w", err)
-			}
-			l.filter = f
+	l := &launch{proc: p, path: path, env: env, preserveFDs: preserve, personality: pers}
+	if sc != nil {
+		f, err := seccomp.Compile(sc)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: %w", err)
 		}
+		l.filter = f
 	}
 	return l, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -201,6 +202,9 @@ func (g *goferRoot) mountBind(r *rootfs, idx int, m specs.Mount, mo *spec.MountO
 }
 
 // serves reports whether the gofer serves spec mount i.
+// planned reports whether the plan gave the gofer spec mount i.
+func (g *goferRoot) planned(i int) bool { return slices.Contains(g.plan.Planned, i) }
+
 func (g *goferRoot) serves(i int) bool {
 	for _, gm := range g.plan.Mounts {
 		if gm.SpecIndex == i {

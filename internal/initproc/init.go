@@ -164,7 +164,7 @@ func create(conn *ipc.Conn, cfg *ipc.BootInitConfig, files []*os.File, log *slog
 		return nil, nil, err
 	}
 	procutil.Trace("init", "pivoted")
-	l, err := prepareLaunch(s.Process, s, cfg.PreserveFDs)
+	l, err := prepareLaunch(s.Process, s.Linux.Seccomp, s.Linux.Personality, cfg.PreserveFDs)
 	if err != nil {
 		tty.close()
 		return nil, nil, err
@@ -231,7 +231,7 @@ func buildRoot(cfg *ipc.BootInitConfig, cg *cgroupView, g *goferRoot) (*rootfs, 
 	}
 	for i, m := range s.Mounts {
 		m.Destination = cleanDest(m.Destination)
-		if err := r.mountSpecOrGofer(i, m, cfg.Bundle, cg, g); err != nil {
+		if err := r.mountSpecOrGofer(i, m, cg, g); err != nil {
 			r.close()
 			return nil, err
 		}

@@ -93,11 +93,11 @@ func isDir(f *os.File) (bool, error) {
 }
 
 // mountSpec performs one spec mount inside the root.
-func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, bundle string, cg *cgroupView) error {
+func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, cg *cgroupView) error {
 	var err error
 	switch {
 	case spec.IsBind(m):
-		err = r.mountBind(m, mo, bundle)
+		err = r.mountBind(m, mo)
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		err = r.mountCgroup(m, mo, cg)
 	default:
@@ -111,18 +111,26 @@ func (r *rootfs) mountSpec(m specs.Mount, mo *spec.MountOptions, bundle string, 
 
 // mountSpecOrGofer performs spec mount i: bind mounts come from the gofer
 // when there is one.
-func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, bundle string, cg *cgroupView, g *goferRoot) error {
+func (r *rootfs) mountSpecOrGofer(i int, m specs.Mount, cg *cgroupView, g *goferRoot) error {
 	mo, err := spec.ParseMountOptions(m.Options)
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Destination, err)
 	}
-	if g != nil && spec.IsBind(m) && mo.Optional && !g.serves(i) {
-		// An optional host tree the gofer did not serve (gone when it
-		// looked): never bound directly, even if it is back.
+	if g != nil && spec.IsBind(m) && !g.serves(i) {
+		if g.planned(i) {
+			// An optional host tree the gofer found gone: never bound
+			// directly, even if it is back.
+			return nil
+		}
+		// Init's own (a file, a kernel file system, a device): never a
+		// host tree the gofer would serve, whatever is there now.
+		if err := r.mountBindNotTree(m, mo); err != nil {
+			return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
+		}
 		return nil
 	}
-	if g == nil || !spec.IsBind(m) || !g.serves(i) {
-		return r.mountSpec(m, mo, bundle, cg)
+	if g == nil || !spec.IsBind(m) {
+		return r.mountSpec(m, mo, cg)
 	}
 	if err := g.mountBind(r, i, m, mo); err != nil {
 		return fmt.Errorf("mount %s on %s (served by the gofer): %w", m.Source, m.Destination, err)
@@ -204,13 +212,30 @@ func withoutIDOptions(data []string) (string, bool) {
 	return strings.Join(keep, ","), cut
 }
 
-// mountBind bind-mounts a host path into the root.
-func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions, bundle string) error {
-	srcPath := m.Source
-	if !filepath.IsAbs(srcPath) {
-		srcPath = filepath.Join(bundle, srcPath)
+// mountBind bind-mounts a host path into the root. The source is absolute
+// (the CLI resolved it against the bundle, in the plan); whether it is a
+// directory is read from what was opened.
+func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions) error {
+	return r.bindSource(m, mo, false)
+}
+
+// mountBindNotTree is mountBind for a bind mount the plan did not give the
+// gofer: what init opened must not be a directory of an ordinary file
+// system, which only the gofer serves (the source changed since the CLI
+// looked). An optional one that is such a directory now is left out.
+func (r *rootfs) mountBindNotTree(m specs.Mount, mo *spec.MountOptions) error {
+	return r.bindSource(m, mo, true)
+}
+
+// errGoferTree: init opened, for a bind mount of its own, a directory the
+// gofer would serve.
+var errGoferTree = errors.New("a directory of an ordinary file system, which the plan did not give the gofer (the source changed since the CLI looked)")
+
+func (r *rootfs) bindSource(m specs.Mount, mo *spec.MountOptions, notTree bool) error {
+	if !filepath.IsAbs(m.Source) {
+		return fmt.Errorf("bind source %q is not absolute (the plan resolves it)", m.Source)
 	}
-	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if mo.Optional && errors.Is(err, os.ErrNotExist) {
 		return nil // gone from the host meanwhile: left out
 	}
@@ -221,6 +246,18 @@ func (r *rootfs) mountBind(m specs.Mount, mo *spec.MountOptions, bundle string) 
 	srcIsDir, err := isDir(src)
 	if err != nil {
 		return err
+	}
+	if notTree && srcIsDir {
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(int(src.Fd()), &fs); err != nil {
+			return fmt.Errorf("bind source: %w", err)
+		}
+		if !spec.IsKernelFS(fs.Type) {
+			if mo.Optional {
+				return nil // gone when the CLI looked: left out, as then
+			}
+			return fmt.Errorf("bind source %s: %w", m.Source, errGoferTree)
+		}
 	}
 	var dest *os.File
 	if srcIsDir {

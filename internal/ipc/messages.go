@@ -220,6 +220,11 @@ func (InitFuseMounted) Kind() string { return "InitFuseMounted" }
 // descriptors in the BootInitConfig message.
 type GoferPlan struct {
 	Mounts []GoferMount `json:"mounts"`
+	// Planned are the bind mounts (spec indices) the plan gave the gofer:
+	// one of them missing from Mounts was optional and gone. Every other
+	// bind mount is init's to bind, and never a directory the gofer would
+	// have served (the plan decided; init checks what it opened).
+	Planned []int `json:"planned,omitempty"`
 	// Overlay is "memory" (overlay on a tmpfs upper) or "none" (the root is
 	// served read-write). A read-only root (root.readonly) has no overlay.
 	Overlay     string `json:"overlay"`
@@ -276,11 +281,15 @@ func (BootStartRequested) Kind() string { return "BootStartRequested" }
 //	 |<- EOF (executed) / InitFailed --------|
 
 // BootExecConfig tells the exec helper what to run and which namespaces to
-// join; the namespace fds follow in Namespaces order.
+// join; the namespace fds follow in Namespaces order. It carries the parts
+// of the plan's spec the helper uses, not the spec.
 type BootExecConfig struct {
-	Process    *specs.Process             `json:"process"`
-	Spec       *specs.Spec                `json:"spec"` // the container's spec: seccomp, masked paths, defaults
-	Namespaces []specs.LinuxNamespaceType `json:"namespaces"`
+	Process *specs.Process `json:"process"`
+	// Seccomp and Personality are the container's (linux.seccomp,
+	// linux.personality).
+	Seccomp     *specs.LinuxSeccomp        `json:"seccomp,omitempty"`
+	Personality *specs.LinuxPersonality    `json:"personality,omitempty"`
+	Namespaces  []specs.LinuxNamespaceType `json:"namespaces"`
 	// PreserveFDs descriptors follow stdio at 3.. in the helper already.
 	PreserveFDs int  `json:"preserveFDs"`
 	UserNS      bool `json:"userNS,omitempty"`

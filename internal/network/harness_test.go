@@ -14,7 +14,7 @@ package network
 //     without AllowHostLoopback. Its servers are Go listeners made from a
 //     thread that joined it (remote.in), or processes started there.
 //   - Each container is a further re-exec of the binary with CLONE_NEWNET
-//     (role "container"): it runs CreateTap and sends the TAP fd back over a
+//     (role roleContainer, through internal/testutil/reexec): it runs CreateTap and sends the TAP fd back over a
 //     SOCK_SEQPACKET socketpair, then waits for EOF. The test calls Start on
 //     that fd. Client and server roles inside the container run as Go code on
 //     a goroutine locked to an OS thread that joined the container's network
@@ -24,6 +24,7 @@ package network
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -38,9 +39,17 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
-const envRole = "MOAT_NETTEST_ROLE"
+// The roles of the re-executed test binary (internal/testutil/reexec).
+const (
+	roleHostsim   = "net-hostsim"   // the test run itself, in the hostsim namespace
+	roleRemote    = "net-remote"    // holds the remote namespace until stdin closes
+	roleContainer = "net-container" // a container's network namespace: makes the TAP
+	roleNoTun     = "net-notun"     // a namespace without a usable /dev/net/tun
+)
 
 var (
 	inHostsim bool // set in the hostsim child
@@ -57,16 +66,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	switch os.Getenv(envRole) {
-	case "container":
-		os.Exit(containerChild())
-	case "notun":
-		os.Exit(noTunChild())
-	case "remote":
-		var b [1]byte
-		os.Stdin.Read(b[:]) // returns at EOF: hostsim is done with us
-		os.Exit(0)
-	case "hostsim":
+	reexec.Main(map[string]func(string) int{
+		roleContainer: func(string) int { return containerChild() },
+		roleNoTun:     func(string) int { return noTunChild() },
+		roleRemote: func(string) int {
+			var b [1]byte
+			os.Stdin.Read(b[:]) // returns at EOF: hostsim is done with us
+			return 0
+		},
+	})
+	if role, _ := reexec.Role(); role == roleHostsim {
 		if err := setupHostsim(); err != nil {
 			fmt.Fprintln(os.Stderr, "hostsim setup:", err)
 			os.Exit(1)
@@ -85,8 +94,9 @@ func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run())
 	}
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envRole+"=hostsim")
+	// The whole run, again, in hostsim ("-test.run=" runs every test unless
+	// the run's own flags, which follow, say otherwise).
+	cmd := reexec.Command(context.Background(), roleHostsim, "", append([]string{"-test.run="}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -130,8 +140,7 @@ func setupHostsim() error {
 // startRemote starts the remote namespace's holder and wires it to hostsim
 // with a veth pair (iproute2's ip). stop ends the holder.
 func startRemote() (stop func(), err error) {
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), envRole+"=remote")
+	cmd := reexec.Command(context.Background(), roleRemote, "")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: unix.SIGKILL}
 	hold, err := cmd.StdinPipe()
 	if err != nil {
@@ -288,8 +297,7 @@ func spawnCtr(t testing.TB) (*ctr, *os.File) {
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "ctl"), os.NewFile(uintptr(fds[1]), "ctl-child")
 	var stderr bytes.Buffer
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), envRole+"=container")
+	cmd := reexec.Command(context.Background(), roleContainer, "")
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: unix.SIGKILL}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
 // refusedFast asserts that connecting from the container fails with
@@ -421,8 +423,9 @@ func TestCloseReleases(t *testing.T) {
 
 func TestNoTunDevice(t *testing.T) {
 	needHostsim(t)
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), envRole+"=notun")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := reexec.Command(ctx, roleNoTun, "")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET | unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

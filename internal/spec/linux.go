@@ -113,8 +113,11 @@ func (b *Bundle) validateMounts() error {
 			return invalid(f+".options", "%v", err)
 		}
 		if IsBind(m) {
+			// Resolved against the bundle once, here: the effective spec
+			// (the plan's) names absolute sources to every later process.
+			b.Spec.Mounts[i].Source = b.sourcePath(m.Source)
 			// An optional bind mount's source may be gone: it is left out.
-			if _, err := os.Lstat(b.sourcePath(m.Source)); err != nil && !(mo.Optional && errors.Is(err, os.ErrNotExist)) {
+			if _, err := os.Lstat(b.Spec.Mounts[i].Source); err != nil && !(mo.Optional && errors.Is(err, os.ErrNotExist)) {
 				return invalid(f+".source", "%v", err)
 			}
 		}
@@ -314,28 +317,43 @@ const (
 	fusectlMagic  = 0x65735543
 )
 
-// ServedByGofer reports whether the gofer serves bind mount m: a directory
-// on an ordinary filesystem. Kernel interfaces (procfs, sysfs, cgroup, ...)
-// and device nodes, sockets and FIFOs are bound by init directly. So, for
-// now, are single files (/etc/hosts, /etc/resolv.conf): the file server has
-// no file-rooted trees yet, and a tree holding the file as a mount point
-// would be a mount crossing, which it refuses by design.
-// Precondition: IsBind(m).
-func ServedByGofer(m specs.Mount, bundle string) bool {
-	src := m.Source
-	if !filepath.IsAbs(src) {
-		src = filepath.Join(bundle, src)
-	}
+// BindSource is what the CLI finds at a bind mount's source: the one look
+// at the host file, whose result the plan carries down. (The gofer opens
+// the source itself and checks the same again on what it opened.)
+type BindSource struct {
+	// Dir: the source is a directory (symlinks followed, as the bind will).
+	Dir bool
+	// NonDir: the source exists and is something else (its mount point
+	// is then a file).
+	NonDir bool
+	// Served: a directory on an ordinary file system, which the gofer
+	// serves. Kernel interfaces (procfs, sysfs, cgroup, ...) and device
+	// nodes, sockets and FIFOs are bound by init directly. So, for now,
+	// are single files (/etc/hosts, /etc/resolv.conf): the file server has
+	// no file-rooted trees yet, and a tree holding the file as a mount
+	// point would be a mount crossing, which it refuses by design.
+	Served bool
+}
+
+// StatBindSource looks at a bind mount's source once. A source that cannot
+// be stat'ed is neither (init reports the error when it opens it, or
+// leaves an optional one out).
+// Precondition: src is absolute.
+func StatBindSource(src string) BindSource {
 	var st unix.Stat_t
 	if err := unix.Stat(src, &st); err != nil {
-		return false // init reports the error
+		return BindSource{}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return false
+		return BindSource{NonDir: true}
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(src, &fs); err != nil {
-		return false
+		return BindSource{Dir: true}
 	}
-	return !kernelFS[fs.Type]
+	return BindSource{Dir: true, Served: !IsKernelFS(fs.Type)}
 }
+
+// IsKernelFS reports whether a statfs f_type is a kernel interface, never
+// served by the gofer.
+func IsKernelFS(magic int64) bool { return kernelFS[magic] }

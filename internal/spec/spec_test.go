@@ -63,6 +63,49 @@ func TestLoadMinimal(t *testing.T) {
 	}
 }
 
+// Bind sources are resolved against the bundle once, at load: the plan's
+// spec names absolute sources, which no later process resolves again.
+// What a source is (StatBindSource) is looked at once, by the CLI.
+func TestLoadMakesBindSourcesAbsolute(t *testing.T) {
+	s := minimal()
+	s.Mounts = []specs.Mount{
+		{Destination: "/data", Type: "bind", Source: "data", Options: []string{"rbind"}},
+		{Destination: "/abs", Type: "bind", Source: "/proc", Options: []string{"rbind"}},
+		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"},
+		{Destination: "/f", Type: "bind", Source: "./f", Options: []string{"bind"}},
+	}
+	dir := bundle(t, encode(t, s))
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "data"), "/proc", "tmpfs", filepath.Join(dir, "f")}
+	for i, m := range b.Spec.Mounts {
+		if m.Source != want[i] {
+			t.Errorf("mounts[%d].source = %q, want %q", i, m.Source, want[i])
+		}
+	}
+	for _, tc := range []struct {
+		src  string
+		want BindSource
+	}{
+		{filepath.Join(dir, "data"), BindSource{Dir: true, Served: true}},
+		{"/proc", BindSource{Dir: true}}, // a kernel file system: init binds it
+		{filepath.Join(dir, "f"), BindSource{NonDir: true}},
+		{filepath.Join(dir, "gone"), BindSource{}},
+	} {
+		if got := StatBindSource(tc.src); got != tc.want {
+			t.Errorf("StatBindSource(%s) = %+v, want %+v", tc.src, got, tc.want)
+		}
+	}
+}
+
 func TestLoadRelativeBundleAndAbsoluteRoot(t *testing.T) {
 	parent := t.TempDir()
 	rootfs := filepath.Join(parent, "elsewhere", "rootfs")

@@ -80,7 +80,6 @@ type State struct {
 	// ---- persisted: the documented state.json ----
 	ID      string    `json:"id"`
 	Bundle  string    `json:"bundle"`
-	Rootfs  string    `json:"rootfs"`
 	Created time.Time `json:"created"`
 	Owner   int       `json:"owner"`
 	// BootPid is `moat boot`, the sandbox supervisor (--pid-file names init).
@@ -93,10 +92,40 @@ type State struct {
 	Started  bool            `json:"started"`
 	Rootless bool            `json:"rootless,omitempty"`
 	Cgroup   json.RawMessage `json:"cgroup,omitempty"`
-	Spec     *specs.Spec     `json:"spec"`
+	// Plan is what the CLI worked out at create (ipc.Plan): the effective
+	// spec, the absolute rootfs, the gofer's and the network's parts.
+	// Later commands read it, never the bundle.
+	Plan *ipc.Plan `json:"plan"`
 
 	// ---- not persisted ----
 	dir string `json:"-"`
+}
+
+// Spec is the effective spec of the plan; nil while the container is
+// being created.
+func (s *State) Spec() *specs.Spec {
+	if s.Plan == nil {
+		return nil
+	}
+	return s.Plan.Spec
+}
+
+// Rootfs is the plan's absolute root filesystem path; "" while the
+// container is being created.
+func (s *State) Rootfs() string {
+	if s.Plan == nil {
+		return ""
+	}
+	return s.Plan.Rootfs
+}
+
+// legacyState is what a moat from before the plan recorded in its place:
+// the spec and the rootfs. Such a container is still read (its boot has
+// its plan already): the plan is made of those two, without the gofer's
+// and the network's parts, which only boot used.
+type legacyState struct {
+	Rootfs string      `json:"rootfs"`
+	Spec   *specs.Spec `json:"spec"`
 }
 
 // Dir is the container's state directory.
@@ -215,9 +244,30 @@ func (st *Store) Load(id string) (*State, error) {
 		}
 		return nil, fmt.Errorf("read state of %s: %w", id, err)
 	}
-	s := &State{dir: dir}
-	if err := json.Unmarshal(data, s); err != nil {
+	s, err := decode(data)
+	if err != nil {
 		return nil, fmt.Errorf("state of %s is corrupt: %w", id, err)
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// decode reads state.json: one decode, the plan's spec included. A file
+// of an earlier moat (a spec and a rootfs, no plan) is read compatibly.
+func decode(data []byte) (*State, error) {
+	s := &State{}
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, err
+	}
+	if s.Plan != nil {
+		return s, nil
+	}
+	var old legacyState
+	if err := json.Unmarshal(data, &old); err != nil {
+		return nil, err
+	}
+	if old.Spec != nil {
+		s.Plan = &ipc.Plan{Spec: old.Spec, Rootfs: old.Rootfs}
 	}
 	return s, nil
 }

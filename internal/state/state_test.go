@@ -11,6 +11,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/moat-sandbox/moat/internal/ipc"
 )
 
 func store(t *testing.T) *Store {
@@ -114,12 +116,20 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Bundle, s.Rootfs = "/b", "/b/rootfs"
+	s.Bundle = "/b"
 	s.Created = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 	s.BootPid, s.BootStart, s.InitPid, s.InitStart = 100, 1000, 101, 1001
 	s.Started, s.Rootless = true, true
 	s.Cgroup = json.RawMessage(`{"path":"/sys/fs/cgroup/x"}`)
-	s.Spec = &specs.Spec{Version: "1.0.2", Hostname: "h", Annotations: map[string]string{"k": "v"}}
+	s.Plan = &ipc.Plan{
+		Spec: &specs.Spec{Version: "1.0.2", Hostname: "h", Annotations: map[string]string{"k": "v"},
+			Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind", "ro"}}}},
+		Rootfs: "/b/rootfs",
+		Gofer: &ipc.BootGoferConfig{Rootfs: "/b/rootfs", Overlay: "memory", Cwd: "/",
+			Binds:       []ipc.GoferBind{{SpecIndex: 0, Source: "/srv/data", Destination: "/data", ReadOnly: true}},
+			MountPoints: []ipc.MountPoint{{Destination: "/data"}}},
+		Network: &ipc.NetworkPlan{DNSServers: []string{"192.0.2.53:53"}},
+	}
 	if err := s.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +158,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(s.Dir(), "state.json"))
 	var m map[string]any
 	json.Unmarshal(data, &m)
-	for _, k := range []string{"id", "bundle", "rootfs", "created", "owner", "bootPid", "initPid", "started", "spec"} {
+	for _, k := range []string{"id", "bundle", "created", "owner", "bootPid", "initPid", "started", "plan"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("state.json lacks %q: %s", k, data)
 		}
@@ -164,6 +174,31 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
+// A state.json of a moat from before the plan (the spec and the rootfs at
+// the top) is read compatibly: its plan is made of those two.
+func TestLoadLegacyState(t *testing.T) {
+	st := store(t)
+	s, lk, err := st.Create("legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	old := `{"id":"legacy","bundle":"/b","rootfs":"/b/rootfs","created":"2024-05-06T07:08:09Z","owner":0,` +
+		`"bootPid":100,"bootStart":1000,"initPid":101,"initStart":1001,"started":true,` +
+		`"spec":{"ociVersion":"1.0.2","annotations":{"k":"v"},"process":{"args":["sh"],"cwd":"/"}}}`
+	if err := os.WriteFile(filepath.Join(s.Dir(), "state.json"), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Load("legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rootfs() != "/b/rootfs" || got.Spec() == nil || got.Spec().Annotations["k"] != "v" ||
+		got.Spec().Process.Args[0] != "sh" || got.Plan.Gofer != nil || got.InitPid != 101 || !got.Started {
+		t.Errorf("legacy state read as %+v (plan %+v)", got, got.Plan)
+	}
+}
+
 func TestLoadStates(t *testing.T) {
 	st := store(t)
 	s, lk, err := st.Create("creating")
@@ -175,7 +210,7 @@ func TestLoadStates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load of a directory without state.json: %v", err)
 	}
-	if got.ID != "creating" || got.Dir() != s.Dir() || got.BootPid != 0 || got.Spec != nil {
+	if got.ID != "creating" || got.Dir() != s.Dir() || got.BootPid != 0 || got.Spec() != nil || got.Rootfs() != "" {
 		t.Errorf("creating state = %+v", got)
 	}
 	if _, err := st.Load("missing"); !errors.Is(err, ErrNotExist) || !strings.Contains(err.Error(), "missing") {

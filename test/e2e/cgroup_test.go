@@ -125,7 +125,7 @@ func TestCgroupsPathExplicit(t *testing.T) {
 			os.Remove(filepath.Join(mp, parent))
 		}
 	})
-	path := parent + "/" + idPrefix + "explicit" // the leak check sees it
+	path := parent + "/" + runPrefix() + "explicit" // the leak check sees it
 	id, pid := createHeld(e, false, func(s *specsSpec) {
 		s.Linux.CgroupsPath = path
 		s.Linux.Resources = limits(32<<20, 20)
@@ -307,6 +307,75 @@ func TestCgroupRemovedAfterDelete(t *testing.T) {
 	for ctrl, dir := range dirs {
 		if _, err := os.Stat(dir); filepath.Base(dir) == id && err == nil {
 			t.Errorf("hierarchy %q: %s remains after delete", ctrl, dir)
+		}
+	}
+}
+
+// TestCgroupHelpersCharged: moat's own processes for a container (boot and
+// the gofer) sit in the helpers' cgroup below the container's memory and
+// cpu cgroups, so the container's usage includes theirs and its limits
+// bound them (issue 17), while the container cgroup's cgroup.procs and
+// `moat ps` list only the container's processes. They stay out of its
+// freezer cgroup: boot answers while the container is paused. Delete leaves
+// no cgroup directory.
+func TestCgroupHelpersCharged(t *testing.T) {
+	needCgroups(t, "moat's own processes are charged to the container's cgroup")
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"}, func(s *specsSpec) { s.Linux.Resources = limits(64<<20, 64) })
+	id := e.id()
+	e.moat("run", "-d", "--bundle", b.dir, id)
+	pid := initPidOf(e, id)
+	helpers := map[string]int{"boot": parentOf(t, pid)}
+	if fileAccess == "gofer" {
+		helpers["gofer"] = findGofer(t, b.dir)
+	}
+	ctr := cgroupDirs(t, pid)
+	for name, hp := range helpers {
+		dirs := cgroupDirs(t, hp)
+		for _, ctrl := range []string{"memory", "cpu"} {
+			if want := filepath.Join(ctr[ctrl], "moat-helpers"); dirs[ctrl] != want {
+				t.Errorf("%s's %s cgroup %s, want %s", name, ctrl, dirs[ctrl], want)
+			}
+		}
+		// Not pids: a Go process that cannot start a thread dies, so a
+		// container at its pids limit would take its supervisor down.
+		for _, ctrl := range []string{"freezer", "devices", "pids"} {
+			if strings.HasPrefix(dirs[ctrl], ctr[ctrl]) {
+				t.Errorf("%s is in the container's %s cgroup %s", name, ctrl, dirs[ctrl])
+			}
+		}
+	}
+	hdir := filepath.Join(ctr["memory"], "moat-helpers")
+	own, _ := strconv.ParseInt(readTrim(t, filepath.Join(hdir, "memory.usage_in_bytes")), 10, 64)
+	all, _ := strconv.ParseInt(cgFile(t, pid, "memory", "memory.usage_in_bytes"), 10, 64)
+	if own <= 0 || all < own {
+		t.Errorf("container's memory usage %d does not include moat's %d", all, own)
+	}
+	t.Logf("charged to the container: memory %d of %d bytes", own, all)
+	for _, ctrl := range []string{"memory", "pids", "devices"} {
+		if procs := readTrim(t, filepath.Join(ctr[ctrl], "cgroup.procs")); procs != strconv.Itoa(pid) {
+			t.Errorf("container's %s cgroup.procs %q, want only init %d", ctrl, procs, pid)
+		}
+	}
+	if pids := e.pids(id); !slices.Equal(pids, []int{pid}) {
+		t.Errorf("moat ps: %v, want only init %d", pids, pid)
+	}
+
+	e.moat("pause", id)
+	if st := e.status(id); st != "paused" {
+		t.Errorf("after pause: status %s", st)
+	}
+	// Through boot's controller: answered while the container is frozen.
+	e.moat("kill", id, "CONT")
+	e.moat("resume", id)
+	if out := e.moat("exec", id, "probe", "echo", "alive"); !strings.Contains(out, "alive") {
+		t.Errorf("exec after resume: %q", out)
+	}
+
+	e.moat("delete", "--force", id)
+	for ctrl, dir := range ctr {
+		if _, err := os.Stat(dir); filepath.Base(dir) == id && err == nil {
+			t.Errorf("%s cgroup %s remains after delete", ctrl, dir)
 		}
 	}
 }

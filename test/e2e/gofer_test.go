@@ -276,9 +276,28 @@ func TestGoferKilledFailsClosed(t *testing.T) {
 	}
 }
 
-// findGofer returns the pid of the gofer serving bundle.
+// findGofer returns the pid of the gofer serving bundle: the child gofer of
+// the boot of bundle (the gofer's own flags name no bundle: it gets its
+// part of the plan from boot).
 func findGofer(t *testing.T, bundle string) int {
 	t.Helper()
+	cmdline := func(pid int) string {
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return strings.ReplaceAll(string(cl), "\x00", " ")
+	}
+	ppid := func(pid int) int {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 {
+			return 0
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 2 {
+			return 0
+		}
+		n, _ := strconv.Atoi(f[1])
+		return n
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		ents, _ := os.ReadDir("/proc")
@@ -287,10 +306,10 @@ func findGofer(t *testing.T, bundle string) int {
 			if err != nil {
 				continue
 			}
-			cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			s := strings.ReplaceAll(string(cl), "\x00", " ")
-			if strings.Contains(s, " gofer ") && strings.Contains(s, "--bundle="+bundle) {
-				return pid
+			if s := cmdline(pid); strings.Contains(s, " gofer ") {
+				if b := cmdline(ppid(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
+					return pid
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -31,6 +31,10 @@ var (
 // idPrefix marks every container of this suite, for the leak check.
 const idPrefix = "moate2e-"
 
+// runPrefix marks the containers of this run only (IDs are
+// idPrefix<pid>-<n>).
+func runPrefix() string { return fmt.Sprintf("%s%d-", idPrefix, os.Getpid()) }
+
 // cmdTimeout bounds every moat invocation: nothing may hang.
 const cmdTimeout = 90 * time.Second
 
@@ -99,7 +103,7 @@ func (e *env) cleanup() {
 // id returns a fresh container id.
 func (e *env) id() string {
 	// The pid keeps ids unique across concurrent test binaries.
-	return fmt.Sprintf("%s%d-%d", idPrefix, os.Getpid(), idSeq.Add(1))
+	return fmt.Sprintf("%s%d", runPrefix(), idSeq.Add(1))
 }
 
 // run invokes moat with the env's root; stdin may be nil.

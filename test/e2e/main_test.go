@@ -192,7 +192,10 @@ func buildBinaries() error {
 
 // findLeaks looks for anything the suite left on the host: processes of
 // its containers, mounts under its directories, cgroups named after its
-// containers, state directories.
+// containers, state directories. By default (CI) any moat process or
+// suite cgroup on the host counts, whoever started it: a leak of an earlier
+// run is a leak too. MOAT_E2E_LEAKS=own narrows the check to this run's
+// (several suites developed in parallel on one machine).
 func findLeaks() []string {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -203,6 +206,8 @@ func findLeaks() []string {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func ownLeaksOnly() bool { return os.Getenv("MOAT_E2E_LEAKS") == "own" }
 
 func leakedProcesses() []string {
 	var out []string
@@ -217,8 +222,9 @@ func leakedProcesses() []string {
 		cl := strings.ReplaceAll(string(cmdline), "\x00", " ")
 		// argv[0] "moat": a helper (init, exec) whose executable is the
 		// detached read-only overlay (/proc/<pid>/exe reads "/moat").
-		if strings.Contains(cl, baseDir) || strings.Contains(cl, idPrefix) || strings.HasPrefix(cl, "moat ") ||
-			strings.HasPrefix(exe, "/memfd:moat") || strings.Contains(exe, baseDir) {
+		mine := strings.Contains(cl, baseDir) || strings.Contains(cl, runPrefix()) || strings.Contains(exe, baseDir)
+		anyMoat := strings.Contains(cl, idPrefix) || strings.HasPrefix(cl, "moat ") || strings.HasPrefix(exe, "/memfd:moat")
+		if mine || (anyMoat && !ownLeaksOnly()) {
 			out = append(out, fmt.Sprintf("process %s: %s (exe %s)", pid, cl, exe))
 		}
 	}
@@ -247,7 +253,11 @@ func leakedCgroups() []string {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if strings.Contains(d.Name(), idPrefix) {
+		prefix := idPrefix
+		if ownLeaksOnly() {
+			prefix = runPrefix()
+		}
+		if strings.Contains(d.Name(), prefix) {
 			out = append(out, "cgroup: "+p)
 			return filepath.SkipDir
 		}

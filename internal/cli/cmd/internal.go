@@ -106,18 +106,13 @@ func Init() *Command {
 // Gofer is `moat gofer`, the file server.
 func Gofer() *Command {
 	var a gofer.Args
-	var ioFDs, mounts string
+	var ioFDs string
 	logFD, exeFD := -1, -1
 	return &Command{
 		Name: "gofer", Short: "(internal) serves the container's files over FUSE", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&a.Bundle, "bundle", "", "absolute bundle directory")
-			fs.IntVar(&a.SpecFD, "spec-fd", -1, "fd holding the effective spec")
-			fs.StringVar(&a.Rootfs, "rootfs", "", "absolute root filesystem path")
-			fs.IntVar(&a.MountsFD, "mounts-fd", -1, "socket the resolved mount list is sent on")
+			fs.IntVar(&a.SyncFD, "gofer-sync-fd", -1, "socket to boot: the gofer's config in, the resolved mount list out")
 			fs.StringVar(&ioFDs, "io-fds", "", "one socket per served tree (root first, then bind mounts in spec order); init sends each its /dev/fuse descriptor")
-			fs.StringVar(&a.Overlay, "overlay", "memory", "memory or none: whether the root is served read-only")
-			fs.StringVar(&mounts, "mounts", "", "indices in spec.mounts of the bind mounts to serve")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
 			fs.IntVar(&exeFD, "exe-fd", -1, "the protected executable this process runs from (closed at once)")
 		},
@@ -127,11 +122,8 @@ func Gofer() *Command {
 			if a.IoFDs, err = procutil.ParseFDList(ioFDs); err != nil {
 				return 1, fmt.Errorf("--io-fds: %w", err)
 			}
-			if a.Mounts, err = procutil.ParseFDList(mounts); err != nil {
-				return 1, fmt.Errorf("--mounts: %w", err)
-			}
-			if a.Bundle == "" || a.Rootfs == "" || a.SpecFD < 0 || a.MountsFD < 0 || len(a.IoFDs) == 0 {
-				return 1, usageErr("gofer is internal: it needs --bundle, --rootfs, --spec-fd, --mounts-fd and --io-fds")
+			if a.SyncFD < 0 || len(a.IoFDs) == 0 {
+				return 1, usageErr("gofer is internal: it needs --gofer-sync-fd and --io-fds")
 			}
 			var w io.Writer = io.Discard
 			if logFD >= 0 {
@@ -168,7 +160,7 @@ func ExecProxy() *Command {
 			if readyFD >= 0 {
 				ready = os.NewFile(uintptr(readyFD), "ready")
 			}
-			return container.WaitExec(conn, nil, ready), nil
+			return container.WaitExec(conn, nil, nil, ready), nil
 		},
 	}
 }

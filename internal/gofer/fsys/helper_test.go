@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,18 +14,25 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
 
-// The test binary doubles as a stand-alone server for the tests that kill
-// it: fd 3 is the FUSE connection, fd 4 the served root.
-const helperEnv = "MOAT_FSYS_TEST_SERVE"
+// The roles of the re-executed test binary (internal/testutil/reexec).
+const (
+	// roleServe: a stand-alone server for the tests that kill it (argument:
+	// the mode); fd 3 is the FUSE connection, fd 4 the served root.
+	roleServe = "fsys-serve"
+	// roleMountNS: the whole run again in a mount namespace of its own: a
+	// mount namespace created elsewhere meanwhile (a container started by
+	// another test suite on the same machine) would otherwise copy the
+	// test's FUSE mounts and keep them alive after the test unmounts them.
+	roleMountNS = "fsys-mountns"
+)
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		helperServe(mode)
-		return
-	}
-	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
+	reexec.Main(map[string]func(string) int{roleServe: helperServe})
+	if role, _ := reexec.Role(); os.Geteuid() == 0 && role != roleMountNS {
 		os.Exit(reexecInMountNS())
 	}
 	syscall.Umask(0) // as in the gofer: the kernel already applied the caller's umask
@@ -44,15 +52,10 @@ func TestMain(m *testing.M) {
 // helperLogEnv names a file the helper server writes its request log to.
 const helperLogEnv = "MOAT_FSYS_TEST_LOG"
 
-// nsEnv marks the test binary re-executed in its own mount namespace: a
-// mount namespace created elsewhere meanwhile (a container started by
-// another test suite on the same machine) would otherwise copy the test's
-// FUSE mounts and keep them alive after the test unmounts them.
-const nsEnv = "MOAT_FSYS_TEST_MOUNTNS"
-
 func reexecInMountNS() int {
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), nsEnv+"=1")
+	// "-test.run=" runs every test unless the run's own flags, which
+	// follow, say otherwise.
+	cmd := reexec.Command(context.Background(), roleMountNS, "", append([]string{"-test.run="}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Go makes / recursively private in the new namespace.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -66,7 +69,7 @@ func reexecInMountNS() int {
 	return 0
 }
 
-func helperServe(mode string) {
+func helperServe(mode string) int {
 	opts := Options{Cache: CacheShort}
 	if strings.HasPrefix(mode, "long") {
 		opts = Options{Cache: CacheLong, ReadOnly: true}
@@ -81,7 +84,7 @@ func helperServe(mode string) {
 		f, err := os.Create(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return 1
 		}
 		var mu sync.Mutex
 		opts.debug = true
@@ -94,9 +97,9 @@ func helperServe(mode string) {
 	root := os.NewFile(4, "root")
 	if err := Serve(root, 3, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
-		os.Exit(1)
+		return 1
 	}
-	os.Exit(0)
+	return 0
 }
 
 func requireRoot(t testing.TB) {
@@ -329,8 +332,9 @@ func startHelper(t testing.TB, src, mode, logPath string) (string, *exec.Cmd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperLogEnv+"="+logPath)
+	// Killed by the test or at its cleanup.
+	cmd := reexec.Command(context.Background(), roleServe, mode)
+	cmd.Env = append(cmd.Env, helperLogEnv+"="+logPath)
 	fuseFile := os.NewFile(uintptr(fd), "fuse")
 	cmd.ExtraFiles = []*os.File{fuseFile, root}
 	cmd.Stderr = os.Stderr

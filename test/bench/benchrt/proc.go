@@ -69,7 +69,7 @@ func Descendants(procs map[int]Proc, root int) []int {
 }
 
 // Subcommand returns the first argument after args[0] that is not a flag (nor a flag's
-// value given as --flag=value), e.g. "gofer" for `moat --root=/x gofer --spec-fd=3`.
+// value given as --flag=value), e.g. "gofer" for `moat --root=/x gofer --gofer-sync-fd=3`.
 func Subcommand(args []string) string {
 	for _, a := range args[1:] {
 		if a != "" && !strings.HasPrefix(a, "-") {
