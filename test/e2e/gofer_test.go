@@ -278,7 +278,7 @@ func TestGoferKilledFailsClosed(t *testing.T) {
 
 // findGofer returns the pid of the gofer serving bundle: the child gofer of
 // the boot of bundle (the gofer's own flags name no bundle: it gets its
-// part of the plan from boot).
+// part of the plan from boot), which a foreground run hosts.
 func findGofer(t *testing.T, bundle string) int {
 	t.Helper()
 	cmdline := func(pid int) string {
@@ -307,7 +307,10 @@ func findGofer(t *testing.T, bundle string) int {
 				continue
 			}
 			if s := cmdline(pid); strings.Contains(s, " gofer ") {
-				if b := cmdline(ppid(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
+				// Its boot: `moat boot`, or a foreground `moat run` that hosts it.
+				b := cmdline(ppid(pid))
+				if strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") ||
+					strings.Contains(b, " run ") && strings.Contains(b, "--bundle "+bundle+" ") {
 					return pid
 				}
 			}
