@@ -29,8 +29,11 @@
 #   EXEC_N, PYTHON_N  iterations of exec and python (default 300 and 8)
 #   REPO_FILES files in gitstatus's work tree (default 50000; built once in $IMAGE_DIR/repo)
 #   RUNTIMES   comma-separated [label=]command [global flags], or native; default
-#              "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
-#              (the one labelled "moat" is checked against the targets, relative to "runc")
+#              "native,runc,moat=bin/moat,moat-shared=bin/moat --shared-gofer --shared-gofer-idle=10m,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
+#              (the one labelled "moat" is checked against the targets, relative to "runc";
+#              "moat-shared" takes its root from the image's shared gofer (--shared-gofer),
+#              warm from the rounds before it: its idle time outlasts a round's other runs;
+#              the benchmark's shared gofers are stopped when it ends)
 #   PASSES     warm,cold (default both; warm also gives the fresh table)
 #   TIMEOUT    seconds per container run (default 600)
 #   IMAGE_DIR  default /var/tmp/moat-bench-image
@@ -64,6 +67,9 @@ build=$(mktemp -d "${TMPDIR:-/tmp}/bench-fs.XXXXXX")
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 sweep() {
 	[[ -x $build/fsbench ]] && timeout 300 "$build/fsbench" sweep || true
+	# The shared gofers the benchmark started (state roots under ROOT_BASE)
+	# would otherwise outlive it by their idle time.
+	pkill -TERM -f -- "--root=${ROOT_BASE:-/run/fsbench}/.* gofer --shared" || true
 	rm -rf "$build"
 }
 trap sweep EXIT

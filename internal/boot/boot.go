@@ -80,6 +80,8 @@ type boot struct {
 	// are init's ends of its io sockets, handed to init with its config.
 	gofer   *goferProc
 	goferIO []*os.File
+	// shared is the shared gofer serving the root (--shared-gofer), if any.
+	shared *sharedRoot
 	// cgNoAccess records why the container has no cgroup (rootless).
 	cgNoAccess json.RawMessage
 	// cgDecided: the container's cgroup exists (or it has none);
@@ -171,18 +173,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		b.chargeHelper(pid)
 	}
 	b.pendingHelpers = nil
-	var goferPlan *ipc.GoferPlan
-	if b.gofer != nil {
-		procutil.Trace("boot", "cgroup ready, awaiting gofer")
-		mounts, err := b.gofer.awaitMounts()
-		if err != nil {
-			return nil, err
-		}
-		procutil.Trace("boot", "gofer's mounts received")
-		if err := b.keepServedIO(mounts); err != nil {
-			return nil, err
-		}
-		goferPlan = b.goferPlan(mounts)
+	goferPlan, err := b.awaitGoferPlan()
+	if err != nil {
+		return nil, err
 	}
 	pty, err := b.configureInit(initTypes, initNS, goferPlan)
 	if err != nil {
@@ -205,7 +198,8 @@ func (b *boot) readPlan() (*ipc.Plan, error) {
 	return ipc.ReadPlan(f)
 }
 
-// startGoferAndCgroup spawns the gofer (--file-access=gofer) while it
+// startGoferAndCgroup starts the file servers (--file-access=gofer: the
+// container's gofer, or a shared one and a gofer for its binds) while it
 // makes the container's cgroup: init is born in it where it can be
 // (cgroup.Birthplace), made first with its limits, and nothing is moved.
 func (b *boot) startGoferAndCgroup(cfg *config.Config) error {
@@ -216,7 +210,7 @@ func (b *boot) startGoferAndCgroup(cfg *config.Config) error {
 	case b.plan.Gofer == nil:
 		return fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
 	default:
-		go func() { goferErr <- b.startGofer(b.plan.Gofer) }()
+		go func() { goferErr <- b.startFileServers(cfg) }()
 	}
 	err := b.newCgroup()
 	if err == nil && b.cg != nil {
@@ -387,15 +381,23 @@ func (b *boot) supervise() int {
 		signal.Notify(sigs, forwardedSignals...)
 	}
 	var code int
-	var goferDone <-chan struct{}
+	var goferDone, sharedDone <-chan struct{}
 	if b.gofer != nil {
 		goferDone = b.gofer.done
+	}
+	if b.shared != nil {
+		sharedDone = b.shared.done
 	}
 	for done := false; !done; {
 		select {
 		case s := <-sigs:
 			b.log.Debug("forwarding signal to the container", "signal", s)
 			_ = b.init.signal(s.(unix.Signal))
+		case <-sharedDone:
+			b.log.Error("shared gofer gone; killing the container")
+			b.init.kill()
+			<-b.init.done
+			code, done = goferDiedCode, true
 		case <-goferDone:
 			// Fail closed: the container's files are gone with it.
 			b.log.Error("gofer exited: " + b.gofer.status + "; killing the container")
@@ -464,6 +466,7 @@ func (b *boot) teardown() {
 	b.init.closeNamespaces()
 	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
+	b.shared.close()
 	procutil.Trace("boot", "gofer stopped")
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
@@ -488,6 +491,7 @@ func (b *boot) abort() {
 	}
 	b.stopNetwork()
 	closeFiles(b.goferIO)
+	b.shared.close()
 	if b.gofer != nil {
 		_ = b.gofer.cmd.Process.Kill()
 		b.gofer.stop(5 * time.Second)

@@ -182,6 +182,59 @@ func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	return nil
 }
 
+// startFileServers starts what serves the container's files: the image's
+// shared gofer when it may have one (--shared-gofer), and a gofer of its
+// own for the rest (everything without a shared root; the bind mounts with
+// one).
+func (b *boot) startFileServers(cfg *config.Config) error {
+	if b.sharedEligible(cfg) {
+		var err error
+		if b.shared, err = b.attachShared(cfg); err != nil {
+			b.log.Warn("no shared gofer; the container gets its own", "error", err)
+		}
+	}
+	gc := *b.plan.Gofer
+	if b.shared != nil {
+		if len(gc.Binds) == 0 {
+			return nil
+		}
+		gc.SharedRoot = true
+	}
+	return b.startGofer(&gc)
+}
+
+// awaitGoferPlan waits for the gofer's resolved mounts and builds init's
+// part of the gofer setup (nil without a gofer).
+func (b *boot) awaitGoferPlan() (*ipc.GoferPlan, error) {
+	if b.gofer == nil && b.shared == nil {
+		return nil, nil
+	}
+	var mounts []ipc.GoferMount
+	if b.gofer != nil {
+		procutil.Trace("boot", "cgroup ready, awaiting gofer")
+		var err error
+		if mounts, err = b.gofer.awaitMounts(); err != nil {
+			return nil, err
+		}
+		procutil.Trace("boot", "gofer's mounts received")
+		if err := b.keepServedIO(mounts); err != nil {
+			return nil, err
+		}
+		if b.shared != nil && len(mounts) == 0 {
+			// Its optional bind mounts were gone: it serves nothing and
+			// ends, which is no reason to kill the container.
+			b.gofer.stop(5 * time.Second)
+			b.gofer = nil
+		}
+	}
+	if b.shared != nil {
+		mounts = append([]ipc.GoferMount{{SpecIndex: -1, Destination: "/", ReadOnly: true}}, mounts...)
+	}
+	plan := b.goferPlan(mounts)
+	plan.SharedRoot = b.shared != nil
+	return plan, nil
+}
+
 // goferPlan builds init's part of the gofer setup, from the plan.
 func (b *boot) goferPlan(mounts []ipc.GoferMount) *ipc.GoferPlan {
 	plan := &ipc.GoferPlan{Mounts: mounts, Planned: b.plan.Gofer.Served(), Overlay: b.plan.Gofer.Overlay,

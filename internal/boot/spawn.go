@@ -320,16 +320,27 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 		}
 		// Opened here, outside the container's cgroup: its device rules
 		// need not allow /dev/fuse for init to mount the gofer's trees.
+		n := len(plan.Mounts)
+		if plan.SharedRoot {
+			n-- // the root is the shared gofer's mount, sent last
+		}
 		var err error
-		if fuse, err = openFuse(len(plan.Mounts)); err != nil {
+		if fuse, err = openFuse(n); err != nil {
 			return nil, err
 		}
 		for _, f := range fuse {
 			fds = append(fds, int(f.Fd()))
 		}
+		if plan.SharedRoot {
+			fds = append(fds, int(b.shared.clone.Fd()))
+		}
 	}
 	err := p.conn.Send(cfg, fds...)
 	closeFiles(fuse)
+	if b.shared != nil && b.shared.clone != nil {
+		b.shared.clone.Close()
+		b.shared.clone = nil
+	}
 	// Init holds the io sockets now; boot keeps none, so that the gofer
 	// sees init's end go away if init dies.
 	closeFiles(b.goferIO)

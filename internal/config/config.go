@@ -22,21 +22,24 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moat-sandbox/moat/internal/network"
 )
 
 // Config is the set of global flags.
 type Config struct {
-	Root          string `flag:"root" help:"directory for container state (default /run/moat, or $XDG_RUNTIME_DIR/moat when rootless)"`
-	Log           string `flag:"log" help:"log file (default: stderr)"`
-	LogFormat     string `flag:"log-format" help:"log format: text or json"`
-	Debug         bool   `flag:"debug" help:"log debug messages"`
-	SystemdCgroup bool   `flag:"systemd-cgroup" help:"manage cgroups through systemd (linux.cgroupsPath is slice:prefix:name)"`
-	Rootless      string `flag:"rootless" help:"rootless mode: true, false or auto"`
-	FileAccess    string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
-	Overlay       string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
-	OverlaySize   string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
+	Root            string `flag:"root" help:"directory for container state (default /run/moat, or $XDG_RUNTIME_DIR/moat when rootless)"`
+	Log             string `flag:"log" help:"log file (default: stderr)"`
+	LogFormat       string `flag:"log-format" help:"log format: text or json"`
+	Debug           bool   `flag:"debug" help:"log debug messages"`
+	SystemdCgroup   bool   `flag:"systemd-cgroup" help:"manage cgroups through systemd (linux.cgroupsPath is slice:prefix:name)"`
+	Rootless        string `flag:"rootless" help:"rootless mode: true, false or auto"`
+	FileAccess      string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
+	Overlay         string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
+	SharedGofer     bool   `flag:"shared-gofer" help:"as root, with the memory overlay: containers of the same image share one read-only FUSE root served by one gofer that outlives them for a minute, so the next container starts with warm caches (bind mounts and the overlay's upper layer stay per container)"`
+	SharedGoferIdle string `flag:"shared-gofer-idle" help:"with --shared-gofer: how long a shared gofer outlives its last container (a Go duration; default 60s)"`
+	OverlaySize     string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
 
 	// Seccomp (moat do's profile is seccomp.Default).
 	SeccompDefault bool `flag:"seccomp-default" help:"give a container whose spec has no linux.seccomp moat's default profile (moat do's: an allowlist; no nested namespaces, io_uring, bpf, ptrace, keyring, TIOCSTI)"`
@@ -254,6 +257,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("--overlay %q: want memory or none", c.Overlay)
 	}
+	if _, err := c.SharedIdle(); err != nil {
+		return err
+	}
 	if c.OverlaySize != "" {
 		if _, err := ParseSize(c.OverlaySize); err != nil {
 			return fmt.Errorf("--overlay-size: %w", err)
@@ -377,3 +383,15 @@ func fieldName(flagName string) string {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// SharedIdle is --shared-gofer-idle, or its default.
+func (c *Config) SharedIdle() (time.Duration, error) {
+	if c.SharedGoferIdle == "" {
+		return 60 * time.Second, nil
+	}
+	d, err := time.ParseDuration(c.SharedGoferIdle)
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		return 0, fmt.Errorf("--shared-gofer-idle %q: want a duration from 1s to 24h", c.SharedGoferIdle)
+	}
+	return d, nil
+}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -126,5 +127,18 @@ func TestFileAccessAnnotations(t *testing.T) {
 	}
 	if got, err := direct.WithAnnotations(map[string]string{"moat.file-access": FileAccessDirect}); err != nil || got.FileAccess != FileAccessDirect {
 		t.Fatalf("direct under an operator's direct: %v", err)
+	}
+}
+
+func TestSharedGoferIdle(t *testing.T) {
+	c := Default()
+	if d, err := c.SharedIdle(); err != nil || d != 60*time.Second {
+		t.Fatalf("default idle %v %v, want 60s", d, err)
+	}
+	for v, ok := range map[string]bool{"2s": true, "10m": true, "0s": false, "-1s": false, "soon": false, "48h": false} {
+		c.SharedGoferIdle = v
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("--shared-gofer-idle=%s: Validate() = %v, want ok=%v", v, err, ok)
+		}
 	}
 }

@@ -43,7 +43,7 @@ var errCgoBuild = errors.New("moat was built with cgo: the gofer cannot drop cap
 // /proc status is checked) without a second Go start-up on the path to a
 // created container. It needs a moat built without cgo, as moat is.
 // Precondition: the gofer is pivoted into its jail.
-func confine(passthrough bool) error {
+func confine(passthrough bool, extra ...string) error {
 	if err := setRlimitNofile(); err != nil {
 		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
 	}
@@ -58,7 +58,7 @@ func confine(passthrough bool) error {
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	f, err := seccomp.Compile(allowlist())
+	f, err := seccomp.Compile(allowlist(extra...))
 	if err != nil {
 		return fmt.Errorf("gofer seccomp filter: %w", err)
 	}
@@ -124,9 +124,9 @@ func setRlimitNofile() error {
 
 // allowlist is every syscall the gofer makes once confined (the Go runtime
 // and the file server); anything else kills it.
-func allowlist() *specs.LinuxSeccomp {
+func allowlist(extra ...string) *specs.LinuxSeccomp {
 	return &specs.LinuxSeccomp{
 		DefaultAction: specs.ActKillProcess,
-		Syscalls:      []specs.LinuxSyscall{{Names: goferSyscalls, Action: specs.ActAllow}},
+		Syscalls:      []specs.LinuxSyscall{{Names: append(append([]string{}, goferSyscalls...), extra...), Action: specs.ActAllow}},
 	}
 }

@@ -84,6 +84,9 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if c.SharedRoot {
+		trees = trees[1:] // the image's shared gofer serves the root
+	}
 	procutil.Trace("gofer", "planned")
 	// FUSE passthrough needs CAP_SYS_ADMIN in the initial user namespace:
 	// kept only if a tree can use it.
@@ -98,7 +101,7 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 		return nil, nil, nil, err
 	}
 	procutil.Trace("gofer", "prepared chroot")
-	trees, dirs, err := buildJail(trees)
+	trees, dirs, err := buildJail(c.Rootfs, trees)
 	if err != nil {
 		return nil, nil, nil, err
 	}

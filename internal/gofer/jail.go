@@ -189,7 +189,7 @@ func ensureDest(rootfs, dest string, file bool) error {
 // pivots into it and returns the trees served (optional bind mounts whose
 // source was gone are left out) with an open directory for each.
 // Precondition: the gofer runs in its own mount namespace.
-func buildJail(trees []*tree) ([]*tree, []*os.File, error) {
+func buildJail(at string, trees []*tree) ([]*tree, []*os.File, error) {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return nil, nil, fmt.Errorf("isolate mounts: %w", err)
 	}
@@ -203,7 +203,7 @@ func buildJail(trees []*tree) ([]*tree, []*os.File, error) {
 	defer closeAll(srcs)
 	// The jail covers the root filesystem's path: only in this mount
 	// namespace, and nothing is created on the host.
-	jail := spec.CoverDir(trees[0].source)
+	jail := spec.CoverDir(at)
 	if err := unix.Mount("moat-gofer", jail, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64k"); err != nil {
 		return nil, nil, fmt.Errorf("jail tmpfs: %w", err)
 	}

@@ -160,6 +160,9 @@ func (g *goferRoot) mountFuse(i int, target string, ro bool, extra uintptr) erro
 	f := g.fuse[i]
 	defer f.Close()
 	fd := int(f.Fd())
+	if i == 0 && g.plan.SharedRoot {
+		return attachShared(fd, target)
+	}
 	// default_permissions is mandatory: without it the kernel checks
 	// nothing and the gofer would act with its own rights.
 	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fd)
@@ -216,9 +219,29 @@ func (g *goferRoot) serves(i int) bool {
 
 func (g *goferRoot) close() {
 	for _, c := range g.io {
-		c.Close()
+		if c != nil {
+			c.Close()
+		}
 	}
 	for _, f := range g.fuse {
 		f.Close()
 	}
+}
+
+// attachShared attaches the shared gofer's read-only mount (a detached
+// clone boot made) at target. It must be the moat FUSE file system, read-only,
+// nosuid and nodev: the overlay's lower layer.
+func attachShared(fd int, target string) error {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return fmt.Errorf("shared root: %w", err)
+	}
+	const want = unix.ST_RDONLY | unix.ST_NOSUID | unix.ST_NODEV
+	if st.Type != unix.FUSE_SUPER_MAGIC || st.Flags&want != want {
+		return fmt.Errorf("shared root: not a read-only, nosuid, nodev FUSE mount")
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the shared root: %w", err)
+	}
+	return nil
 }

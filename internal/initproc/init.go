@@ -199,10 +199,24 @@ func newGoferRoot(cfg *ipc.BootInitConfig, io []*os.File) (*goferRoot, error) {
 		return nil, nil
 	}
 	n := len(cfg.Gofer.Mounts)
+	g := &goferRoot{plan: cfg.Gofer, base: spec.CoverDir(cfg.Rootfs), userNS: cfg.UserNS}
+	if cfg.Gofer.SharedRoot {
+		// The root is a shared gofer's mount (sent last); the bind mounts
+		// come as usual.
+		if n < 1 || len(io) != 2*(n-1)+1 {
+			return nil, fmt.Errorf("boot sent %d gofer descriptors for a shared root and %d served trees", len(io), n-1)
+		}
+		g.fuse = append([]*os.File{io[len(io)-1]}, io[n-1:len(io)-1]...)
+		g.io = []*ipc.Conn{nil}
+		for _, f := range io[:n-1] {
+			g.io = append(g.io, ipc.NewConn(f))
+		}
+		return g, nil
+	}
 	if len(io) != 2*n {
 		return nil, fmt.Errorf("boot sent %d gofer descriptors for %d served trees", len(io), n)
 	}
-	g := &goferRoot{plan: cfg.Gofer, base: spec.CoverDir(cfg.Rootfs), userNS: cfg.UserNS, fuse: io[n:]}
+	g.fuse = io[n:]
 	for _, f := range io[:n] {
 		g.io = append(g.io, ipc.NewConn(f))
 	}

@@ -229,6 +229,10 @@ type GoferPlan struct {
 	// served read-write). A read-only root (root.readonly) has no overlay.
 	Overlay     string `json:"overlay"`
 	OverlaySize int64  `json:"overlaySize"`
+	// SharedRoot: the root (Mounts[0]) is a shared gofer's FUSE mount, a
+	// detached clone sent last in place of the root's io socket and
+	// /dev/fuse descriptor (--shared-gofer).
+	SharedRoot bool `json:"sharedRoot,omitempty"`
 }
 
 // InitHooksRequested: init's namespaces and mounts are in place, before

@@ -61,6 +61,10 @@ type BootGoferConfig struct {
 	MountPoints []MountPoint `json:"mountPoints,omitempty"`
 	// Cwd is process.cwd (created in the image like a mount point).
 	Cwd string `json:"cwd,omitempty"`
+	// SharedRoot: the image's shared gofer serves the root
+	// (--shared-gofer); this one serves only the bind mounts, and closes
+	// the root's io socket unused. Set by boot.
+	SharedRoot bool `json:"sharedRoot,omitempty"`
 }
 
 // Kind implements Message.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/moat-sandbox/moat/internal/boot"
 	"github.com/moat-sandbox/moat/internal/container"
@@ -108,6 +109,9 @@ func Gofer() *Command {
 	var a gofer.Args
 	var ioFDs string
 	logFD, exeFD := -1, -1
+	var shared bool
+	sa := gofer.SharedArgs{FuseFD: -1, MountFD: -1, ListenFD: -1, MaxClients: 256}
+	idle := 60
 	return &Command{
 		Name: "gofer", Short: "(internal) serves the container's files over FUSE", MinArgs: 0, MaxArgs: 0,
 		Flags: func(fs *flag.FlagSet) {
@@ -115,9 +119,18 @@ func Gofer() *Command {
 			fs.StringVar(&ioFDs, "io-fds", "", "one socket per served tree (root first, then bind mounts in spec order); init sends each its /dev/fuse descriptor")
 			fs.IntVar(&logFD, "log-fd", -1, "log destination")
 			fs.IntVar(&exeFD, "exe-fd", -1, "the protected executable this process runs from (closed at once)")
+			fs.BoolVar(&shared, "shared", false, "serve one image's root to every container boot attaches (--shared-gofer)")
+			fs.IntVar(&sa.FuseFD, "fuse-fd", -1, "with --shared: /dev/fuse of the shared superblock")
+			fs.IntVar(&sa.MountFD, "mount-fd", -1, "with --shared: a detached mount of it, handed to each boot")
+			fs.IntVar(&sa.ListenFD, "listen-fd", -1, "with --shared: the listening socket boots connect to")
+			fs.IntVar(&idle, "idle", 60, "with --shared: seconds to outlive the last container")
+			fs.StringVar(&sa.Rootfs, "rootfs", "", "with --shared: the image's absolute root filesystem path")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			closeFD(exeFD)
+			if shared {
+				return sharedGofer(env, sa, idle, logFD)
+			}
 			var err error
 			if a.IoFDs, err = procutil.ParseFDList(ioFDs); err != nil {
 				return 1, fmt.Errorf("--io-fds: %w", err)
@@ -194,4 +207,25 @@ func DoInit() *Command {
 			return doinit.Main(a, os.Stderr), nil
 		},
 	}
+}
+
+// sharedGofer runs `moat gofer --shared`.
+func sharedGofer(env *Env, a gofer.SharedArgs, idle, logFD int) (int, error) {
+	a.Idle = time.Duration(idle) * time.Second
+	if a.Rootfs == "" || a.FuseFD < 0 || a.MountFD < 0 || a.ListenFD < 0 || idle <= 0 {
+		return 1, usageErr("gofer --shared is internal: it needs --rootfs, --fuse-fd, --mount-fd, --listen-fd and --idle")
+	}
+	var w io.Writer = io.Discard
+	if logFD >= 0 {
+		w = os.NewFile(uintptr(logFD), "log")
+	}
+	l, err := log.New(w, env.Config.LogFormat, env.Config.Debug, "gofer")
+	if err != nil {
+		return 1, err
+	}
+	if err := gofer.SharedMain(a, l); err != nil {
+		l.Error("shared gofer: " + err.Error())
+		return 1, err
+	}
+	return 0, nil
 }

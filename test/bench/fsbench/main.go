@@ -16,7 +16,7 @@
 //	EXEC_N, PYTHON_N  iterations of the exec and python workloads (default 300 and 8, issue 13's)
 //	REPO_FILES files in the gitstatus work tree (default 50000), built once in IMAGE_DIR/repo
 //	RUNTIMES   comma-separated [label=]command [global flags], or "native"; default
-//	           "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
+//	           "native,runc,moat=bin/moat,moat-shared=bin/moat --shared-gofer --shared-gofer-idle=10m,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
 //	           The runtime labelled "moat" is checked against the targets, against "runc".
 //	PASSES     comma-separated subset of warm,cold (default both). warm also yields the "fresh" table.
 //	TIMEOUT    seconds allowed per container run (default 600)
@@ -86,7 +86,7 @@ func main() {
 	os.Exit(driver())
 }
 
-const defaultRuntimes = "native,runc,moat=bin/moat,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
+const defaultRuntimes = "native,runc,moat=bin/moat,moat-shared=bin/moat --shared-gofer --shared-gofer-idle=10m,moat-direct=bin/moat --file-access=direct,runsc=runsc --network=none"
 
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "fsbench: "+format+"\n", a...)
