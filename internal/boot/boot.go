@@ -173,6 +173,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		b.chargeHelper(pid)
 	}
 	b.pendingHelpers = nil
+	procutil.Trace("boot", "helpers charged")
 	goferPlan, err := b.awaitGoferPlan()
 	if err != nil {
 		return nil, err
@@ -185,6 +186,7 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	// not the container's, and on cgroup v2 its device filter would
 	// apply to them.
 	b.chargeHelper(os.Getpid())
+	procutil.Trace("boot", "boot charged")
 	return pty, nil
 }
 
