@@ -102,6 +102,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	}
 	// A memfd copy of moat takes a few milliseconds: it is made while boot
 	// starts (boot waits for its seals).
+	procutil.Trace("cli", "user namespace decided")
 	exe, err := procutil.StartExeCopy(userns.NewUserNS)
 	if err != nil {
 		return nil, err
@@ -117,6 +118,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 		defer console.Close()
 	}
+	procutil.Trace("cli", "seccomp checked")
 	st, lk, err := r.Store.Create(o.ID)
 	if err != nil {
 		return nil, err
@@ -133,6 +135,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 	}
 	if err == nil {
+		procutil.Trace("cli", "plan made")
 		c, err = r.createLocked(st, b, plan, cfg, o, exe, userns)
 	}
 	if err != nil {
