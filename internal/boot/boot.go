@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -165,28 +166,23 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
-	if b.gofer != nil {
-		b.pendingHelpers = append(b.pendingHelpers, b.gofer.cmd.Process.Pid)
-	}
-	b.cgDecided = true
-	for _, pid := range b.pendingHelpers {
-		b.chargeHelper(pid)
-	}
-	b.pendingHelpers = nil
-	procutil.Trace("boot", "helpers charged")
+	charged, bootCharged := b.chargeHelpers()
 	goferPlan, err := b.awaitGoferPlan()
+	var pty *os.File
+	if err == nil {
+		pty, err = b.configureInit(initTypes, initNS, goferPlan)
+	}
+	<-charged
 	if err != nil {
 		return nil, err
 	}
-	pty, err := b.configureInit(initTypes, initNS, goferPlan)
-	if err != nil {
-		return nil, err
+	if !bootCharged {
+		// Boot joins last: the createRuntime and prestart hooks it ran
+		// are not the container's, and on cgroup v2 its device filter
+		// would apply to them.
+		b.chargeHelper(os.Getpid())
+		procutil.Trace("boot", "boot charged")
 	}
-	// Boot joins last: the createRuntime and prestart hooks it ran are
-	// not the container's, and on cgroup v2 its device filter would
-	// apply to them.
-	b.chargeHelper(os.Getpid())
-	procutil.Trace("boot", "boot charged")
 	return pty, nil
 }
 
@@ -305,8 +301,40 @@ func (b *boot) chargeHelper(pid int) {
 		// Not fatal: the container runs as before, its limits only miss
 		// moat's share (e.g. a v2 cgroup.max.descendants of 0 refuses the
 		// helpers' cgroup).
+		b.mu.Lock()
 		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
+		b.mu.Unlock()
 	}
+}
+
+// chargeHelpers charges the helpers started so far (the gofer, and boot
+// itself when nothing forbids it yet: cgroup v1, where the helpers are in
+// no devices hierarchy, and no prestart or createRuntime hook to run) in
+// the background, while init starts and is configured: the first move by
+// pid waits for an RCU grace period (~10 ms here), the next ones ride on
+// it. charged is closed when done; bootCharged says whether boot was.
+func (b *boot) chargeHelpers() (charged chan struct{}, bootCharged bool) {
+	b.cgDecided = true
+	batch := b.pendingHelpers
+	b.pendingHelpers = nil
+	if b.gofer != nil {
+		batch = append(batch, b.gofer.cmd.Process.Pid)
+	}
+	sp := b.plan.Spec
+	if b.cg != nil && !cgroups.IsCgroup2UnifiedMode() &&
+		len(hooks.List(sp, hooks.Prestart)) == 0 && len(hooks.List(sp, hooks.CreateRuntime)) == 0 {
+		batch = append(batch, os.Getpid())
+		bootCharged = true
+	}
+	charged = make(chan struct{})
+	go func() {
+		defer close(charged)
+		for _, pid := range batch {
+			b.chargeHelper(pid)
+		}
+		procutil.Trace("boot", "helpers charged")
+	}()
+	return charged, bootCharged
 }
 
 // harden gives up, once the container is created, what boot no longer needs:
