@@ -89,9 +89,10 @@ type boot struct {
 	// pendingHelpers wait for it (chargeHelper).
 	cgDecided      bool
 	pendingHelpers []int
-	// netSettings and net are the sandbox network (nil without one).
+	// netSettings and net are the sandbox network and its process (nil
+	// without one).
 	netSettings *network.Settings
-	net         *network.Sandbox
+	net         *netProc
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
 	// devices are bound, locked mount flags kept, cgroups best-effort.
 	userNS bool
@@ -143,8 +144,12 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
 	}
-	// The gofer runs boot's own binary: only init waits for the protected
-	// copy, which the CLI may still be filling (a memfd, rootless).
+	// The net process and the gofer run boot's own binary: only init
+	// waits for the protected copy, which the CLI may still be filling (a
+	// memfd, rootless).
+	if err := b.spawnNet(); err != nil {
+		return nil, err
+	}
 	if err := b.startGoferAndCgroup(cfg); err != nil {
 		return nil, err
 	}
