@@ -34,6 +34,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // replyTimeout bounds sending one reply to boot.
@@ -61,6 +62,8 @@ func Main(requestsFD int, log *slog.Logger) error {
 	}
 	defer null.Close()
 	s := &server{log: log, null: null, slots: make(chan struct{}, maxInFlight)}
+	// Idle nearly always: its start-up's code pages go (as boot's, the gofer's).
+	procutil.FindStartupPages().DropAfter(procutil.IdleAfter)
 	for {
 		// No deadline: this wait ends when boot goes away (EOF).
 		raw, err := conn.Recv()
