@@ -84,7 +84,7 @@ e2e-rootless: build probe
 	for u in $(ROOTLESS_USERS); do for fa in $(FILE_ACCESS); do \
 		echo "== e2e as $$u, --file-access=$$fa"; \
 		runuser -u $$u -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TMPDIR=/tmp \
-			MOAT_E2E_FILE_ACCESS=$$fa MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
+			MOAT_E2E_FILE_ACCESS=$$fa MOAT_E2E_LEAKS=$(MOAT_E2E_LEAKS) MOAT_BIN=$(E2E_TMP)/moat PROBE_BIN=$(E2E_TMP)/probe \
 			$(E2E_TMP)/e2e.test -test.count=1 -test.timeout=12m $(E2E_FLAGS) || exit 1; \
 	done; done
 ROOTLESS_USERS ?= moatci moatci1
