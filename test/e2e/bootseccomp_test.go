@@ -89,8 +89,18 @@ func TestBootSeccompFilter(t *testing.T) {
 			t.Errorf("spawner thread %s: Seccomp %q, want 0", tid, st["Seccomp"])
 		}
 	}
-	if st := taskStatus(t, sp)[strconv.Itoa(sp)]; st["NoNewPrivs"] != "0" {
-		t.Errorf("spawner NoNewPrivs %q: its children would inherit it", st["NoNewPrivs"])
+	spSt := taskStatus(t, sp)[strconv.Itoa(sp)]
+	if spSt["NoNewPrivs"] != "0" {
+		t.Errorf("spawner NoNewPrivs %q: its children would inherit it", spSt["NoNewPrivs"])
+	}
+	// Confined to joining the pid namespace; the bounding set stays whole
+	// for its children, executed as uid 0.
+	const sysAdmin = 1 << unix.CAP_SYS_ADMIN
+	if eff, prm := capHex(t, spSt["CapEff"]), capHex(t, spSt["CapPrm"]); eff != sysAdmin || prm != sysAdmin {
+		t.Errorf("spawner CapEff %#x CapPrm %#x, want CAP_SYS_ADMIN (%#x) alone", eff, prm, uint64(sysAdmin))
+	}
+	if bnd, bootBnd := spSt["CapBnd"], taskStatus(t, boot)[strconv.Itoa(boot)]["CapBnd"]; bnd != bootBnd {
+		t.Errorf("spawner CapBnd %s, want boot's %s", bnd, bootBnd)
 	}
 	for _, st := range taskStatus(t, pid) {
 		if st["Seccomp"] != "0" {
