@@ -5,7 +5,8 @@
 #   make conformance CONFORMANCE_RUNTIMES='runc "bin/moat --overlay=none"'
 #   make bench-run                       run-latency + idle-memory benchmark (env N, RUNTIMES)
 #   make bench-run N=20 RUNTIMES=runc,moat=bin/moat
-#   make bench-net                       sandbox network vs slirp4netns (iperf3, connections/s)
+#   make bench-net                       sandbox network vs slirp4netns (iperf3, connections/s),
+#                                        then moat net's idle and flooded RSS in a real container
 #   make bench-rootless                  rootless start-up: moat as root vs as a user vs rootlesskit runc
 
 # moat runs twice: with the gofer (--overlay=none, so that writes reach the
@@ -43,9 +44,11 @@ bench-fs: build
 # slirp4netns, MTU 65520, iperf3 over loopback in namespaces the test creates.
 # Needs root, iperf3 and slirp4netns (apt-get install iperf3 slirp4netns).
 .PHONY: bench-net
-bench-net:
+bench-net: build probe
 	@out=$$(mktemp); MOAT_NET_IPERF3=1 $(GO) test -count=1 -run '^TestIperf3$$' -v ./internal/network/ >$$out 2>&1; rc=$$?; \
-	grep -E 'moat:|slirp4netns:|^(ok|FAIL|---)|_test.go' $$out; rm -f $$out; exit $$rc
+	grep -E 'moat:|slirp4netns:|^(ok|FAIL|---)|_test.go' $$out; rm -f $$out; [ $$rc = 0 ] || exit $$rc; \
+	out=$$(mktemp); MOAT_BIN=$(CURDIR)/$(BIN)/moat PROBE_BIN=$(CURDIR)/$(BIN)/probe $(GO) test -count=1 -run '^TestSandboxFloodMemory$$' -v ./test/e2e/ >$$out 2>&1; rc=$$?; \
+	grep -E 'moat net:|^--- ' $$out; rm -f $$out; exit $$rc
 
 # Rootless start-up cost (issue 5): `run` of /bin/true by moat as root, moat
 # as an unprivileged user (BENCH_USER, default moatci from .ci/run: with an

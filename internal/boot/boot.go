@@ -77,9 +77,10 @@ type boot struct {
 	// pendingHelpers wait for it (chargeHelper).
 	cgDecided      bool
 	pendingHelpers []int
-	// netSettings and net are the sandbox network (nil without one).
+	// netSettings and net are the sandbox network and its process (nil
+	// without one).
 	netSettings *network.Settings
-	net         *network.Sandbox
+	net         *netProc
 	// userNS: boot runs in a user namespace (rootless, or the spec's own):
 	// devices are bound, locked mount flags kept, cgroups best-effort.
 	userNS bool
@@ -145,6 +146,9 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
+	if err := b.spawnNet(); err != nil {
+		return nil, err
+	}
 	if cfg.FileAccess == config.FileAccessGofer {
 		if plan.Gofer == nil {
 			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")

@@ -12,9 +12,9 @@ import (
 
 // Port operations of `moat port`.
 const (
-	PortList   = "ls"
-	PortAdd    = "add"
-	PortRemove = "rm"
+	PortList   = string(ipc.PortList)
+	PortAdd    = string(ipc.PortAdd)
+	PortRemove = string(ipc.PortRemove)
 )
 
 // Ports adds or removes a port forward of a container's sandbox network
@@ -34,7 +34,7 @@ func (r *Runtime) Ports(id, op, publish string) ([]string, error) {
 		return nil, wrongState(id, "port "+op, st)
 	}
 	var reply ipc.BootPorts
-	req := ipc.ClientPortRequested{Op: op, Publish: publish}
+	req := ipc.ClientPortRequested{Op: ipc.PortOp(op), Publish: publish}
 	if err := sandbox.Request(s.ControllerPath(), req, &reply, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("port %s %s: %w", op, id, err)
 	}

@@ -1,14 +1,12 @@
 package gofer
 
 import (
-	"errors"
 	"fmt"
-	"syscall"
-	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/seccomp"
 )
 
@@ -29,7 +27,7 @@ import (
 var fileServerCaps = []uintptr{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID}
 
 // errCgoBuild: the gofer needs a moat built without cgo.
-var errCgoBuild = errors.New("moat was built with cgo: the gofer cannot drop capabilities on all its threads; build with CGO_ENABLED=0 (make build)")
+var errCgoBuild = procutil.ErrCgoBuild
 
 // confine drops every thread of the gofer to the file-server capabilities
 // (bounding, effective, permitted, inheritable; ambient cleared), sets
@@ -69,48 +67,10 @@ func confine(passthrough bool, extra ...string) error {
 }
 
 // allThreads runs a syscall on every thread of the process.
-func allThreads(trap, a1, a2, a3 uintptr) error {
-	_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3)
-	switch errno {
-	case 0:
-		return nil
-	case unix.ENOTSUP:
-		return errCgoBuild
-	}
-	return errno
-}
+func allThreads(trap, a1, a2, a3 uintptr) error { return procutil.AllThreads(trap, a1, a2, a3) }
 
 // dropCaps reduces every thread's capability sets to keep.
-func dropCaps(keep []uintptr) error {
-	var mask uint64
-	for _, c := range keep {
-		mask |= 1 << c
-	}
-	for c := uintptr(0); c <= 63; c++ {
-		if mask&(1<<c) != 0 {
-			continue
-		}
-		err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
-		if err == unix.EINVAL {
-			break // past the kernel's last capability
-		}
-		if err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-		}
-	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{
-		{Effective: uint32(mask), Permitted: uint32(mask)},
-		{Effective: uint32(mask >> 32), Permitted: uint32(mask >> 32)},
-	}
-	if err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	return nil
-}
+func dropCaps(keep []uintptr) error { return procutil.DropCaps(keep) }
 
 // setRlimitNofile lets the server hold one descriptor per live node.
 func setRlimitNofile() error {

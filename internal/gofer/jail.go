@@ -331,26 +331,9 @@ func openTrees(jail string, trees []*tree) ([]*os.File, error) {
 }
 
 // pivotInto makes jail the root and detaches everything else; afterwards
-// no /proc, /dev or host path is reachable.
-func pivotInto(jail string) error {
-	if err := unix.Chdir(jail); err != nil {
-		return err
-	}
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root into the jail: %w", err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach the host's tree: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
-	// The jail's own directory holds nothing the gofer may change.
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("make the jail read-only: %w", err)
-	}
-	return nil
-}
+// no /proc, /dev or host path is reachable. The jail's own directory is
+// read-only: it holds nothing the gofer may change.
+func pivotInto(jail string) error { return procutil.PivotInto(jail) }
 
 func closeAll(fs []*os.File) {
 	for _, f := range fs {

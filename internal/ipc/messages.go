@@ -385,7 +385,7 @@ func (BootPs) Kind() string { return "BootPs" }
 // ClientPortRequested adds ("add") or removes ("rm") a port forward of the
 // sandbox network, or lists them ("ls"). Publish is in --publish syntax.
 type ClientPortRequested struct {
-	Op      string `json:"op"`
+	Op      PortOp `json:"op"`
 	Publish string `json:"publish,omitempty"`
 }
 

@@ -6,12 +6,15 @@
 //   - Child side (CreateTap): runs inside the container's network
 //     namespace, as root in that namespace's user namespace. It creates tap0,
 //     addresses it and routes through the gateway, and returns the TAP fd.
-//   - Parent side (Start, Sandbox): runs in the supervisor (`moat boot`), in
-//     the host network namespace (possibly inside a rootless user namespace).
-//     It runs a gVisor netstack on the TAP fd, NATs the container's TCP, UDP
-//     and ICMP echo to host sockets, serves DNS on the gateway by forwarding
-//     raw messages to the host's resolvers, enforces the egress policy, and
-//     listens on the host for port forwards.
+//   - Parent side (Start, Sandbox): runs in the supervisor (`moat net`, a
+//     confined process with no capability: package netproc), in the host
+//     network namespace (possibly inside a rootless user namespace). It runs
+//     a gVisor netstack on the TAP fd, NATs the container's TCP, UDP and
+//     ICMP echo to host sockets, serves DNS on the gateway by forwarding raw
+//     messages to the host's resolvers, enforces the egress policy, and
+//     serves port forwards on host sockets.
+//   - Privileged helpers (CreateTapIn, ListenForward): run in `moat boot`,
+//     which hands their descriptors to the supervisor.
 //
 // Helpers with no namespace requirement: ParsePublish, ParseEgress,
 // ParseEgressDomains, ResolvConf, Hosts, HostDNSServers.
@@ -70,8 +73,8 @@ type Config struct {
 	UDPIdleTimeout time.Duration
 
 	// Log receives one line per notable event (denials, forward errors).
-	// Nil discards.
-	Log func(format string, args ...any)
+	// Nil discards. Not part of the settings boot hands the net process.
+	Log func(format string, args ...any) `json:"-"`
 }
 
 func (c *Config) setDefaults() {
@@ -131,6 +134,14 @@ type Forward struct {
 	Proto         Proto
 	HostAddr      netip.AddrPort // port 0 picks a free port (Forwards reports it)
 	ContainerPort uint16
+}
+
+// withDefaults is f with its protocol defaulted to TCP.
+func (f Forward) withDefaults() Forward {
+	if f.Proto == "" {
+		f.Proto = TCP
+	}
+	return f
 }
 
 func (f Forward) String() string {

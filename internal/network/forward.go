@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -49,56 +50,131 @@ func (f *forwardListener) close() {
 	})
 }
 
-// bound is the forward with the port actually bound.
-func (f *forwardListener) bound() Forward {
-	b := f.fwd
+// local is the address the socket is bound to.
+func (f *forwardListener) local() netip.AddrPort {
 	var a net.Addr
 	if f.ln != nil {
 		a = f.ln.Addr()
 	} else {
 		a = f.pc.LocalAddr()
 	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// bound is the forward with the port actually bound.
+func (f *forwardListener) bound() Forward {
+	b := f.fwd
+	if ap := f.local(); ap.IsValid() {
 		b.HostAddr = netip.AddrPortFrom(f.fwd.HostAddr.Addr(), ap.Port())
 	}
 	return b
 }
 
 // AddForward starts listening on fwd.HostAddr and forwarding to the
-// container's fwd.ContainerPort. A HostAddr port of 0 binds a free port;
-// Forwards reports it. Ports below net.ipv4.ip_unprivileged_port_start need
-// CAP_NET_BIND_SERVICE.
+// container's fwd.ContainerPort: ListenForward, then AddForwardListener.
 //
-// Precondition: supervisor, host network namespace (the listening socket is
-// created in the calling thread's namespace).
+// Precondition: host network namespace (the listening socket is created in
+// the calling thread's namespace), CAP_NET_BIND_SERVICE for ports below
+// net.ipv4.ip_unprivileged_port_start.
 func (sb *Sandbox) AddForward(fwd Forward) error {
-	if fwd.Proto == "" {
-		fwd.Proto = TCP
+	f, err := ListenForward(fwd)
+	if err != nil {
+		return err
 	}
+	return sb.AddForwardListener(fwd, f)
+}
+
+// ListenForward opens the host socket of a forward (bound, listening for
+// TCP), for AddForwardListener, possibly in another process: the party that
+// may bind the port (boot, which holds CAP_NET_BIND_SERVICE) opens it and
+// donates it to the one that serves it (`moat net`, which holds nothing).
+// A HostAddr port of 0 binds a free port. 0.0.0.0 means IPv4 only, [::]
+// both families.
+//
+// Precondition: host network namespace; CAP_NET_BIND_SERVICE for ports
+// below net.ipv4.ip_unprivileged_port_start.
+func ListenForward(fwd Forward) (*os.File, error) {
+	fwd = fwd.withDefaults()
+	if fwd.ContainerPort == 0 || !fwd.HostAddr.Addr().IsValid() {
+		return nil, fmt.Errorf("forward %v: host address and container port required", fwd)
+	}
+	family := "4"
+	if fwd.HostAddr.Addr().Is6() {
+		family = ""
+	}
+	var f *os.File
+	switch fwd.Proto {
+	case TCP:
+		ln, err := net.Listen("tcp"+family, fwd.HostAddr.String())
+		if err != nil {
+			return nil, fmt.Errorf("forward %v: %w", fwd, err)
+		}
+		f, err = ln.(*net.TCPListener).File()
+		ln.Close()
+		if err != nil {
+			return nil, fmt.Errorf("forward %v: %w", fwd, err)
+		}
+	case UDP:
+		pc, err := net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(fwd.HostAddr))
+		if err != nil {
+			return nil, fmt.Errorf("forward %v: %w", fwd, err)
+		}
+		if fwd.HostAddr.Addr().IsUnspecified() {
+			err = enablePktInfo(pc, fwd.HostAddr.Addr().Is6())
+		}
+		if err == nil {
+			f, err = pc.File()
+		}
+		pc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("forward %v: %w", fwd, err)
+		}
+	default:
+		return nil, fmt.Errorf("forward %v: unknown protocol %q", fwd, fwd.Proto)
+	}
+	return f, nil
+}
+
+// AddForwardListener serves a forward on f, a socket from ListenForward for
+// the same fwd. It takes ownership of f (closed on error too).
+//
+// Precondition: host network namespace (the connections into the netstack
+// carry the clients' host addresses).
+func (sb *Sandbox) AddForwardListener(fwd Forward, f *os.File) error {
+	defer f.Close()
+	fwd = fwd.withDefaults()
 	if fwd.ContainerPort == 0 || !fwd.HostAddr.Addr().IsValid() {
 		return fmt.Errorf("forward %v: host address and container port required", fwd)
 	}
 	fl := &forwardListener{fwd: fwd, flows: map[netip.AddrPort]*fwdFlow{}}
-	family := "4" // 0.0.0.0 means IPv4 only, [::] both
-	if fwd.HostAddr.Addr().Is6() {
-		family = ""
-	}
-	var err error
 	switch fwd.Proto {
 	case TCP:
-		fl.ln, err = net.Listen("tcp"+family, fwd.HostAddr.String())
-	case UDP:
-		fl.pc, err = net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(fwd.HostAddr))
-		if err == nil && fwd.HostAddr.Addr().IsUnspecified() {
-			if err = enablePktInfo(fl.pc, fwd.HostAddr.Addr().Is6()); err != nil {
-				fl.pc.Close()
-			}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return fmt.Errorf("forward %v: %w", fwd, err)
 		}
+		if fl.ln = ln; ln.Addr().Network() != "tcp" {
+			ln.Close()
+			return fmt.Errorf("forward %v: the socket is not a TCP listener", fwd)
+		}
+	case UDP:
+		pc, err := net.FilePacketConn(f)
+		if err != nil {
+			return fmt.Errorf("forward %v: %w", fwd, err)
+		}
+		u, ok := pc.(*net.UDPConn)
+		if !ok {
+			pc.Close()
+			return fmt.Errorf("forward %v: the socket is not UDP", fwd)
+		}
+		fl.pc = u
 	default:
 		return fmt.Errorf("forward %v: unknown protocol %q", fwd, fwd.Proto)
 	}
-	if err != nil {
-		return fmt.Errorf("forward %v: %w", fwd, err)
+	if a := fl.local(); a.Addr().Unmap() != fwd.HostAddr.Addr() || (fwd.HostAddr.Port() != 0 && a.Port() != fwd.HostAddr.Port()) {
+		fl.close()
+		return fmt.Errorf("forward %v: the socket is bound to %v", fwd, a)
 	}
 	bound := fl.bound()
 	sb.mu.Lock()
@@ -128,9 +204,7 @@ func (sb *Sandbox) AddForward(fwd Forward) error {
 // given to AddForward unless that asked for port 0).
 // Connections already established through it stay up; its UDP flows end.
 func (sb *Sandbox) RemoveForward(fwd Forward) error {
-	if fwd.Proto == "" {
-		fwd.Proto = TCP
-	}
+	fwd = fwd.withDefaults()
 	sb.mu.Lock()
 	fl, ok := sb.forwards[fwd]
 	delete(sb.forwards, fwd)
@@ -201,24 +275,26 @@ func (sb *Sandbox) serveTCPForward(fl *forwardListener) {
 func (sb *Sandbox) forwardTCPConn(fl *forwardListener, c *net.TCPConn) {
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ctx, cancel := context.WithTimeout(sb.ctx, forwardDialTimeout)
-	in, err := sb.dialStack(ctx, sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort))
+	in, ep, err := sb.dialStack(ctx, sb.sourceFor(client), sb.containerAddr(fl.fwd.ContainerPort))
 	cancel()
 	if err != nil {
 		c.SetLinger(0) // RST: the container refused
 		c.Close()
 		return
 	}
-	sb.proxy(c, in)
+	big, release := sb.sizeConn(ep)
+	defer release()
+	sb.proxy(c, in, big)
 }
 
 // dialStack connects a netstack TCP endpoint from local to remote. When the
 // exact local port cannot be bound (the previous connection from that client
 // port lingers in TIME_WAIT), it retries with an ephemeral port.
-func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddress) (*gonet.TCPConn, error) {
+func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddress) (*gonet.TCPConn, tcpip.Endpoint, error) {
 	var wq waiter.Queue
 	ep, terr := sb.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
 	if terr != nil {
-		return nil, fmt.Errorf("netstack endpoint: %s", terr)
+		return nil, nil, fmt.Errorf("netstack endpoint: %s", terr)
 	}
 	if terr = ep.Bind(local); terr != nil && local.Port != 0 {
 		local.Port = 0
@@ -226,7 +302,7 @@ func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddres
 	}
 	if terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("bind %v: %s", local.Addr, terr)
+		return nil, nil, fmt.Errorf("bind %v: %s", local.Addr, terr)
 	}
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
@@ -236,16 +312,16 @@ func (sb *Sandbox) dialStack(ctx context.Context, local, remote tcpip.FullAddres
 		select {
 		case <-ctx.Done():
 			ep.Close()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-notify:
 		}
 		terr = ep.LastError()
 	}
 	if terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
+		return nil, nil, fmt.Errorf("connect %v:%d: %s", remote.Addr, remote.Port, terr)
 	}
-	return gonet.NewTCPConn(&wq, ep), nil
+	return gonet.NewTCPConn(&wq, ep), ep, nil
 }
 
 // fwdFlow is one UDP client of a UDP forward.

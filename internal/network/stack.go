@@ -57,6 +57,7 @@ type Sandbox struct {
 	udpFlows map[*udpFlow]struct{} // the UDP NAT flow table (udpnat.go)
 	icmpBusy int
 	tcpConns atomic.Int32 // proxied TCP connections, bounded by maxTCPConns
+	bigConns atomic.Int32 // connections holding a big slot (sizeConn)
 }
 
 // Start runs the gateway netstack on tapFD (a TAP fd from CreateTap, received
@@ -131,8 +132,9 @@ func (sb *Sandbox) newStack() (*stack.Stack, error) {
 
 func setTCPOptions(s *stack.Stack) error {
 	sack := tcpip.TCPSACKEnabled(true)
-	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
-	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	// Bounded per connection (tcpBufMax: see sizeConn).
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufMax, Max: tcpBufMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: tcpBufMax, Max: tcpBufMax}
 	mod := tcpip.TCPModerateReceiveBufferOption(true)
 	tw := tcpip.TCPTimeWaitTimeoutOption(timeWait)
 	for _, o := range []tcpip.SettableTransportProtocolOption{&sack, &rcv, &snd, &mod, &tw} {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -32,6 +33,39 @@ func (sb *Sandbox) hostTarget(dst netip.Addr, port uint16) netip.AddrPort {
 
 // maxTCPConns bounds the container's proxied TCP connections.
 var maxTCPConns int32 = 4096 // a variable for tests
+
+// The memory of proxied TCP connections (issue 17): the netstack buffers
+// up to tcpBufMax per direction of a connection that the far side does not
+// drain, and a fast copy holds 3 x 256 KiB per direction (copyPipelined).
+// Only bigConnSlots connections at a time get those; the others are
+// small: their netstack buffers are pinned to smallConnBuf per direction
+// and they copy through 16 KiB. A flood of stalled connections from the
+// container then holds at most
+//
+//	bigConnSlots x 2 x (tcpBufMax + 768 KiB)            = 112 MiB
+//	(maxTCPConns - bigConnSlots) x 2 x (smallConnBuf + 16 KiB) = 381 MiB
+//
+// in the net process, instead of 2 x 8.75 MiB per connection.
+const (
+	tcpBufMax    = 1 << 20 // also the initial size (as before the bound)
+	smallConnBuf = 32 << 10
+)
+
+var bigConnSlots int32 = 32 // a variable for tests
+
+// sizeConn decides whether a new connection is big (it may grow its
+// buffers to tcpBufMax and copy with large buffers) or small; release
+// frees its slot when it ends.
+func (sb *Sandbox) sizeConn(ep tcpip.Endpoint) (big bool, release func()) {
+	if sb.bigConns.Add(1) <= bigConnSlots {
+		return true, func() { sb.bigConns.Add(-1) }
+	}
+	sb.bigConns.Add(-1)
+	so := ep.SocketOptions()
+	so.SetReceiveBufferSize(smallConnBuf, true)
+	so.SetSendBufferSize(smallConnBuf, true)
+	return false, func() {}
+}
 
 // handleTCP runs in its own goroutine, one per in-flight SYN, and proxies
 // the connection it accepts until it ends.
@@ -78,7 +112,9 @@ func (sb *Sandbox) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	sb.proxy(gonet.NewTCPConn(&wq, ep), c.(*net.TCPConn))
+	big, release := sb.sizeConn(ep)
+	defer release()
+	sb.proxy(gonet.NewTCPConn(&wq, ep), c.(*net.TCPConn), big)
 }
 
 // halfConn is a stream that can be half-closed (net.TCPConn, gonet.TCPConn).
@@ -91,7 +127,7 @@ type halfConn interface {
 // half-close (CloseWrite) so the side that closed first stays the active
 // closer. An error in either direction aborts both. It returns when done;
 // Close interrupts it.
-func (sb *Sandbox) proxy(a, b halfConn) {
+func (sb *Sandbox) proxy(a, b halfConn, big bool) {
 	pair := &closers{a, b}
 	if !sb.track(pair) {
 		return
@@ -101,15 +137,15 @@ func (sb *Sandbox) proxy(a, b halfConn) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		copyHalf(b, a)
+		copyHalf(b, a, big)
 	}()
-	copyHalf(a, b)
+	copyHalf(a, b, big)
 	wg.Wait()
 	pair.Close()
 }
 
-func copyHalf(dst, src halfConn) {
-	if err := copyAdaptive(dst, src); err != nil {
+func copyHalf(dst, src halfConn, big bool) {
+	if err := copyAdaptive(dst, src, big); err != nil {
 		src.Close()
 		dst.Close()
 		return
@@ -128,8 +164,8 @@ var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeCopyBuf); ret
 // a small buffer, so idle connections stay cheap; once a read fills it, the
 // copy becomes a two-stage pipeline (a reader goroutine and this writer)
 // over pooled 256 KiB buffers, so reading one side and writing the other
-// overlap on different CPUs.
-func copyAdaptive(dst io.Writer, src io.Reader) error {
+// overlap on different CPUs. Only a big connection (sizeConn) does.
+func copyAdaptive(dst io.Writer, src io.Reader, big bool) error {
 	buf := make([]byte, smallCopyBuf)
 	for {
 		n, err := src.Read(buf)
@@ -137,7 +173,7 @@ func copyAdaptive(dst io.Writer, src io.Reader) error {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if n == len(buf) {
+			if n == len(buf) && big {
 				return copyPipelined(dst, src)
 			}
 		}

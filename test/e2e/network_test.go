@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -657,9 +658,8 @@ func udpEchoHost(t *testing.T, addr string, answer bool) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// bootMemory is the current and peak resident memory (VmRSS, VmHWM, KiB)
-// of the container's moat boot (its init's parent).
-func bootMemory(t *testing.T, e *env, id string) (rss, hwm int) {
+// bootPid is the container's moat boot (its init's parent).
+func bootPid(t *testing.T, e *env, id string) int {
 	t.Helper()
 	ppid := 0
 	status := readTrim(t, fmt.Sprintf("/proc/%d/status", initPidOf(e, id)))
@@ -676,7 +676,14 @@ func bootMemory(t *testing.T, e *env, id string) (rss, hwm int) {
 	if !strings.Contains(string(cmdline), "\x00boot\x00") {
 		t.Fatalf("init's parent %d is not moat boot: %q", ppid, cmdline)
 	}
-	status = readTrim(t, fmt.Sprintf("/proc/%d/status", ppid))
+	return ppid
+}
+
+// procMemory is the current and peak resident memory (VmRSS, VmHWM, KiB)
+// of a process.
+func procMemory(t *testing.T, pid int) (rss, hwm int) {
+	t.Helper()
+	status := readTrim(t, fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
 			fmt.Sscan(v, &rss)
@@ -695,35 +702,83 @@ func bootMemory(t *testing.T, e *env, id string) (rss, hwm int) {
 func TestSandboxFloodMemory(t *testing.T) {
 	echo := udpEchoHost(t, "127.0.0.1:0", true)
 	silent := udpEchoHost(t, "127.0.0.1:0", false)
+	sink := tcpSink(t)
 	e := netEnv(t, "--allow-host-loopback", fmt.Sprintf("--dns=127.0.0.1:%d", silent))
 	id := hold(e)
-	idle, _ := bootMemory(t, e, id)
+	netPid := netProcPid(t, e, id)
+	idle, _ := procMemory(t, netPid)
 	var r struct {
 		Sent    int    `json:"sent"`
 		Answers int    `json:"answers"`
+		Bytes   int64  `json:"bytes"`
 		Error   string `json:"error"`
 	}
 	execJSON(e, &r, []string{id}, "flood", "udp", fmt.Sprintf("%s:%d", gateway, echo), "6000", "60000")
 	if r.Sent != 6000 || r.Error != "" {
 		t.Fatalf("udp flood: %+v", r)
 	}
-	_, udpPeak := bootMemory(t, e, id)
+	_, udpPeak := procMemory(t, netPid)
 	execJSON(e, &r, []string{id}, "flood", "dns", gateway+":53", "20000")
 	if r.Sent != 20000 || r.Error != "" {
 		t.Fatalf("dns flood: %+v", r)
 	}
-	_, dnsPeak := bootMemory(t, e, id)
-	t.Logf("moat boot, --network=sandbox: idle RSS %d KiB; peak after 6000 UDP flows of 60 KB datagrams %d KiB; after 20000 DNS queries %d KiB",
-		idle, udpPeak, dnsPeak)
-	// Boot's soft memory limit is 64 MiB (network.SupervisorMemoryLimit);
-	// before the bounds, these floods took it past 270 and 380 MiB.
+	_, dnsPeak := procMemory(t, netPid)
+	bootRSS, _ := procMemory(t, bootPid(t, e, id))
+	// In a container of its own (VmHWM is the process's peak): 400
+	// connections to a server that never reads, each written to until it
+	// blocks, so that every buffer on the way fills (issue 17: up to 8 MiB
+	// of netstack buffer per direction, and 768 KiB of copy buffers, each).
+	id2 := hold(e)
+	netPid2 := netProcPid(t, e, id2)
+	idle2, _ := procMemory(t, netPid2)
+	execJSON(e, &r, []string{id2}, "flood", "tcp", fmt.Sprintf("%s:%d", gateway, sink), "400")
+	if r.Sent != 400 || r.Error != "" {
+		t.Fatalf("tcp flood: %+v", r)
+	}
+	_, tcpPeak := procMemory(t, netPid2)
+	t.Logf("moat net: idle RSS %d KiB; peak after 6000 UDP flows of 60 KB datagrams %d KiB; after 20000 DNS queries %d KiB; "+
+		"in another container, idle %d KiB, peak after 400 stalled TCP connections (%d MiB written) %d KiB (moat boot: %d KiB)",
+		idle, udpPeak, dnsPeak, idle2, r.Bytes>>20, tcpPeak, bootRSS)
+	// The net process's soft memory limit is 64 MiB
+	// (network.SupervisorMemoryLimit); before the bounds, the UDP and DNS
+	// floods took it past 270 and 380 MiB, the TCP flood past 700 MiB.
 	// Measured 55-84 MiB on a loaded 2-core machine (the collector's pace
 	// under the 64 MiB soft limit varies); 128 MiB keeps the test from
-	// flaking and still fails at the old 270-380 MiB.
+	// flaking and still fails at the old figures.
 	const bound = 128 << 10 // KiB above idle
-	if dnsPeak-idle > bound || udpPeak-idle > bound {
-		t.Errorf("floods grew moat boot by %d KiB (udp) and %d KiB (dns in all), over the bound of %d KiB", udpPeak-idle, dnsPeak-idle, bound)
+	if dnsPeak-idle > bound || udpPeak-idle > bound || tcpPeak-idle2 > bound {
+		t.Errorf("floods grew moat net by %d KiB (udp), %d KiB (dns in all), %d KiB (tcp), over the bound of %d KiB", udpPeak-idle, dnsPeak-idle, tcpPeak-idle2, bound)
 	}
+}
+
+// tcpSink accepts TCP connections on 127.0.0.1 and never reads them; it
+// returns the port.
+func tcpSink(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	must(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // hostAddresses lists every address `ip addr` shows in the test's network

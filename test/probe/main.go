@@ -105,7 +105,7 @@ func init() {
 		"conns": {"HOST:PORT N", `N connections in a row (connect, read to EOF, close): {"ok":N,"failed":N,"error","ms"}`, 2, 2, cmdConns},
 		"udp":   {"HOST:PORT MSG", `send MSG, wait 3s for a reply: {"ok","errno","error","data","ms"}, always exit 0`, 2, 2, cmdUDP},
 		"dns":   {"SERVER NAME A|AAAA [tcp]", `one query: {"ok","rcode","answers":[{"type","ttl","data"}],"error"}`, 3, 4, cmdDNS},
-		"flood": {"udp|dns HOST:PORT N [SIZE]", `udp: one SIZE-byte datagram from each of N new sockets; dns: N queries from one socket, answers read for 1s: {"sent","answers","error","ms"}`, 3, 4, cmdFlood},
+		"flood": {"udp|dns|tcp HOST:PORT N [SIZE]", `udp: one SIZE-byte datagram from each of N new sockets; dns: N queries from one socket, answers read for 1s; tcp: N connections at once, each writing until blocked for 3s: {"sent","answers","bytes","error","ms"}`, 3, 4, cmdFlood},
 		"serve": {"PORT SECONDS", "print 'ready', answer TCP connections and UDP datagrams on PORT with 'hello PEER'", 2, 2, cmdServe},
 
 		"run": {"CMD [ARGS...]", `execve CMD (PATH lookup) with the current env; on failure {"ok":false,"errno","error"}, exit 126/127`, 1, -1, cmdRun},

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -283,8 +284,10 @@ func skipName(m []byte, off int) (int, error) {
 // cmdFlood floods a server, for the network's memory bounds: "udp" sends
 // one SIZE-byte datagram from each of N sockets in turn (N new flows);
 // "dns" sends N A queries (distinct ids and names, SIZE ignored) from one
-// socket without waiting, then reads answers for a second. Prints
-// {"sent","answers","error","ms"}.
+// socket without waiting, then reads answers for a second; "tcp" opens N
+// connections at once and writes on each until a write blocks for 3 s (a
+// server that never reads), then closes them all. Prints
+// {"sent","answers","bytes","error","ms"}.
 func cmdFlood(args []string) error {
 	kind, addr := args[0], args[1]
 	n, err := strconv.Atoi(args[2])
@@ -300,6 +303,7 @@ func cmdFlood(args []string) error {
 	var res struct {
 		Sent    int    `json:"sent"`
 		Answers int    `json:"answers"`
+		Bytes   int64  `json:"bytes"`
 		Error   string `json:"error,omitempty"`
 		MS      int64  `json:"ms"`
 	}
@@ -309,8 +313,10 @@ func cmdFlood(args []string) error {
 		err = floodUDP(addr, n, size, &res.Sent)
 	case "dns":
 		err = floodDNS(addr, n, &res.Sent, &res.Answers)
+	case "tcp":
+		err = floodTCP(addr, n, &res.Sent, &res.Bytes)
 	default:
-		return usagef("flood %q: want udp or dns", kind)
+		return usagef("flood %q: want udp, dns or tcp", kind)
 	}
 	if err != nil {
 		res.Error = err.Error()
@@ -337,6 +343,51 @@ func floodUDP(addr string, n, size int, sent *int) error {
 		*sent++
 	}
 	return nil
+}
+
+func floodTCP(addr string, n int, sent *int, written *int64) error {
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		conns []net.Conn
+		first error
+	)
+	chunk := make([]byte, 64<<10)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			mu.Lock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+				return
+			}
+			conns = append(conns, c)
+			*sent++
+			mu.Unlock()
+			var w int64
+			for {
+				c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				k, err := c.Write(chunk)
+				w += int64(k)
+				if err != nil {
+					break // blocked: the far side does not read
+				}
+			}
+			mu.Lock()
+			*written += w
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, c := range conns {
+		c.Close()
+	}
+	return first
 }
 
 func floodDNS(addr string, n int, sent, answers *int) error {
