@@ -98,6 +98,8 @@ type boot struct {
 	userNS bool
 	// ownNS are boot's own namespaces, read before any thread left them.
 	ownNS ownNamespaces
+	// spawner forks boot's children once boot is filtered (spawner.go).
+	spawner *spawnerProc
 }
 
 // Main creates the container and supervises it until its process exits. It
@@ -123,6 +125,12 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		_ = createConn.Send(ipc.FailedFrom("boot", err))
 		return 1, err
 	}
+	if err := installBootFilter(); err != nil {
+		b.abort()
+		_ = createConn.Send(ipc.FailedFrom("boot", err))
+		return 1, err
+	}
+	procutil.Trace("boot", "seccomp filter installed")
 	if err := b.reportCreated(createConn, pty); err != nil {
 		b.abort()
 		return 1, err
@@ -157,6 +165,10 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
+	// Before init: it starts up meanwhile.
+	if err := b.startSpawner(); err != nil {
+		return nil, err
+	}
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
 		return nil, err
@@ -503,6 +515,7 @@ func (b *boot) teardown() {
 	b.gofer.stop(5 * time.Second)
 	b.shared.close()
 	procutil.Trace("boot", "gofer stopped")
+	b.spawner.stop()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
@@ -531,6 +544,7 @@ func (b *boot) abort() {
 		_ = b.gofer.cmd.Process.Kill()
 		b.gofer.stop(5 * time.Second)
 	}
+	b.spawner.stop()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)

@@ -179,7 +179,8 @@ func (b *boot) start() (ipc.Message, error) {
 	procutil.FindStartupPages().DropAfter(procutil.IdleAfter) // boot is mostly idle from here
 	var warnings []string
 	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.plan.Spec)
-	for _, herr := range hooks.RunAll(b.plan.Spec, hooks.Poststart, st) {
+	// Through the spawner: a hook gets nothing of boot's filter.
+	for _, herr := range b.spawner.runHooks(b.plan.Spec, hooks.Poststart, st) {
 		b.log.Warn("poststart hook failed", "error", herr)
 		warnings = append(warnings, herr.Error())
 	}
