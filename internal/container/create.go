@@ -261,6 +261,13 @@ func needTerminal(stdin *os.File, what, fix string) error {
 	return fmt.Errorf("%s but stdin is not a terminal: run it from a terminal, pass --console-socket, or %s", what, fix)
 }
 
+// hasPoststop reports whether the spec has poststop hooks. A run that hosts
+// boot carries boot's seccomp filter from create on, and the hooks its
+// delete runs would inherit it: such a run keeps a separate boot.
+func hasPoststop(s *specs.Spec) bool {
+	return s.Hooks != nil && len(s.Hooks.Poststop) > 0
+}
+
 func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, cfg *config.Config, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
 	logFile, err := r.bootLog(st, o)
 	if err != nil {
@@ -274,7 +281,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b.Dir, Plan: plan, StateDir: st.Dir(), Config: cfg, LogFile: logFile,
 		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,
-		Hosted: o.HostBoot && !userns.NewUserNS,
+		Hosted: o.HostBoot && !userns.NewUserNS && !hasPoststop(plan.Spec),
 	}, r.Log)
 	if err != nil {
 		return nil, err

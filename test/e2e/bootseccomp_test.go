@@ -215,3 +215,26 @@ func TestBootSpawnerKilled(t *testing.T) {
 		t.Errorf("boot's log does not say the spawner died:\n%s", data)
 	}
 }
+
+// TestRunPoststopHookUnfiltered: a foreground run hosts boot, whose filter
+// its own later children would inherit; a spec with poststop hooks (run by
+// the run's delete) keeps a separate boot, so the hook sees no filter.
+func TestRunPoststopHookUnfiltered(t *testing.T) {
+	e := newEnv(t)
+	hookDir := filepath.Join(e.dir, "hooks")
+	script := writeScript(t, hookDir, "sc.sh", "#!/usr/bin/bash\ngrep '^Seccomp:' /proc/self/status > \"$1\"\n")
+	hookOut := filepath.Join(hookDir, "poststop.seccomp")
+	b := e.newBundle([]string{"true"}, func(s *specsSpec) {
+		s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: script, Args: []string{"sc.sh", hookOut}}}}
+	})
+	if r := e.run(nil, "run", "--bundle", b.dir, e.id()); r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	out, err := os.ReadFile(hookOut)
+	if err != nil {
+		t.Fatalf("the poststop hook did not run: %v", err)
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[1] != "0" {
+		t.Errorf("poststop hook of a foreground run: %q, want Seccomp 0 (boot's filter must not reach it)", out)
+	}
+}
