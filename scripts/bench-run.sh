@@ -13,6 +13,7 @@
 #   BUSYBOX    static busybox for the rootfs (default /bin/busybox, from busybox-static)
 #   TRUE_BIN   static binary to use as /bin/true instead of busybox's applet
 #   RSS=0      skip the idle-memory measurement
+#   EXEC=0     skip the exec measurement (RUNTIME exec ID /bin/true in a started container)
 # Examples:
 #   scripts/bench-run.sh
 #   N=20 RUNTIMES="runc,moat=bin/moat --network=none" scripts/bench-run.sh

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -44,6 +45,14 @@ type Args struct {
 	// Config is the effective configuration (annotations already applied
 	// by the CLI).
 	Config *config.Config
+	// Hosted: boot runs inside the CLI of a foreground `moat run` (as root,
+	// without a user namespace), not in a process of its own. Plan is then
+	// the CLI's plan itself (PlanFD is unused), and the CLI, which relays
+	// every signal it gets to the container, is the one to do so: boot
+	// does not catch signals. Every descriptor above is boot's own either
+	// way (the CLI hands over duplicates), and Main closes them.
+	Hosted bool
+	Plan   *ipc.Plan
 }
 
 // commitTimeout bounds the wait for the CLI to record a created container.
@@ -55,8 +64,11 @@ type boot struct {
 	log  *slog.Logger
 	plan *ipc.Plan
 	cg   *cgroup.Manager // nil without cgroups
-	init *initProc
-	exe  *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
+	// birth places init and exec helpers in the cgroup at fork (nil: they
+	// are moved there by pid).
+	birth *cgroup.Birthplace
+	init  *initProc
+	exe   *os.File // protected moat (procutil.ExeCopy), for init and exec helpers
 	// exeCopied: exe is a memfd copy, dropped once the container runs.
 	exeCopied bool
 
@@ -86,6 +98,8 @@ type boot struct {
 	userNS bool
 	// ownNS are boot's own namespaces, read before any thread left them.
 	ownNS ownNamespaces
+	// spawner forks boot's children once boot is filtered (spawner.go).
+	spawner *spawnerProc
 }
 
 // Main creates the container and supervises it until its process exits. It
@@ -111,6 +125,12 @@ func Main(a Args, log *slog.Logger) (int, error) {
 		_ = createConn.Send(ipc.FailedFrom("boot", err))
 		return 1, err
 	}
+	if err := installBootFilter(); err != nil {
+		b.abort()
+		_ = createConn.Send(ipc.FailedFrom("boot", err))
+		return 1, err
+	}
+	procutil.Trace("boot", "seccomp filter installed")
 	if err := b.reportCreated(createConn, pty); err != nil {
 		b.abort()
 		return 1, err
@@ -122,9 +142,7 @@ func Main(a Args, log *slog.Logger) (int, error) {
 // create reads the spec, starts init, and while init starts up prepares
 // the container's cgroup; then it walks init through creation.
 func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
-	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
-	plan, err := ipc.ReadPlan(f)
-	f.Close()
+	plan, err := b.readPlan()
 	if err != nil {
 		return nil, err
 	}
@@ -134,59 +152,92 @@ func (b *boot) create(createConn *ipc.Conn) (*os.File, error) {
 	if err := b.planNetwork(cfg); err != nil {
 		return nil, err
 	}
+	// The net process and the gofer run boot's own binary: only init
+	// waits for the protected copy, which the CLI may still be filling (a
+	// memfd, rootless).
+	if err := b.spawnNet(); err != nil {
+		return nil, err
+	}
+	if err := b.startGoferAndCgroup(cfg); err != nil {
+		return nil, err
+	}
 	if err := b.takeExe(createConn); err != nil {
 		return nil, err
 	}
 	procutil.Trace("boot", "executable checked")
-	if err := b.spawnNet(); err != nil {
+	// Before init: it starts up meanwhile.
+	if err := b.startSpawner(); err != nil {
 		return nil, err
-	}
-	if cfg.FileAccess == config.FileAccessGofer {
-		if plan.Gofer == nil {
-			return nil, fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
-		}
-		if err := b.startFileServers(cfg); err != nil {
-			return nil, err
-		}
 	}
 	initNS, initTypes, err := b.startInit()
 	if err != nil {
 		return nil, err
 	}
 	defer closeFiles(initNS)
-	if err := b.newCgroup(); err != nil {
-		return nil, err
-	}
-	// Init waits for its configuration, so it can join its cgroup now:
-	// moving a process costs the kernel an RCU grace period per v1
-	// hierarchy (~14 ms for 11 here), spent while the gofer builds its jail.
-	if b.cg != nil {
+	// Otherwise init, which waits for its configuration, is moved now:
+	// the move costs an RCU grace period (~14 ms on the CI VM), spent
+	// while the gofer builds its jail.
+	if b.cg != nil && b.birth == nil {
 		if err := b.cg.Apply(b.init.pid); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
 		procutil.Trace("boot", "init placed in its cgroup")
 	}
-	if b.gofer != nil {
-		b.pendingHelpers = append(b.pendingHelpers, b.gofer.cmd.Process.Pid)
-	}
-	b.cgDecided = true
-	for _, pid := range b.pendingHelpers {
-		b.chargeHelper(pid)
-	}
-	b.pendingHelpers = nil
+	charged, bootCharged := b.chargeHelpers()
 	goferPlan, err := b.awaitGoferPlan()
+	var pty *os.File
+	if err == nil {
+		pty, err = b.configureInit(initTypes, initNS, goferPlan)
+	}
+	<-charged
 	if err != nil {
 		return nil, err
 	}
-	pty, err := b.configureInit(initTypes, initNS, goferPlan)
-	if err != nil {
-		return nil, err
+	if !bootCharged {
+		// Boot joins last: the createRuntime and prestart hooks it ran
+		// are not the container's, and on cgroup v2 its device filter
+		// would apply to them.
+		b.chargeHelper(os.Getpid())
+		procutil.Trace("boot", "boot charged")
 	}
-	// Boot joins last: the createRuntime and prestart hooks it ran are
-	// not the container's, and on cgroup v2 its device filter would
-	// apply to them.
-	b.chargeHelper(os.Getpid())
 	return pty, nil
+}
+
+// readPlan decodes the CLI's plan from --plan-fd, or takes a hosting CLI's.
+func (b *boot) readPlan() (*ipc.Plan, error) {
+	if b.args.Hosted {
+		return b.args.Plan, nil
+	}
+	f := os.NewFile(uintptr(b.args.PlanFD), "plan")
+	defer f.Close()
+	return ipc.ReadPlan(f)
+}
+
+// startGoferAndCgroup starts the file servers (--file-access=gofer: the
+// container's gofer, or a shared one and a gofer for its binds) while it
+// makes the container's cgroup: init is born in it where it can be
+// (cgroup.Birthplace), made first with its limits, and nothing is moved.
+func (b *boot) startGoferAndCgroup(cfg *config.Config) error {
+	goferErr := make(chan error, 1)
+	switch {
+	case cfg.FileAccess != config.FileAccessGofer:
+		goferErr <- nil
+	case b.plan.Gofer == nil:
+		return fmt.Errorf("the plan has no part for the gofer (--file-access=gofer)")
+	default:
+		go func() { goferErr <- b.startFileServers(cfg) }()
+	}
+	err := b.newCgroup()
+	if err == nil && b.cg != nil {
+		if b.birth, err = b.cg.PrepareBirth(); err != nil {
+			err = fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	procutil.Trace("boot", "cgroup ready")
+	if gerr := <-goferErr; err == nil {
+		err = gerr
+	}
+	return err
 }
 
 // exeTimeout bounds the wait for the CLI's copy of moat.
@@ -267,8 +318,40 @@ func (b *boot) chargeHelper(pid int) {
 		// Not fatal: the container runs as before, its limits only miss
 		// moat's share (e.g. a v2 cgroup.max.descendants of 0 refuses the
 		// helpers' cgroup).
+		b.mu.Lock()
 		b.warnings = append(b.warnings, fmt.Sprintf("moat's own processes are not charged to the container: %v", err))
+		b.mu.Unlock()
 	}
+}
+
+// chargeHelpers charges the helpers started so far (the gofer, and boot
+// itself when nothing forbids it yet: cgroup v1, where the helpers are in
+// no devices hierarchy, and no prestart or createRuntime hook to run) in
+// the background, while init starts and is configured: the first move by
+// pid waits for an RCU grace period (~10 ms here), the next ones ride on
+// it. charged is closed when done; bootCharged says whether boot was.
+func (b *boot) chargeHelpers() (charged chan struct{}, bootCharged bool) {
+	b.cgDecided = true
+	batch := b.pendingHelpers
+	b.pendingHelpers = nil
+	if b.gofer != nil {
+		batch = append(batch, b.gofer.cmd.Process.Pid)
+	}
+	sp := b.plan.Spec
+	if b.cg != nil && !cgroups.IsCgroup2UnifiedMode() &&
+		len(hooks.List(sp, hooks.Prestart)) == 0 && len(hooks.List(sp, hooks.CreateRuntime)) == 0 {
+		batch = append(batch, os.Getpid())
+		bootCharged = true
+	}
+	charged = make(chan struct{})
+	go func() {
+		defer close(charged)
+		for _, pid := range batch {
+			b.chargeHelper(pid)
+		}
+		procutil.Trace("boot", "helpers charged")
+	}()
+	return charged, bootCharged
 }
 
 // harden gives up, once the container is created, what boot no longer needs:
@@ -320,10 +403,12 @@ func (b *boot) reportCreated(conn *ipc.Conn, pty *os.File) error {
 	if err := conn.Send(msg, fds...); err != nil {
 		return err
 	}
+	procutil.Trace("boot", "created sent")
 	var commit ipc.ClientCreateCommitted
 	if _, err := conn.WaitFor(&commit); err != nil {
 		return fmt.Errorf("the creating moat command went away before recording the container: %w", err)
 	}
+	procutil.Trace("boot", "committed")
 	return nil
 }
 
@@ -339,7 +424,9 @@ func (b *boot) supervise() int {
 	srv := &controller{b: b, ln: ln}
 	go srv.serve()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwardedSignals...)
+	if !b.args.Hosted {
+		signal.Notify(sigs, forwardedSignals...)
+	}
 	var code int
 	var goferDone, sharedDone <-chan struct{}
 	if b.gofer != nil {
@@ -427,11 +514,15 @@ func (b *boot) teardown() {
 	b.stopNetwork()
 	b.gofer.stop(5 * time.Second)
 	b.shared.close()
+	procutil.Trace("boot", "gofer stopped")
+	b.spawner.stop()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
 		}
+		procutil.Trace("boot", "cgroup removed")
 	}
+	b.birth.Close()
 	b.dropExe()
 }
 
@@ -453,11 +544,13 @@ func (b *boot) abort() {
 		_ = b.gofer.cmd.Process.Kill()
 		b.gofer.stop(5 * time.Second)
 	}
+	b.spawner.stop()
 	if b.cg != nil {
 		if err := b.cg.Destroy(); err != nil {
 			b.log.Warn("remove cgroup", "error", err)
 		}
 	}
+	b.birth.Close()
 	b.dropExe()
 }
 

@@ -15,9 +15,9 @@ import (
 //     --all, teardown);
 //   - CAP_SYS_PTRACE: /proc/PID/ns of container processes of another uid,
 //     to list them without a cgroup (ps, kill --all);
-//   - CAP_SYS_ADMIN, permitted but not effective: the thread that forks an
-//     exec helper raises it for itself to join the container's pid
-//     namespace (spawnInContainerPidNS), then dies with it.
+//
+// Exec helpers are forked by the spawner (spawner.go), which keeps
+// CAP_SYS_ADMIN to join the container's pid namespace; boot needs it no more.
 //
 // The bounding set stays whole: exec helpers and hooks are executed as uid 0
 // of boot's user namespace, and execve gives root the bounding set, so they
@@ -26,7 +26,7 @@ import (
 // capabilities (not yet hardened).
 const (
 	keptEffective = 1<<unix.CAP_KILL | 1<<unix.CAP_SYS_PTRACE
-	keptPermitted = keptEffective | 1<<unix.CAP_SYS_ADMIN
+	keptPermitted = keptEffective
 )
 
 // dropCapabilities reduces every thread of boot to the capabilities above.
@@ -42,25 +42,6 @@ func dropCapabilities() error {
 		uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
 	if errno != 0 {
 		return fmt.Errorf("drop capabilities: %w", errno)
-	}
-	return nil
-}
-
-// raiseSysAdmin makes CAP_SYS_ADMIN effective on the calling thread, for a
-// setns(2) before a fork. Precondition: the caller has locked its goroutine
-// to its thread and lets that thread die (never unlocks).
-func raiseSysAdmin() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
-	}
-	if data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0 {
-		return nil
-	}
-	data[0].Effective |= 1 << unix.CAP_SYS_ADMIN
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("raise CAP_SYS_ADMIN: %w", err)
 	}
 	return nil
 }

@@ -163,6 +163,7 @@ func (b *boot) start() (ipc.Message, error) {
 	b.started = true
 	b.mu.Unlock()
 	p := b.init
+	procutil.Trace("boot", "start requested")
 	if err := p.conn.Send(ipc.BootStartRequested{}); err != nil {
 		return nil, b.recvErr("starting", err)
 	}
@@ -173,11 +174,13 @@ func (b *boot) start() (ipc.Message, error) {
 		return nil, b.recvErr("starting", err)
 	}
 	// EOF: the socket closed on execve, the container process runs.
+	procutil.Trace("boot", "container process executed")
 	b.dropExe()
 	procutil.FindStartupPages().DropAfter(procutil.IdleAfter) // boot is mostly idle from here
 	var warnings []string
 	st := hooks.State(b.args.ID, b.args.Bundle, p.pid, specs.StateRunning, b.plan.Spec)
-	for _, herr := range hooks.RunAll(b.plan.Spec, hooks.Poststart, st) {
+	// Through the spawner: a hook gets nothing of boot's filter.
+	for _, herr := range b.spawner.runHooks(b.plan.Spec, hooks.Poststart, st) {
 		b.log.Warn("poststart hook failed", "error", herr)
 		warnings = append(warnings, herr.Error())
 	}

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -176,26 +175,12 @@ func (b *boot) startExec(req *ipc.ClientExecRequested, files []*os.File) (*exec.
 	return cmd, master, nil
 }
 
-// spawnInContainerPidNS forks cmd into the container's pid namespace (when
-// it has one of its own) from a throwaway thread: setns of those namespaces only affects
-// children, and taints the thread, which exits with its goroutine.
+// spawnInContainerPidNS starts cmd as boot's child, in the container's pid
+// namespace when it has one of its own, through the spawner: boot itself
+// is filtered by then (bootfilter.go), and the exec helper must get only
+// the spec's filter.
 func (b *boot) spawnInContainerPidNS(cmd *exec.Cmd) error {
-	res := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		if ns := b.init.ns[specs.PIDNamespace]; ns != nil {
-			if err := raiseSysAdmin(); err != nil { // see caps.go
-				res <- err
-				return
-			}
-			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
-				res <- fmt.Errorf("join container pid namespace: %w", err)
-				return
-			}
-		}
-		res <- cmd.Start()
-	}()
-	return <-res
+	return b.spawner.spawn(cmd, b.init.ns[specs.PIDNamespace])
 }
 
 // configureExec sends the helper its process and namespaces, places it in
@@ -221,6 +206,8 @@ func (b *boot) configureExec(conn *ipc.Conn, cmd *exec.Cmd, req *ipc.ClientExecR
 	if _, err := conn.WaitFor(&joined); err != nil {
 		return nil, err
 	}
+	// Forked by the spawner, which is in none of the container's cgroups:
+	// moved by pid (one RCU grace period per exec).
 	if b.cg != nil {
 		if err := b.cg.AddPid(cmd.Process.Pid); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)

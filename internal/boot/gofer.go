@@ -64,7 +64,7 @@ func (b *boot) startGofer(gc *ipc.BootGoferConfig) error {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	d.Log(b.log, "gofer")
-	if err := spawnOnKeeperThread(cmd, nil); err != nil {
+	if err := spawnOnKeeperThread(cmd, nil, nil); err != nil {
 		conn.Close()
 		return fmt.Errorf("start gofer: %w", err)
 	}

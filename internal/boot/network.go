@@ -97,7 +97,7 @@ func (b *boot) spawnNet() error {
 		Pdeathsig:  syscall.SIGKILL, // boot dies => the network dies
 	}
 	d.Log(b.log, "net")
-	if err := spawnOnKeeperThread(cmd, nil); err != nil {
+	if err := spawnOnKeeperThread(cmd, nil, nil); err != nil {
 		bootEnd.Close()
 		return fmt.Errorf("start the sandbox network process: %w", err)
 	}

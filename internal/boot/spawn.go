@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/cgroup"
 	"github.com/moat-sandbox/moat/internal/hooks"
 	"github.com/moat-sandbox/moat/internal/ipc"
 	"github.com/moat-sandbox/moat/internal/procutil"
@@ -170,7 +171,8 @@ func (b *boot) startInit() ([]*os.File, []specs.LinuxNamespaceType, error) {
 		cmd.SysProcAttr.Pdeathsig = 0
 	}
 	d.Log(b.log, "init")
-	startErr := spawnOnKeeperThread(cmd, forkNS)
+	bornIn(cmd, b.birth)
+	startErr := spawnOnKeeperThread(cmd, forkNS, b.birth)
 
 	procutil.Trace("boot", "init spawned")
 	initEnd.Close()
@@ -216,8 +218,10 @@ func closeFiles(fs []*os.File) {
 // parked for boot's whole life. The kernel sends PDEATHSIG when the *thread*
 // that forked a child exits (golang/go#27505), so init must be forked by a
 // thread that never exits; that thread is also where boot joins pid and time
-// namespaces given by path, which only affect children.
-func spawnOnKeeperThread(cmd *exec.Cmd, forkNS []*os.File) error {
+// namespaces given by path, which only affect children. With birth, the
+// thread enters the container's v1 cgroups for the fork and leaves them
+// after (cgroup.Birthplace).
+func spawnOnKeeperThread(cmd *exec.Cmd, forkNS []*os.File, birth *cgroup.Birthplace) error {
 	res := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: this thread is the keeper
@@ -227,10 +231,34 @@ func spawnOnKeeperThread(cmd *exec.Cmd, forkNS []*os.File) error {
 				select {}
 			}
 		}
-		res <- cmd.Start()
+		leave, err := birth.Enter()
+		if err != nil {
+			res <- fmt.Errorf("cgroup: %w", err)
+			select {}
+		}
+		procutil.Trace("boot", "keeper in the cgroup")
+		err = cmd.Start()
+		procutil.Trace("boot", "forked")
+		if lerr := leave(); lerr != nil && err == nil {
+			// The keeper would stay a container task: the container could
+			// not be signalled as a whole nor its cgroup removed.
+			cmd.Process.Kill()
+			cmd.Wait()
+			err = fmt.Errorf("cgroup: leave after the fork: %w", lerr)
+		}
+		res <- err
 		select {}
 	}()
 	return <-res
+}
+
+// bornIn makes cmd start in birth's cgroup v2 directory, if any
+// (CLONE_INTO_CGROUP); its v1 cgroups come from the forking thread's.
+func bornIn(cmd *exec.Cmd, birth *cgroup.Birthplace) {
+	if fd := birth.FD(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
 }
 
 // trackInit records init's identity and watches for its exit without
@@ -330,6 +358,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 			return nil, err
 		}
 	}
+	procutil.Trace("boot", "hooks run")
 	if err := p.conn.Send(ipc.BootHooksDone{}); err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
@@ -338,6 +367,7 @@ func (b *boot) configureInit(types []specs.LinuxNamespaceType, nsFiles []*os.Fil
 	if err != nil {
 		return nil, b.recvErr("building the container", err)
 	}
+	procutil.Trace("boot", "init created")
 	if err := p.openInitNamespaces(b.ownNS); err != nil {
 		closeFiles(files)
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // Destroy retry policy on top of the library's own (~1s of EBUSY retries per
@@ -60,9 +62,11 @@ func (m *Manager) applyFS(pid int) error {
 	if err := m.lm.Apply(-1); err != nil {
 		return fmt.Errorf("create %s: %w", m.where(), err)
 	}
+	procutil.Trace("boot", "cgroup made")
 	if err := m.lm.Set(m.cg.Resources); err != nil {
 		return fmt.Errorf("set limits in %s: %w", m.where(), err)
 	}
+	procutil.Trace("boot", "cgroup limits set")
 	if err := m.lm.AddPid("", pid); err != nil {
 		return fmt.Errorf("move pid %d into %s: %w", pid, m.where(), err)
 	}

@@ -42,7 +42,7 @@ func userCommands() []*cmd.Command {
 
 // internalCommands are moat's own process roles, started only by moat.
 func internalCommands() []*cmd.Command {
-	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.Gofer(), cmd.Net(), cmd.ExecProxy(), cmd.DoInit()}
+	return []*cmd.Command{cmd.Boot(), cmd.Init(), cmd.Gofer(), cmd.Net(), cmd.ExecProxy(), cmd.DoInit(), cmd.Spawner()}
 }
 
 // Main runs moat and exits.

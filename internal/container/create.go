@@ -45,6 +45,10 @@ type CreateOptions struct {
 	// Extra are more descriptors for the container, right after the
 	// --preserve-fds ones.
 	Extra []*os.File
+	// HostBoot: this process may host boot instead of spawning `moat
+	// boot` (a foreground run: it relays signals and is a subreaper).
+	// It does unless boot needs a user namespace of its own.
+	HostBoot bool
 }
 
 // Created is a container in state created.
@@ -98,6 +102,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 	}
 	// A memfd copy of moat takes a few milliseconds: it is made while boot
 	// starts (boot waits for its seals).
+	procutil.Trace("cli", "user namespace decided")
 	exe, err := procutil.StartExeCopy(userns.NewUserNS)
 	if err != nil {
 		return nil, err
@@ -113,6 +118,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 		defer console.Close()
 	}
+	procutil.Trace("cli", "seccomp checked")
 	st, lk, err := r.Store.Create(o.ID)
 	if err != nil {
 		return nil, err
@@ -129,6 +135,7 @@ func (r *Runtime) Create(o CreateOptions) (c *Created, err error) {
 		}
 	}
 	if err == nil {
+		procutil.Trace("cli", "plan made")
 		c, err = r.createLocked(st, b, plan, cfg, o, exe, userns)
 	}
 	if err != nil {
@@ -254,6 +261,13 @@ func needTerminal(stdin *os.File, what, fix string) error {
 	return fmt.Errorf("%s but stdin is not a terminal: run it from a terminal, pass --console-socket, or %s", what, fix)
 }
 
+// hasPoststop reports whether the spec has poststop hooks. A run that hosts
+// boot carries boot's seccomp filter from create on, and the hooks its
+// delete runs would inherit it: such a run keeps a separate boot.
+func hasPoststop(s *specs.Spec) bool {
+	return s.Hooks != nil && len(s.Hooks.Poststop) > 0
+}
+
 func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, cfg *config.Config, o CreateOptions, exe *procutil.ExeCopy, userns *rootless.Mode) (*Created, error) {
 	logFile, err := r.bootLog(st, o)
 	if err != nil {
@@ -267,6 +281,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	sb, err := sandbox.Start(sandbox.Options{
 		ID: st.ID, Bundle: b.Dir, Plan: plan, StateDir: st.Dir(), Config: cfg, LogFile: logFile,
 		Stdio: o.Stdio, Extra: extra, ListenFDs: listen, Exe: exe, UserNS: userns,
+		Hosted: o.HostBoot && !userns.NewUserNS && !hasPoststop(plan.Spec),
 	}, r.Log)
 	if err != nil {
 		return nil, err
@@ -277,7 +292,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	}
 	st.Bundle, st.Plan = b.Dir, plan
 	st.Created = time.Now().UTC()
-	st.BootPid = sb.Cmd.Process.Pid
+	st.BootPid = sb.Pid
 	if st.BootStart, err = procutil.StartTime(st.BootPid); err != nil {
 		// Without its start time boot could not be told from a process
 		// that reuses its pid.
@@ -287,6 +302,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 	st.InitPid, st.InitStart = sb.Created.InitPid, sb.Created.InitStart
 	st.Cgroup = sb.Created.Cgroup
 	st.Rootless = userns.Rootless
+	procutil.Trace("cli", "boot reported created")
 	if err := st.Save(); err == nil {
 		err = writePidFile(o.PidFile, st.InitPid)
 	}
@@ -303,7 +319,7 @@ func (r *Runtime) createLocked(st *state.State, b *spec.Bundle, plan *ipc.Plan, 
 // destroyCreated undoes a create after the commit.
 func (r *Runtime) destroyCreated(c *Created) {
 	_ = r.Kill(c.State.ID, unix.SIGKILL, false)
-	procutil.WaitGone(c.State.BootPid, c.State.BootStart, 10*time.Second)
+	c.Sandbox.WaitGone(c.State.BootStart, 10*time.Second)
 	c.State.Remove()
 }
 

@@ -76,6 +76,12 @@ const stopTimeout = 10 * time.Second
 // not exist is an error unless force is set.
 func (r *Runtime) Delete(id string, force bool) error {
 	s, lk, err := r.Store.LoadLocked(id)
+	return r.deleteLocked(id, force, s, lk, err)
+}
+
+// deleteLocked is Delete once the state is loaded under its lock (err: why
+// it is not).
+func (r *Runtime) deleteLocked(id string, force bool, s *state.State, lk *state.Lock, err error) error {
 	if err != nil {
 		if force && errors.Is(err, state.ErrNotExist) {
 			return nil
@@ -114,7 +120,10 @@ func (r *Runtime) stop(s *state.State, st specs.ContainerState) {
 	if st != specs.StateStopped {
 		_ = procutil.SignalIf(s.InitPid, s.InitStart, unix.SIGKILL)
 	}
-	if s.BootPid != 0 && !procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout) {
+	// A foreground run that hosts boot (BootPid is its own) deletes only
+	// once boot has returned.
+	hosted := s.BootPid == os.Getpid() && procutil.Alive(s.BootPid, s.BootStart)
+	if s.BootPid != 0 && !hosted && !procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout) {
 		r.Log.Warn("moat boot did not exit, killing it", "pid", s.BootPid)
 		_ = procutil.SignalIf(s.BootPid, s.BootStart, unix.SIGKILL)
 		procutil.WaitGone(s.BootPid, s.BootStart, stopTimeout)
@@ -161,12 +170,21 @@ type RunOptions struct {
 // container process, forwarding signals, and returns its exit code.
 func (r *Runtime) Run(o RunOptions) (int, error) {
 	o.AttachTty = !o.Detach && o.ConsoleSocket == ""
+	var sigs chan os.Signal
 	if !o.Detach {
 		// Boot leaves init's zombie to the nearest subreaper when it
-		// exits: in the foreground that is us, and we reap it.
+		// exits: in the foreground that is us, and we reap it. We also
+		// host boot (one process start fewer), so init is our child.
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 			return 1, fmt.Errorf("become a subreaper: %w", err)
 		}
+		o.HostBoot = true
+		// Caught from here on, so that a signal during create neither
+		// kills the process that hosts boot (leaving the container half
+		// made) nor is lost: it reaches the container once it runs, as
+		// with runc.
+		sigs = catchSignals()
+		defer signal.Stop(sigs)
 	}
 	o.Foreground = !o.Detach && o.Stdio[2] != nil
 	c, err := r.Create(o.CreateOptions)
@@ -176,20 +194,15 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	var tty *attachedTty
 	if c.Pty != nil {
 		if tty, err = attachTty(c.Pty); err != nil {
-			r.Delete(o.ID, true)
+			r.removeRun(c)
 			return 1, err
 		}
 		defer tty.restore()
 	}
-	var sigs chan os.Signal
-	if !o.Detach {
-		sigs = catchSignals()
-		defer signal.Stop(sigs)
-	}
 	procutil.Trace("cli", "start begins")
 	if err := r.Start(o.ID); err != nil {
 		if !o.Keep {
-			r.Delete(o.ID, true)
+			r.removeRun(c)
 		}
 		return 1, err
 	}
@@ -212,12 +225,40 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	}
 	procutil.Trace("cli", "boot exited")
 	if !o.Keep {
-		if err := r.Delete(o.ID, true); err != nil {
+		if err := r.deleteRun(c); err != nil {
 			return code, err
 		}
 		procutil.Trace("cli", "deleted")
 	}
 	return code, nil
+}
+
+// removeRun removes a run's container that failed to start: a hosted boot
+// is stopped and has returned before the state goes.
+func (r *Runtime) removeRun(c *Created) {
+	if c.Sandbox.Hosted() {
+		_ = procutil.SignalIf(c.State.InitPid, c.State.InitStart, unix.SIGKILL)
+		c.Sandbox.WaitGone(c.State.BootStart, stopTimeout)
+	}
+	_ = r.deleteRun(c)
+}
+
+// hostedLockWait bounds a hosting run's wait for its container's lock at
+// the end: a `moat delete` holding it waits for this process to exit, and
+// removes the state itself.
+const hostedLockWait = time.Second
+
+// deleteRun deletes a run's container once boot has ended.
+func (r *Runtime) deleteRun(c *Created) error {
+	if !c.Sandbox.Hosted() {
+		return r.Delete(c.State.ID, true)
+	}
+	s, lk, err := r.Store.LoadLockedWithin(c.State.ID, hostedLockWait)
+	if errors.Is(err, state.ErrLocked) {
+		r.Log.Debug("another moat command holds the container and removes it", "error", err)
+		return nil
+	}
+	return r.deleteLocked(c.State.ID, true, s, lk, err)
 }
 
 // waitForwarding waits for boot to exit, forwarding the signals the CLI

@@ -8,6 +8,7 @@ package rootless
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -183,37 +184,53 @@ func within(mp specs.LinuxIDMapping, ranges []subRange) bool {
 // helperTimeout bounds newuidmap/newgidmap.
 const helperTimeout = 10 * time.Second
 
-// WriteMapsWithHelpers runs newuidmap and newgidmap for pid.
+// WriteMapsWithHelpers runs newuidmap and newgidmap for pid, side by side
+// (the two maps are independent files; each helper is a process start on
+// rootless create's critical path).
 // Precondition: pid sits in its new user namespace waiting for the maps.
 func (m *Mode) WriteMapsWithHelpers(pid int) error {
-	for _, h := range []struct {
+	helpers := []struct {
 		tool string
 		maps []specs.LinuxIDMapping
-	}{{"newuidmap", m.UIDMap}, {"newgidmap", m.GIDMap}} {
+	}{{"newuidmap", m.UIDMap}, {"newgidmap", m.GIDMap}}
+	done := make(chan error, len(helpers))
+	var cmds []*exec.Cmd
+	for _, h := range helpers {
 		args := []string{strconv.Itoa(pid)}
 		for _, mp := range h.maps {
 			args = append(args, strconv.FormatUint(uint64(mp.ContainerID), 10),
 				strconv.FormatUint(uint64(mp.HostID), 10), strconv.FormatUint(uint64(mp.Size), 10))
 		}
 		cmd := exec.Command(h.tool, args...)
-		done := make(chan error, 1)
-		var out []byte
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			done <- fmt.Errorf("%s: %w", h.tool, err)
+			continue
+		}
+		cmds = append(cmds, cmd)
 		go func() {
-			var err error
-			out, err = cmd.CombinedOutput()
+			err := cmd.Wait()
+			if err != nil {
+				err = fmt.Errorf("%s %s: %v: %s", h.tool, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+			}
 			done <- err
 		}()
+	}
+	timeout := time.After(helperTimeout)
+	var first error
+	for range helpers {
 		select {
 		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("%s %s: %v: %s", h.tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			if first == nil {
+				first = err
 			}
-		case <-time.After(helperTimeout):
-			if cmd.Process != nil {
-				cmd.Process.Kill()
+		case <-timeout:
+			for _, c := range cmds {
+				c.Process.Kill()
 			}
-			return fmt.Errorf("%s did not finish within %s", h.tool, helperTimeout)
+			return fmt.Errorf("newuidmap/newgidmap did not finish within %s", helperTimeout)
 		}
 	}
-	return nil
+	return first
 }

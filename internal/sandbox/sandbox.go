@@ -45,16 +45,26 @@ type Options struct {
 	// Exe is the copy of moat that boot runs the container init and exec
 	// helpers from; it is still being made when boot starts.
 	Exe *procutil.ExeCopy
+	// Hosted runs boot in this process instead of spawning `moat boot`
+	// (a foreground `moat run`: one process start fewer). The caller
+	// relays signals to the container and is a child subreaper, since it
+	// becomes init's parent. Never with UserNS.NewUserNS: boot's user
+	// namespace needs a process of its own.
+	Hosted bool
 }
 
-// Sandbox is a started boot process.
+// Sandbox is a started boot: a `moat boot` process, or boot hosted in this
+// process.
 type Sandbox struct {
-	Cmd     *exec.Cmd
+	// Pid is the supervisor's process: boot's, or ours when hosted.
+	Pid     int
 	Created ipc.BootCreated
 	// Pty is the container's terminal master (process.terminal).
 	Pty *os.File
 
 	create *ipc.Conn
+	cmd    *exec.Cmd   // `moat boot`; nil when hosted
+	hosted *hostedBoot // nil when boot is its own process
 }
 
 // CreateTimeout bounds `create` from boot's start to the created container.
@@ -63,6 +73,9 @@ const CreateTimeout = 5 * time.Minute
 // Start spawns boot and waits until the container is created, or boot
 // reports why it is not. On failure boot has exited and cleaned up.
 func Start(o Options, log *slog.Logger) (*Sandbox, error) {
+	if o.Hosted {
+		return startHosted(o, log)
+	}
 	ln, err := Listen(filepath.Join(o.StateDir, "ctl.sock"))
 	if err != nil {
 		return nil, err
@@ -108,12 +121,24 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 		cliEnd.Close()
 		return nil, fmt.Errorf("start moat boot: %w", err)
 	}
-	sb := &Sandbox{Cmd: cmd, create: ipc.NewConn(cliEnd)}
+	sb := &Sandbox{Pid: cmd.Process.Pid, cmd: cmd, create: ipc.NewConn(cliEnd)}
 	if syncParent != nil {
 		err = writeMaps(o.UserNS, cmd.Process.Pid, syncParent)
+		procutil.Trace("cli", "user namespace maps written")
 	}
+	if err := sb.awaitCreated(o, err); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// awaitCreated tells boot the executable copy is sealed and waits for the
+// created container; on failure (or a failed err from before) boot is
+// gone when it returns.
+func (sb *Sandbox) awaitCreated(o Options, err error) error {
 	if err == nil {
 		err = o.Exe.Wait()
+		procutil.Trace("cli", "executable sealed")
 	}
 	if err == nil {
 		err = sb.create.Send(ipc.ClientExeSealed{})
@@ -124,10 +149,10 @@ func Start(o Options, log *slog.Logger) (*Sandbox, error) {
 	if err != nil {
 		sb.create.Close()
 		sb.reap(10 * time.Second)
-		return nil, err
+		return err
 	}
 	procutil.Trace("cli", "created")
-	return sb, nil
+	return nil
 }
 
 func bootCommand(o Options) *exec.Cmd {
@@ -193,20 +218,42 @@ func (sb *Sandbox) Abort() {
 	sb.reap(10 * time.Second)
 }
 
-// reap waits for boot's exit, killing it after timeout.
+// reap waits for boot's exit, killing it after timeout. A hosted boot
+// cannot be killed: after timeout it is left to end with this process
+// (init's parent-death signal takes the container with it).
 func (sb *Sandbox) reap(timeout time.Duration) {
+	if sb.hosted != nil {
+		sb.hosted.waitFor(timeout)
+		return
+	}
 	done := make(chan struct{})
-	go func() { sb.Cmd.Wait(); close(done) }()
+	go func() { sb.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		sb.Cmd.Process.Kill()
+		sb.cmd.Process.Kill()
 		<-done
 	}
 }
 
-// Wait waits for boot to exit and returns the container's exit code.
+// Wait waits for boot to exit (a hosted boot: to return) and returns the
+// container's exit code.
 func (sb *Sandbox) Wait() int {
-	code, _ := procutil.WaitCode(sb.Cmd)
+	if sb.hosted != nil {
+		<-sb.hosted.done
+		return sb.hosted.code
+	}
+	code, _ := procutil.WaitCode(sb.cmd)
 	return code
 }
+
+// WaitGone waits up to timeout for boot to end and reports whether it did.
+func (sb *Sandbox) WaitGone(start uint64, timeout time.Duration) bool {
+	if sb.hosted != nil {
+		return sb.hosted.waitFor(timeout)
+	}
+	return procutil.WaitGone(sb.Pid, start, timeout)
+}
+
+// Hosted reports whether boot runs in this process.
+func (sb *Sandbox) Hosted() bool { return sb.hosted != nil }

@@ -32,6 +32,9 @@ var (
 	ErrNotRunning = ipc.ErrNotRunning
 	ErrRunning    = errors.New("container is running")
 	ErrWrongState = errors.New("operation not allowed in the container's state")
+	// ErrLocked: another moat command held the container's lock for the
+	// whole wait.
+	ErrLocked = errors.New("container is locked by another moat command")
 )
 
 // Said is an error that errors.Is matches with sentinel but whose message is
@@ -192,7 +195,7 @@ func lockDir(dir string, timeout time.Duration) (*Lock, error) {
 		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
 			f.Close()
 			if err == unix.EWOULDBLOCK {
-				return nil, fmt.Errorf("state %s is locked by another moat command (waited %s)", dir, timeout)
+				return nil, Said(ErrLocked, "state %s is locked by another moat command (waited %s)", dir, timeout)
 			}
 			return nil, fmt.Errorf("lock %s: %w", dir, err)
 		}
@@ -271,10 +274,15 @@ func decode(data []byte) (*State, error) {
 
 // LoadLocked reads a container's state under its lock.
 func (st *Store) LoadLocked(id string) (*State, *Lock, error) {
+	return st.LoadLockedWithin(id, lockTimeout)
+}
+
+// LoadLockedWithin is LoadLocked waiting at most timeout for the lock.
+func (st *Store) LoadLockedWithin(id string, timeout time.Duration) (*State, *Lock, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, nil, err
 	}
-	lk, err := lockDir(filepath.Join(st.Root, id), lockTimeout)
+	lk, err := lockDir(filepath.Join(st.Root, id), timeout)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("%w: %s", ErrNotExist, id)

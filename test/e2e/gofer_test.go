@@ -290,9 +290,9 @@ func findGofer(t *testing.T, bundle string) int {
 }
 
 // gofersOf lists the pids of per-container gofers of bundle: children of
-// its boot (the gofer's own flags name no bundle: it gets its part of the
-// plan from boot; the shared gofer, which a boot may also have started, is
-// not one).
+// its boot, which a foreground run may host (the gofer's own flags name no
+// bundle: it gets its part of the plan from boot; the shared gofer, which a
+// boot may also have started, is not one).
 func gofersOf(bundle string) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
@@ -304,7 +304,10 @@ func gofersOf(bundle string) []int {
 		if s := cmdlineOf(pid); !strings.Contains(s, " gofer ") || strings.Contains(s, " --shared ") {
 			continue
 		}
-		if b := cmdlineOf(ppidOf(pid)); strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") {
+		// Its boot: `moat boot`, or a foreground `moat run` that hosts it.
+		b := cmdlineOf(ppidOf(pid))
+		if strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") ||
+			strings.Contains(b, " run ") && strings.Contains(b, "--bundle "+bundle+" ") {
 			out = append(out, pid)
 		}
 	}

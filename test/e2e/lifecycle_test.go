@@ -404,3 +404,53 @@ func TestNoExecutableCopyWhileRunning(t *testing.T) {
 		t.Errorf("boot kept the exec copy of moat: %v", m)
 	}
 }
+
+// A foreground run as root hosts boot in its own process (no `moat boot`:
+// init is the run's child), and that process still does boot's part for
+// other moat commands: exec goes through its controller socket, and a
+// delete --force from elsewhere ends the run by itself (it must not wait
+// for the container's lock, held by that delete while it waits for the
+// run to exit, and be killed). Rootless, boot keeps a process of its own
+// (its user namespace).
+func TestRunHostsBoot(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBundle([]string{"hold", "60"})
+	id := e.id()
+	pidFile := filepath.Join(e.dir, "pid-"+id)
+	cmd := exec.Command(moatBin, append(append([]string{"--root", e.root}, e.globals...), "run", "--pid-file", pidFile, "--bundle", b.dir, id)...)
+	must(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	waitFile(t, pidFile) // written once the state is
+	e.waitStatus(id, "running")
+	initPid := readPid(t, pidFile)
+	parent := parentOf(t, initPid)
+	if hosted := parent == cmd.Process.Pid; hosted == rootless {
+		t.Errorf("init's parent is %d, the run is %d: boot hosted = %v, want %v (rootless %v)", parent, cmd.Process.Pid, hosted, !rootless, rootless)
+	}
+	if r := e.run(nil, "exec", id, "probe", "exit", "5"); r.code != 5 {
+		t.Errorf("exec through the run's controller: %s", r)
+	}
+	e.moat("delete", "--force", id)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("moat run did not end after delete --force")
+	}
+	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		t.Errorf("moat run was killed (%v) instead of ending with its container", ws.Signal())
+	} else if ws.ExitStatus() != 137 {
+		t.Errorf("moat run exited %d, want 137 (the container's SIGKILL)", ws.ExitStatus())
+	}
+	if r := e.run(nil, "state", id); r.code == 0 {
+		t.Errorf("state of %s still there after delete --force: %s", id, r)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/moat-sandbox/moat/internal/log"
 	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/rootless"
+	"github.com/moat-sandbox/moat/internal/spawner"
 )
 
 // Internal commands are moat's own process roles; users never run them.
@@ -145,6 +146,37 @@ func Gofer() *Command {
 			}
 			if err := gofer.Main(a, l); err != nil {
 				l.Error("gofer: " + err.Error())
+				return 1, err
+			}
+			return 0, nil
+		},
+	}
+}
+
+// Spawner is `moat spawner`, which forks boot's children once boot is
+// filtered.
+func Spawner() *Command {
+	requestsFD, logFD := -1, -1
+	return &Command{
+		Name: "spawner", Short: "(internal) forks boot's children outside boot's seccomp filter", MinArgs: 0, MaxArgs: 0,
+		Flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&requestsFD, "spawn-requests-fd", -1, "socket to boot: spawn and hook requests in")
+			fs.IntVar(&logFD, "log-fd", -1, "log destination")
+		},
+		Run: func(env *Env, args []string) (int, error) {
+			if requestsFD < 0 {
+				return 1, usageErr("spawner is internal: it needs --spawn-requests-fd")
+			}
+			// Its children (hooks) get only what they are handed.
+			if err := procutil.CloseOnExecFrom(3); err != nil {
+				return 1, err
+			}
+			l, err := log.FromFD(logFD, env.Config.LogFormat, env.Config.Debug, "spawner")
+			if err != nil {
+				return 1, err
+			}
+			if err := spawner.Main(requestsFD, l); err != nil {
+				l.Error("spawner: " + err.Error())
 				return 1, err
 			}
 			return 0, nil

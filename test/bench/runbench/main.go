@@ -1,5 +1,6 @@
 // Command runbench measures OCI runtimes: the wall time of `RUNTIME run <id>` for a
-// container running /bin/true, and the idle memory a runtime keeps alive next to a
+// container running /bin/true, the wall time of `RUNTIME exec <id> /bin/true` in a started
+// container (-exec), and the idle memory a runtime keeps alive next to a
 // started container (`create` + `start` of /bin/sleep 30).
 //
 // Usage (as root; see scripts/bench-run.sh for the usual wrapper):
@@ -162,6 +163,98 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// printTable prints p50/p90 per runtime with the ratio of p50s to runc's.
+func printTable(title string, active []*benchrt.Runtime, samples map[*benchrt.Runtime][]time.Duration, fails map[*benchrt.Runtime]int, firstErr map[*benchrt.Runtime]error) {
+	var ref time.Duration
+	for _, rt := range active {
+		if rt.Label == "runc" {
+			s := append([]time.Duration{}, samples[rt]...)
+			sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+			ref = percentile(s, 50)
+		}
+	}
+	fmt.Printf("\n%s\n", title)
+	fmt.Printf("%-24s %5s %8s %8s %8s %8s %10s\n", "runtime", "runs", "min ms", "p50 ms", "p90 ms", "max ms", "p50/runc")
+	for _, rt := range active {
+		s := append([]time.Duration{}, samples[rt]...)
+		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+		if len(s) == 0 {
+			fmt.Printf("%-24s %5d all runs failed: %v\n", rt.Label, 0, firstErr[rt])
+			continue
+		}
+		ratio := "-"
+		if ref > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(percentile(s, 50))/float64(ref))
+		}
+		fmt.Printf("%-24s %5d %8.1f %8.1f %8.1f %8.1f %10s\n", rt.Label, len(s),
+			ms(s[0]), ms(percentile(s, 50)), ms(percentile(s, 90)), ms(s[len(s)-1]), ratio)
+		if fails[rt] > 0 {
+			fmt.Printf("%-24s %d run(s) failed, first: %v\n", "", fails[rt], firstErr[rt])
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Exec latency.
+
+// benchExec starts one `sleep 30` container per runtime (created and started
+// with the runtime itself), then times `RUNTIME exec ID /bin/true`, the
+// runtimes interleaved, and removes the containers.
+func benchExec(active []*benchrt.Runtime, bundle, work string, n, warm int, nextID func(*benchrt.Runtime) string) {
+	ids := map[*benchrt.Runtime]string{}
+	var rts []*benchrt.Runtime
+	for _, rt := range active {
+		id := nextID(rt)
+		reg.Track(rt, id)
+		err := runCmdErr(rt.Cmd("create", "--bundle", bundle, id))
+		if err == nil {
+			err = runCmdErr(rt.Cmd("start", id))
+		}
+		for i := 0; err == nil && i < warm; i++ {
+			_, err = execOnce(rt, id)
+		}
+		if err != nil {
+			fmt.Printf("exec: skip %-18s %v\n", rt.Label+":", err)
+			reg.Destroy(rt, id)
+			continue
+		}
+		ids[rt] = id
+		rts = append(rts, rt)
+	}
+	samples := map[*benchrt.Runtime][]time.Duration{}
+	fails := map[*benchrt.Runtime]int{}
+	firstErr := map[*benchrt.Runtime]error{}
+	for i := 0; i < n; i++ {
+		for j := range rts {
+			rt := rts[(i+j)%len(rts)]
+			d, err := execOnce(rt, ids[rt])
+			if err != nil {
+				fails[rt]++
+				if firstErr[rt] == nil {
+					firstErr[rt] = err
+				}
+				continue
+			}
+			samples[rt] = append(samples[rt], d)
+		}
+	}
+	for _, rt := range rts {
+		reg.Destroy(rt, ids[rt])
+	}
+	reapOrphans()
+	if len(rts) > 0 {
+		printTable(fmt.Sprintf("`exec ID /bin/true` in a started `sleep 30`: %d runs per runtime after %d warm-up, interleaved", n, warm), rts, samples, fails, firstErr)
+	}
+}
+
+// execOnce runs `RUNTIME exec ID /bin/true` and returns its wall time.
+func execOnce(rt *benchrt.Runtime, id string) (time.Duration, error) {
+	c := rt.Cmd("exec", id, "/bin/true")
+	t0 := time.Now()
+	err := runCmdErr(c)
+	return time.Since(t0), err
+}
 
 // ---------------------------------------------------------------------------
 // Idle memory.
@@ -328,6 +421,7 @@ func main() {
 	rtList := flag.String("runtimes", benchrt.EnvStr("RUNTIMES", defaultRuntimes()), "comma-separated [label=]command [flags] (env RUNTIMES)")
 	busybox := flag.String("busybox", benchrt.EnvStr("BUSYBOX", "/bin/busybox"), "static busybox for the rootfs, \"\" for none (env BUSYBOX)")
 	trueBin := flag.String("true", benchrt.EnvStr("TRUE_BIN", ""), "static binary to use as /bin/true (env TRUE_BIN)")
+	doExec := flag.Bool("exec", benchrt.EnvStr("EXEC", "1") != "0", "measure `exec ID /bin/true` in a started container (env EXEC=0 to skip)")
 	doRSS := flag.Bool("rss", benchrt.EnvStr("RSS", "1") != "0", "measure idle memory of a started container (env RSS=0 to skip)")
 	settle := flag.Duration("settle", time.Second, "wait after start before reading memory")
 	flag.BoolVar(&reg.KeepTmp, "keep", false, "keep the temporary bundle directory")
@@ -421,31 +515,13 @@ func main() {
 		}
 	}
 
-	var ref time.Duration
-	for _, rt := range active {
-		if rt.Label == "runc" {
-			s := append([]time.Duration{}, samples[rt]...)
-			sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-			ref = percentile(s, 50)
-		}
-	}
-	fmt.Printf("\n`run` of /bin/true: %d runs per runtime after %d warm-up, interleaved\n", *n, *warm)
-	fmt.Printf("%-24s %5s %8s %8s %8s %8s %10s\n", "runtime", "runs", "min ms", "p50 ms", "p90 ms", "max ms", "p50/runc")
-	for _, rt := range active {
-		s := append([]time.Duration{}, samples[rt]...)
-		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-		if len(s) == 0 {
-			fmt.Printf("%-24s %5d all runs failed: %v\n", rt.Label, 0, firstErr[rt])
-			continue
-		}
-		ratio := "-"
-		if ref > 0 {
-			ratio = fmt.Sprintf("%.2fx", float64(percentile(s, 50))/float64(ref))
-		}
-		fmt.Printf("%-24s %5d %8.1f %8.1f %8.1f %8.1f %10s\n", rt.Label, len(s),
-			ms(s[0]), ms(percentile(s, 50)), ms(percentile(s, 90)), ms(s[len(s)-1]), ratio)
-		if fails[rt] > 0 {
-			fmt.Printf("%-24s %d run(s) failed, first: %v\n", "", fails[rt], firstErr[rt])
+	printTable(fmt.Sprintf("`run` of /bin/true: %d runs per runtime after %d warm-up, interleaved", *n, *warm), active, samples, fails, firstErr)
+
+	if *doExec {
+		if !haveSleep {
+			fmt.Println("\nexec: skipped (rootfs has no /bin/sleep; pass -busybox)")
+		} else {
+			benchExec(active, sleepBundle, work, *n, *warm, nextID)
 		}
 	}
 
