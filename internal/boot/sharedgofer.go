@@ -327,6 +327,11 @@ func fuseSuperblock(fuseFD int) (int, error) {
 	return mnt, nil
 }
 
+// close lets the shared gofer go: the connection ends at once (the
+// gofer's count drops now, not when boot exits), and watch has returned
+// before its descriptor is closed (a read blocked on it would keep the
+// connection open, and one retried after the close could read another
+// file that took the number).
 func (s *sharedRoot) close() {
 	if s == nil {
 		return
@@ -335,6 +340,8 @@ func (s *sharedRoot) close() {
 		s.clone.Close()
 		s.clone = nil
 	}
+	_ = unix.Shutdown(int(s.conn.Fd()), unix.SHUT_RDWR) // watch reads EOF
+	<-s.done
 	s.conn.Close()
 }
 

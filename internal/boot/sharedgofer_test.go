@@ -1,7 +1,11 @@
 package boot
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +60,54 @@ func TestDialSharedBounded(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("dialShared to a gofer whose backlog is full is still waiting after a minute")
+	}
+}
+
+// TestSharedRootCloseReleases: closing the attachment ends the connection
+// at once, though watch is blocked reading it: the shared gofer sees its
+// count drop, and watch has returned.
+func TestSharedRootCloseReleases(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	s := &sharedRoot{conn: os.NewFile(uintptr(fds[0]), "shared-gofer"), done: make(chan struct{})}
+	go s.watch()
+	// Wait until watch is blocked in read(2) on the connection.
+	want := fmt.Sprintf("%d 0x%x ", unix.SYS_READ, fds[0])
+	for blocked := false; !blocked; {
+		tasks, _ := filepath.Glob("/proc/self/task/*/syscall")
+		for _, task := range tasks {
+			if data, _ := os.ReadFile(task); strings.HasPrefix(string(data), want) {
+				blocked = true
+			}
+		}
+		runtime.Gosched()
+	}
+	closed := make(chan struct{})
+	go func() { s.close(); close(closed) }()
+	eof := make(chan int, 1)
+	go func() {
+		n, _ := unix.Read(fds[1], make([]byte, 1))
+		eof <- n
+	}()
+	select { // a watchdog, not a measure
+	case n := <-eof:
+		if n != 0 {
+			t.Fatalf("the gofer's end read %d bytes, want EOF", n)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the gofer's end never saw the connection close")
+	}
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("close never returned")
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("watch still runs after close")
 	}
 }
