@@ -184,7 +184,9 @@ func (b *boot) startNetwork() error {
 	closeFiles(files)
 	files = nil
 	var started netmsg.NetStarted
-	if _, err := n.conn.WaitFor(&started); err != nil {
+	got, err := n.conn.WaitFor(&started)
+	closeFiles(got) // it sends none: never keep what it pushes
+	if err != nil {
 		return b.netErr(err)
 	}
 	procutil.Trace("boot", "network started")
@@ -277,7 +279,9 @@ func (n *netProc) request(msg netmsg.BootNetPortRequested, fds []int) ([]network
 		return nil, n.requestErr(err)
 	}
 	var reply netmsg.NetPorts
-	if _, err := n.conn.WaitFor(&reply); err != nil {
+	got, err := n.conn.WaitFor(&reply)
+	closeFiles(got) // it sends none: never keep what it pushes
+	if err != nil {
 		return nil, n.requestErr(err)
 	}
 	return reply.Forwards, nil
