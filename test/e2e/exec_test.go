@@ -368,7 +368,7 @@ func TestExecForwardsSignals(t *testing.T) {
 	p := startMoat(e, nil, "exec", id, "probe", "signals", "--ready", "/shared/ready")
 	waitFile(t, filepath.Join(dir, "ready"))
 	p.cmd.Process.Signal(syscall.SIGUSR1)
-	time.Sleep(100 * time.Millisecond)
+	waitOutput(t, p.out, "SIGUSR1", 1)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	r := p.wait()
 	if r.code != 0 || !strings.Contains(r.stdout, "SIGUSR1") || !strings.Contains(r.stdout, "SIGTERM") {

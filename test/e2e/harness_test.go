@@ -337,6 +337,20 @@ func copyFile(src, dst string, mode os.FileMode) error {
 }
 
 // waitFile waits until path exists.
+// waitOutput waits (bounded) until out() holds want n times: a signal is
+// sent only once the previous one was handled, since standard signals
+// pending at once merge into one.
+func waitOutput(t *testing.T, out func() string, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for strings.Count(out(), want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never held %q %d times: %q", want, n, out())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func waitFile(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)

@@ -161,8 +161,12 @@ func TestKillSignals(t *testing.T) {
 	id := e.id()
 	out, wait := e.runDetachedOutput(b, id)
 	waitFile(t, ready)
-	for _, sig := range []string{"USR1", "SIGUSR2", "10", "HUP"} {
-		e.moat("kill", id, sig)
+	for _, k := range []struct {
+		sig, reported string
+		n             int
+	}{{"USR1", "SIGUSR1", 1}, {"SIGUSR2", "SIGUSR2", 1}, {"10", "SIGUSR1", 2}, {"HUP", "SIGHUP", 1}} {
+		e.moat("kill", id, k.sig)
+		waitOutput(t, out, k.reported, k.n)
 	}
 	e.fails("unknown signal", "kill", id, "SIGNOPE")
 	e.moat("kill", id) // default TERM: probe exits 0
