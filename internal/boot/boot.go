@@ -98,6 +98,9 @@ type boot struct {
 	userNS bool
 	// ownNS are boot's own namespaces, read before any thread left them.
 	ownNS ownNamespaces
+	// sharedImg is the shared root's image as keyed, "dev:ino"
+	// (sharedgofer.go).
+	sharedImg string
 	// spawner forks boot's children once boot is filtered (spawner.go).
 	spawner *spawnerProc
 }

@@ -75,11 +75,14 @@ func (b *boot) sharedEligible(cfg *config.Config) bool {
 }
 
 // sharedKey names the shared gofer for this image and this moat.
+// It records the image's identity (b.sharedImg): the shared gofer it
+// starts serves only that directory.
 func (b *boot) sharedKey() (string, error) {
 	var img, exe unix.Stat_t
 	if err := unix.Stat(b.plan.Rootfs, &img); err != nil {
 		return "", fmt.Errorf("rootfs: %w", err)
 	}
+	b.sharedImg = fmt.Sprintf("%d:%d", img.Dev, img.Ino)
 	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
 		return "", fmt.Errorf("own executable: %w", err)
 	}
@@ -282,7 +285,7 @@ func (b *boot) spawnShared(cfg *config.Config, sock string) error {
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: append(append([]string{"moat"}, b.args.Config.ToFlags()...), "gofer", "--shared",
-			"--rootfs="+b.plan.Rootfs, "--idle="+strconv.Itoa(int(idle/time.Second))),
+			"--rootfs="+b.plan.Rootfs, "--rootfs-id="+b.sharedImg, "--idle="+strconv.Itoa(int(idle/time.Second))),
 		Env:    procutil.TraceEnv(),
 		Stderr: logFile,
 	}

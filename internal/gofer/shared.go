@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,10 +18,13 @@ import (
 // root, served to every container of that image that boot attaches
 // (--shared-gofer), for as long as one uses it and Idle after.
 type SharedArgs struct {
-	Rootfs   string // absolute
-	FuseFD   int    // /dev/fuse, whose superblock boot made
-	MountFD  int    // a detached mount of that superblock, handed to each boot
-	ListenFD int    // listening unix socket: one connection per container
+	Rootfs string // absolute
+	// RootfsID is the image boot keyed the gofer by ("dev:ino" of Rootfs
+	// when boot looked): the gofer serves that directory or nothing.
+	RootfsID string
+	FuseFD   int // /dev/fuse, whose superblock boot made
+	MountFD  int // a detached mount of that superblock, handed to each boot
+	ListenFD int // listening unix socket: one connection per container
 	Idle     time.Duration
 	// MaxClients bounds the containers attached at once.
 	MaxClients int
@@ -48,6 +52,10 @@ func SharedMain(a SharedArgs, log *slog.Logger) error {
 	_, dirs, err := buildJail(a.Rootfs, []*tree{root})
 	if err != nil {
 		return err
+	}
+	if err := isKeyed(dirs[0], a.RootfsID); err != nil {
+		closeAll(dirs)
+		return fmt.Errorf("shared root %s: %w", a.Rootfs, err)
 	}
 	if err := unix.SetNonblock(a.ListenFD, true); err != nil {
 		return fmt.Errorf("--listen-fd: %w", err)
@@ -132,4 +140,19 @@ func accept(a SharedArgs, fds []unix.PollFd, log *slog.Logger) []unix.PollFd {
 		}
 		fds = append(fds, unix.PollFd{Fd: int32(c), Events: unix.POLLIN})
 	}
+}
+
+// isKeyed checks that dir, the root the gofer opened, is the directory
+// boot keyed it by (id: "dev:ino"): a path swapped between boot's look and
+// the gofer's open would otherwise serve another tree to every container
+// of that key.
+func isKeyed(dir *os.File, id string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dir.Fd()), &st); err != nil {
+		return fmt.Errorf("stat the opened root: %w", err)
+	}
+	if got := fmt.Sprintf("%d:%d", st.Dev, st.Ino); got != id {
+		return fmt.Errorf("the directory opened (%s) is not the one keyed (%s): it changed in between", got, id)
+	}
+	return nil
 }

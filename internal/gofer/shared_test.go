@@ -1,9 +1,12 @@
 package gofer
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +106,41 @@ func TestAcceptLoop(t *testing.T) {
 	defer unix.Close(probe)
 	if err := unix.Connect(probe, &unix.SockaddrUnix{Name: sock}); err == nil {
 		t.Errorf("still listening after going idle")
+	}
+}
+
+// The shared gofer serves the directory boot keyed it by, or nothing: a
+// directory swapped in under the same path is refused.
+func TestIsKeyedRefusesSwappedRoot(t *testing.T) {
+	base := t.TempDir()
+	img := filepath.Join(base, "rootfs")
+	if err := os.Mkdir(img, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	keyed := fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	open := func() *os.File {
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	if err := isKeyed(open(), keyed); err != nil {
+		t.Errorf("the keyed directory itself: %v", err)
+	}
+	// Swapped between boot's look and the gofer's open.
+	if err := os.Rename(img, filepath.Join(base, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(img, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := isKeyed(open(), keyed); err == nil || !strings.Contains(err.Error(), "not the one keyed") {
+		t.Errorf("a directory swapped in under the image's path: %v, want a refusal", err)
 	}
 }

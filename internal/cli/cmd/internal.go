@@ -127,6 +127,7 @@ func Gofer() *Command {
 			fs.IntVar(&sa.ListenFD, "listen-fd", -1, "with --shared: the listening socket boots connect to")
 			fs.IntVar(&idle, "idle", 60, "with --shared: seconds to outlive the last container")
 			fs.StringVar(&sa.Rootfs, "rootfs", "", "with --shared: the image's absolute root filesystem path")
+			fs.StringVar(&sa.RootfsID, "rootfs-id", "", "with --shared: dev:ino of --rootfs as boot keyed it")
 		},
 		Run: func(env *Env, args []string) (int, error) {
 			closeFD(exeFD)
@@ -241,8 +242,8 @@ func DoInit() *Command {
 // sharedGofer runs `moat gofer --shared`.
 func sharedGofer(env *Env, a gofer.SharedArgs, idle, logFD int) (int, error) {
 	a.Idle = time.Duration(idle) * time.Second
-	if a.Rootfs == "" || a.FuseFD < 0 || a.MountFD < 0 || a.ListenFD < 0 || idle <= 0 {
-		return 1, usageErr("gofer --shared is internal: it needs --rootfs, --fuse-fd, --mount-fd, --listen-fd and --idle")
+	if a.Rootfs == "" || a.RootfsID == "" || a.FuseFD < 0 || a.MountFD < 0 || a.ListenFD < 0 || idle <= 0 {
+		return 1, usageErr("gofer --shared is internal: it needs --rootfs, --rootfs-id, --fuse-fd, --mount-fd, --listen-fd and --idle")
 	}
 	l, err := goferLog(env, logFD)
 	if err != nil {
