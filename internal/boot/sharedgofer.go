@@ -17,6 +17,7 @@ import (
 
 	"github.com/moat-sandbox/moat/internal/config"
 	"github.com/moat-sandbox/moat/internal/procutil"
+	"github.com/moat-sandbox/moat/internal/state"
 )
 
 // The shared root (--shared-gofer): containers of the same image, run as
@@ -128,7 +129,7 @@ func (b *boot) attachShared(cfg *config.Config) (*sharedRoot, error) {
 		return nil, err
 	}
 	defer lock.Close()
-	if err := flockTimeout(int(lock.Fd()), 30*time.Second); err != nil {
+	if err := state.FlockWait(int(lock.Fd()), 30*time.Second); err != nil {
 		return nil, fmt.Errorf("shared gofer lock: %w", err)
 	}
 	sock := filepath.Join(dir, key+".sock")
@@ -346,21 +347,6 @@ func (s *sharedRoot) close() {
 	_ = unix.Shutdown(int(s.conn.Fd()), unix.SHUT_RDWR) // watch reads EOF
 	<-s.done
 	s.conn.Close()
-}
-
-// flockTimeout takes an exclusive flock on fd, waiting at most timeout.
-func flockTimeout(fd int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EWOULDBLOCK {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("held by another boot (waited %s): %w", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // sweepShared removes the sockets (and logs) of shared gofers that have

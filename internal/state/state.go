@@ -186,18 +186,27 @@ func lockDir(dir string, timeout time.Duration) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := FlockWait(int(f.Fd()), timeout); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, Said(ErrLocked, "state %s is locked by another moat command (waited %s)", dir, timeout)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// FlockWait takes an exclusive flock on fd, waiting at most timeout; when
+// the time is up the error wraps unix.EWOULDBLOCK.
+func FlockWait(fd int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f: f}, nil
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EWOULDBLOCK {
+			return err
 		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			f.Close()
-			if err == unix.EWOULDBLOCK {
-				return nil, Said(ErrLocked, "state %s is locked by another moat command (waited %s)", dir, timeout)
-			}
-			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("held by another process (waited %s): %w", timeout, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
