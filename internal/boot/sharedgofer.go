@@ -192,10 +192,14 @@ func dialShared(sock string, timeout time.Duration) (*sharedRoot, error) {
 		conn.Close()
 		return nil, fmt.Errorf("shared gofer: %w", err)
 	}
+	// Every descriptor received is collected (and closed unless it is the
+	// one expected), whatever the number of messages they came in.
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	var fds []int
-	if err == nil && len(msgs) == 1 {
-		fds, err = unix.ParseUnixRights(&msgs[0])
+	for i := range msgs {
+		if got, perr := unix.ParseUnixRights(&msgs[i]); perr == nil {
+			fds = append(fds, got...)
+		}
 	}
 	if err != nil || len(fds) != 1 {
 		for _, f := range fds {
