@@ -294,20 +294,25 @@ func findGofer(t *testing.T, bundle string) int {
 // bundle: it gets its part of the plan from boot; the shared gofer, which a
 // boot may also have started, is not one).
 func gofersOf(bundle string) []int {
+	return pidsWhere(func(pid int, cl string) bool {
+		if !strings.Contains(cl, " gofer ") || strings.Contains(cl, " --shared ") {
+			return false
+		}
+		// Its boot: `moat boot`, or a foreground `moat run` that hosts it.
+		b := cmdlineOf(ppidOf(pid))
+		return strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") ||
+			strings.Contains(b, " run ") && strings.Contains(b, "--bundle "+bundle+" ")
+	})
+}
+
+// pidsWhere lists the live processes whose pid and command line (as
+// cmdlineOf gives it) match.
+func pidsWhere(match func(pid int, cmdline string) bool) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, en := range ents {
 		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		if s := cmdlineOf(pid); !strings.Contains(s, " gofer ") || strings.Contains(s, " --shared ") {
-			continue
-		}
-		// Its boot: `moat boot`, or a foreground `moat run` that hosts it.
-		b := cmdlineOf(ppidOf(pid))
-		if strings.Contains(b, " boot ") && strings.Contains(b, "--bundle="+bundle+" ") ||
-			strings.Contains(b, " run ") && strings.Contains(b, "--bundle "+bundle+" ") {
+		if err == nil && match(pid, cmdlineOf(pid)) {
 			out = append(out, pid)
 		}
 	}

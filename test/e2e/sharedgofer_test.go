@@ -14,18 +14,9 @@ import (
 
 // sharedGofers lists the pids of `moat gofer --shared` serving rootfs.
 func sharedGofers(rootfs string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, en := range ents {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		if s := cmdlineOf(pid); strings.Contains(s, " gofer --shared ") && strings.Contains(s, "--rootfs="+rootfs+" ") {
-			out = append(out, pid)
-		}
-	}
-	return out
+	return pidsWhere(func(_ int, cl string) bool {
+		return strings.Contains(cl, " gofer --shared ") && strings.Contains(cl, "--rootfs="+rootfs+" ")
+	})
 }
 
 // TestSharedGofer: with --shared-gofer, two containers of one image take
