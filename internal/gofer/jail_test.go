@@ -13,18 +13,25 @@ import (
 	"github.com/moat-sandbox/moat/internal/ipc"
 )
 
-// The gofer plans from its part of the plan alone: the bind mounts the CLI
-// chose, and the mount points of the rest (made in the image when the root
-// is written through, a file for a bind of a file).
-func TestPlanTreesFromConfig(t *testing.T) {
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	present := filepath.Join(dir, "present")
+// jailDirs makes a temporary directory holding an empty rootfs and a
+// directory "present" (a bind source that exists).
+func jailDirs(t *testing.T) (dir, rootfs, present string) {
+	dir = t.TempDir()
+	rootfs = filepath.Join(dir, "rootfs")
+	present = filepath.Join(dir, "present")
 	for _, d := range []string{rootfs, present} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir, rootfs, present
+}
+
+// The gofer plans from its part of the plan alone: the bind mounts the CLI
+// chose, and the mount points of the rest (made in the image when the root
+// is written through, a file for a bind of a file).
+func TestPlanTreesFromConfig(t *testing.T) {
+	dir, rootfs, present := jailDirs(t)
 	c := &ipc.BootGoferConfig{Rootfs: rootfs, Overlay: config.OverlayNone, Cwd: "/work",
 		Binds: []ipc.GoferBind{
 			{SpecIndex: 0, Source: filepath.Join(dir, "gone"), Destination: "/a", Optional: true},
@@ -75,14 +82,7 @@ func TestCloneTreesChecksWhatItOpened(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN: run the unit tests as root (the e2e suite covers rootless)")
 	}
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	present := filepath.Join(dir, "present")
-	for _, d := range []string{rootfs, present} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, rootfs, present := jailDirs(t)
 	file := filepath.Join(dir, "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
