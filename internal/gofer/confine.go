@@ -27,9 +27,6 @@ import (
 // the initial user namespace for each backing file.
 var fileServerCaps = []uintptr{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID}
 
-// errCgoBuild: the gofer needs a moat built without cgo.
-var errCgoBuild = procutil.ErrCgoBuild
-
 // confine drops every thread of the gofer to the file-server capabilities
 // (bounding, effective, permitted, inheritable; ambient cleared), sets
 // no_new_privs, raises RLIMIT_NOFILE, clears the umask and installs the
@@ -51,10 +48,10 @@ func confine(passthrough bool, extra ...string) error {
 	if passthrough {
 		keep = append(keep, unix.CAP_SYS_ADMIN)
 	}
-	if err := dropCaps(keep); err != nil {
+	if err := procutil.DropCaps(keep); err != nil {
 		return err
 	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+	if err := procutil.AllThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	f, err := seccomp.Compile(allowlist(extra...))
@@ -66,12 +63,6 @@ func confine(passthrough bool, extra ...string) error {
 	}
 	return nil
 }
-
-// allThreads runs a syscall on every thread of the process.
-func allThreads(trap, a1, a2, a3 uintptr) error { return procutil.AllThreads(trap, a1, a2, a3) }
-
-// dropCaps reduces every thread's capability sets to keep.
-func dropCaps(keep []uintptr) error { return procutil.DropCaps(keep) }
 
 // setRlimitNofile lets the server hold one descriptor per live node.
 func setRlimitNofile() error {

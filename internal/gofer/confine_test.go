@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/moat-sandbox/moat/internal/procutil"
 	"github.com/moat-sandbox/moat/internal/testutil/reach"
 	"github.com/moat-sandbox/moat/internal/testutil/reexec"
 )
@@ -30,7 +31,7 @@ func confinedChild(mode string) int {
 	ppid := os.Getppid() // getppid is not on the list
 	if err := confine(false); err != nil {
 		os.Stderr.WriteString(err.Error())
-		if errors.Is(err, errCgoBuild) {
+		if errors.Is(err, procutil.ErrCgoBuild) {
 			return 4
 		}
 		return 3

@@ -217,7 +217,10 @@ func buildJail(at string, trees []*tree) ([]*tree, []*os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := pivotInto(jail); err != nil {
+	// The jail becomes the root and everything else is detached: no
+	// /proc, /dev or host path is reachable afterwards; the jail itself is
+	// read-only (it holds nothing the gofer may change).
+	if err := procutil.PivotInto(jail); err != nil {
 		closeAll(dirs)
 		return nil, nil, err
 	}
@@ -329,11 +332,6 @@ func openTrees(jail string, trees []*tree) ([]*os.File, error) {
 	}
 	return dirs, nil
 }
-
-// pivotInto makes jail the root and detaches everything else; afterwards
-// no /proc, /dev or host path is reachable. The jail's own directory is
-// read-only: it holds nothing the gofer may change.
-func pivotInto(jail string) error { return procutil.PivotInto(jail) }
 
 func closeAll(fs []*os.File) {
 	for _, f := range fs {
