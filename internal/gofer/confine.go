@@ -27,7 +27,12 @@ import (
 // the initial user namespace for each backing file.
 var fileServerCaps = []uintptr{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID}
 
-// confine drops every thread of the gofer to the file-server capabilities
+// readOnlyServerCaps are all a server of a read-only tree keeps (the shared
+// gofer): reading and searching whatever the kernel let the caller reach.
+// It creates, chowns, chmods and sets nothing.
+var readOnlyServerCaps = []uintptr{unix.CAP_DAC_OVERRIDE}
+
+// confine drops every thread of the gofer to the capabilities keep
 // (bounding, effective, permitted, inheritable; ambient cleared), sets
 // no_new_privs, raises RLIMIT_NOFILE, clears the umask and installs the
 // seccomp allowlist on all threads.
@@ -39,15 +44,11 @@ var fileServerCaps = []uintptr{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_F
 // /proc status is checked) without a second Go start-up on the path to a
 // created container. It needs a moat built without cgo, as moat is.
 // Precondition: the gofer is pivoted into its jail.
-func confine(passthrough bool, extra ...string) error {
+func confine(keep []uintptr, extra ...string) error {
 	if err := setRlimitNofile(); err != nil {
 		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
 	}
 	unix.Umask(0)
-	keep := fileServerCaps
-	if passthrough {
-		keep = append(keep, unix.CAP_SYS_ADMIN)
-	}
 	if err := procutil.DropCaps(keep); err != nil {
 		return err
 	}

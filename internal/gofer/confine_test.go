@@ -29,7 +29,7 @@ const confinedRole = "confined-gofer"
 
 func confinedChild(mode string) int {
 	ppid := os.Getppid() // getppid is not on the list
-	if err := confine(false); err != nil {
+	if err := confine(fileServerCaps); err != nil {
 		os.Stderr.WriteString(err.Error())
 		if errors.Is(err, procutil.ErrCgoBuild) {
 			return 4

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,7 +120,11 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 		return nil, nil, nil, err
 	}
 	mounts.Close()
-	if err := confine(passthrough); err != nil {
+	keep := fileServerCaps
+	if passthrough {
+		keep = append(slices.Clip(keep), unix.CAP_SYS_ADMIN)
+	}
+	if err := confine(keep); err != nil {
 		closeAll(dirs)
 		return nil, nil, nil, err
 	}

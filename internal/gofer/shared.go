@@ -60,7 +60,7 @@ func SharedMain(a SharedArgs, log *slog.Logger) error {
 	if err := unix.SetNonblock(a.ListenFD, true); err != nil {
 		return fmt.Errorf("--listen-fd: %w", err)
 	}
-	if err := confine(false, sharedSyscalls...); err != nil {
+	if err := confine(readOnlyServerCaps, sharedSyscalls...); err != nil {
 		return err
 	}
 	served := make(chan error, 1)
