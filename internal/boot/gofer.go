@@ -162,8 +162,9 @@ func (g *goferProc) exitStatus(d time.Duration) (string, bool) {
 func (b *boot) keepServedIO(mounts []ipc.GoferMount) error {
 	keep := make([]*os.File, 0, len(mounts))
 	used := map[int]bool{}
+	served := b.plan.Gofer.Served()
 	for _, m := range mounts {
-		k := ipc.IoIndex(b.plan.Gofer.Served(), m.SpecIndex)
+		k := ipc.IoIndex(served, m.SpecIndex)
 		if k < 0 {
 			return fmt.Errorf("the gofer serves mounts[%d], which it was not asked to", m.SpecIndex)
 		}
