@@ -1,9 +1,11 @@
 package container
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -89,6 +91,20 @@ func TestOverlaySize(t *testing.T) {
 		}
 	}
 	if memTotal() <= 0 {
-		t.Error("memTotal found no MemTotal in /proc/meminfo")
+		t.Error("memTotal found no memory")
+	}
+	// It is what /proc/meminfo calls MemTotal.
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	for _, l := range strings.Split(string(data), "\n") {
+		if _, err := fmt.Sscanf(l, "MemTotal: %d kB", &kb); err == nil {
+			break
+		}
+	}
+	if kb*1024 != memTotal() {
+		t.Errorf("memTotal = %d, /proc/meminfo's MemTotal = %d kB", memTotal(), kb)
 	}
 }
