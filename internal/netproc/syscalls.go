@@ -15,7 +15,7 @@ var netSyscalls = []string{
 	"exit", "exit_group", "futex", "getpid", "gettid", // tgkill, prlimit64: seccomp.OwnProcessOnly
 	"sched_yield", "sched_getaffinity", "nanosleep", "clock_gettime", "clock_nanosleep",
 	"gettimeofday", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
-	"eventfd2", "pipe2", "getrandom", // fcntl: seccomp.NoSignalOwner "restart_syscall", "uname",
+	"eventfd2", "pipe2", "getrandom", "restart_syscall", "uname", // fcntl: seccomp.NoSignalOwner
 	"getuid", "getgid", "geteuid", "getegid", "membarrier", "rseq", "set_robust_list",
 	// the runtime re-reads its cgroup's CPU limit (GOMAXPROCS) from a file it opened at start
 	"pread64",
