@@ -43,6 +43,8 @@ var allowed = []string{
 	// signals
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "rt_sigpending", "rt_sigtimedwait",
 	"sigaltstack", "pause", "alarm", "signalfd4",
+	// a sleep or wait interrupted by a stop signal and continued resumes through it
+	"restart_syscall",
 	// time
 	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "getitimer",
 	"setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_delete",

@@ -297,6 +297,13 @@ func TestKernelDefaultErrno(t *testing.T) {
 	})
 }
 
+// TestKernelDefaultProfileRestart: under the default profile, a sleep that
+// a stop signal interrupted resumes (restart_syscall) rather than failing
+// with EPERM; with nothing to restart the call fails with EINTR.
+func TestKernelDefaultProfileRestart(t *testing.T) {
+	expectErrno(t, childCase{Profile: *Default(), Nr: nativeNr(t, "restart_syscall")}, unix.EINTR)
+}
+
 func TestKernelMkdiratMode(t *testing.T) {
 	p := allowProfile(specs.LinuxSyscall{Names: []string{"mkdirat"}, Action: specs.ActErrno,
 		ErrnoRet: uptr(uint(unix.EACCES)),
