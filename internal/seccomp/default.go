@@ -14,7 +14,9 @@ import (
 // and the new mount API, System V IPC, AIO, and the terminal
 // ioctls that inject input or reach the console (TIOCSTI, TIOCLINUX).
 
-// allowed are the calls allowed whatever their arguments.
+// allowed are the calls allowed whatever their arguments. The older forms
+// of allowed calls are here too (select, getdents, epoll_create, utimes,
+// ...): glibc and older static binaries still make them on x86_64.
 var allowed = []string{
 	// files
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
@@ -27,14 +29,20 @@ var allowed = []string{
 	"mknodat", "umask", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
 	"utimensat",
 	"getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "setxattr", "lsetxattr",
-	"fsetxattr", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+	"fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+	"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+	"getdents", "creat", "utime", "utimes", "futimesat", "readahead", "sync_file_range", "syncfs",
+	"tee", "vmsplice",
 	// memory
 	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "msync", "membarrier", "memfd_create",
+	"mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall",
 	// processes
 	"execve", "execveat", "exit", "exit_group", "wait4", "waitid", "kill", "tkill", "tgkill", "getpid",
 	"getppid", "gettid", "getpgid", "setpgid", "getpgrp", "getsid", "setsid", "vfork", "fork",
 	"set_tid_address", "set_robust_list", "rseq", "prctl", "arch_prctl", "prlimit64",
 	"getrlimit", "setrlimit", "getrusage", "times", "sched_yield", "sched_getaffinity", "sched_setaffinity",
+	"sched_getparam", "sched_getscheduler", "sched_get_priority_min", "sched_get_priority_max", "getcpu",
+	"ioprio_get", "ioprio_set",
 	"getpriority", "setpriority", "capget", "capset", "pidfd_open", "pidfd_send_signal", "seccomp", "uname",
 	"sysinfo", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
 	// credentials (the capabilities decide)
@@ -42,15 +50,16 @@ var allowed = []string{
 	"setreuid", "setregid", "setresuid", "setresgid", "setgroups",
 	// signals
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "rt_sigpending", "rt_sigtimedwait",
-	"sigaltstack", "pause", "alarm", "signalfd4",
+	"sigaltstack", "pause", "alarm", "signalfd", "signalfd4", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
 	// a sleep or wait interrupted by a stop signal and continued resumes through it
 	"restart_syscall",
 	// time
-	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "getitimer",
+	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getitimer",
 	"setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_delete",
 	"timerfd_create", "timerfd_settime", "timerfd_gettime",
 	// waiting
-	"futex", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "eventfd2", "poll", "ppoll", "pselect6", "pipe", "pipe2",
+	"futex", "futex_waitv", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+	"eventfd", "eventfd2", "poll", "ppoll", "select", "pselect6", "pipe", "pipe2",
 	// sockets
 	"socket", "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
 	"sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown", "setsockopt", "getsockopt",
