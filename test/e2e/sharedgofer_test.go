@@ -19,16 +19,24 @@ func sharedGofers(rootfs string) []int {
 	})
 }
 
+// sharedEnv is the environment of a shared gofer test: real root (the
+// shared gofer is real root's only) with --shared-gofer and flags.
+func sharedEnv(t *testing.T, flags ...string) *env {
+	t.Helper()
+	needGofer(t)
+	needRoot(t, "the shared gofer is real root's only")
+	e := newEnv(t)
+	e.globals = append(append(e.globals, "--shared-gofer"), flags...)
+	return e
+}
+
 // TestSharedGofer: with --shared-gofer, two containers of one image take
 // their root from one shared gofer (no gofer of their own), confined like
 // a container's; each writes only to its own memory layer (the other sees
 // none of it, the image is never written); and once both have ended and
 // the idle time has passed, the shared gofer is gone.
 func TestSharedGofer(t *testing.T) {
-	needGofer(t)
-	needRoot(t, "the shared gofer is real root's only")
-	e := newEnv(t)
-	e.globals = append(e.globals, "--shared-gofer", "--shared-gofer-idle=2s")
+	e := sharedEnv(t, "--shared-gofer-idle=2s")
 	b := e.newBundle([]string{"hold", "600"}, func(s *specsSpec) {
 		s.Root.Readonly = false
 		c := s.Process.Capabilities
@@ -100,10 +108,7 @@ func TestSharedGofer(t *testing.T) {
 // TestSharedGoferRestarts: a container started after the shared gofer has
 // gone idle gets a new one; the image is served again, fresh.
 func TestSharedGoferRestarts(t *testing.T) {
-	needGofer(t)
-	needRoot(t, "the shared gofer is real root's only")
-	e := newEnv(t)
-	e.globals = append(e.globals, "--shared-gofer", "--shared-gofer-idle=1s")
+	e := sharedEnv(t, "--shared-gofer-idle=1s")
 	b := e.newBundle([]string{"cat", "/etc/hostname"}, func(s *specsSpec) { s.Root.Readonly = false })
 	must(t, os.WriteFile(filepath.Join(b.rootfs(), "etc/hostname"), []byte("v1"), 0o644))
 	if out := e.moat("run", "--bundle", b.dir, e.id()); out != "v1" {
@@ -153,10 +158,7 @@ func staleSharedSockets(t *testing.T) []string {
 // mount is still served per container, and a file changed on the host is
 // seen (no stale data); the shared gofer never serves it.
 func TestSharedGoferBindPerContainer(t *testing.T) {
-	needGofer(t)
-	needRoot(t, "the shared gofer is real root's only")
-	e := newEnv(t)
-	e.globals = append(e.globals, "--shared-gofer", "--shared-gofer-idle=1s")
+	e := sharedEnv(t, "--shared-gofer-idle=1s")
 	dir, bind := sharedDir(e)
 	must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("v1"), 0o644))
 	id, b := holding(e, bind, func(s *specsSpec) { s.Root.Readonly = false })
@@ -233,11 +235,9 @@ func waitSharedGone(t *testing.T, rootfs string, d time.Duration) {
 // TestSharedGoferKilledFailsClosed: kill -9 of the shared gofer ends every
 // container it served (their files are gone with it), and nothing is left.
 func TestSharedGoferKilledFailsClosed(t *testing.T) {
-	needGofer(t)
-	needRoot(t, "the shared gofer is real root's only")
-	e := newEnv(t)
+	e := sharedEnv(t)
 	logFile := filepath.Join(e.dir, "moat.log")
-	e.globals = append(e.globals, "--shared-gofer", "--log", logFile)
+	e.globals = append(e.globals, "--log", logFile)
 	b := e.newBundle([]string{"hold", "600"}, func(s *specsSpec) { s.Root.Readonly = false })
 	id1, id2 := e.id(), e.id()
 	e.moat("run", "-d", "--bundle", b.dir, id1)
