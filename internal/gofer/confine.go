@@ -27,8 +27,8 @@ import (
 // the initial user namespace for each backing file.
 var fileServerCaps = []uintptr{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID}
 
-// readOnlyServerCaps are all a server of a read-only tree keeps (the shared
-// gofer): reading and searching whatever the kernel let the caller reach.
+// readOnlyServerCaps are all a server of read-only trees keeps (the shared
+// gofer, a container's gofer whose trees are all read-only): reading and searching whatever the kernel let the caller reach.
 // It creates, chowns, chmods and sets nothing.
 var readOnlyServerCaps = []uintptr{unix.CAP_DAC_OVERRIDE}
 

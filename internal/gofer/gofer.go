@@ -121,6 +121,9 @@ func setUp(a Args, mounts *ipc.Conn) ([]*tree, []*os.File, []int, error) {
 	}
 	mounts.Close()
 	keep := fileServerCaps
+	if allReadOnly(trees) {
+		keep = readOnlyServerCaps
+	}
 	if passthrough {
 		keep = append(slices.Clip(keep), unix.CAP_SYS_ADMIN)
 	}
@@ -222,4 +225,15 @@ func serveOne(t *tree, dir *os.File, conn *ipc.Conn, received func(), log *slog.
 	}
 	log.Debug("serving", "tree", t.mount.Destination, "readonly", t.mount.ReadOnly)
 	return fsys.Serve(dir, int(fuseFD.Fd()), opts)
+}
+
+// allReadOnly reports whether every tree served is read-only: the server
+// then creates, chowns and chmods nothing (readOnlyServerCaps).
+func allReadOnly(trees []*tree) bool {
+	for _, t := range trees {
+		if !t.mount.ReadOnly {
+			return false
+		}
+	}
+	return true
 }
