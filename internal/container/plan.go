@@ -2,9 +2,6 @@ package container
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -66,18 +63,13 @@ func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
 	return memTotal() / 2, nil
 }
 
-// memTotal is the host's memory in bytes (0 if unknown: the overlay is
-// then as large as tmpfs's own default).
+// memTotal is the host's memory in bytes, MemTotal of /proc/meminfo (0 if
+// unknown: the overlay is then as large as tmpfs's own default). One
+// sysinfo call: no file read and parse on every create.
 func memTotal() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
+	return int64(si.Totalram) * int64(si.Unit)
 }

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -89,6 +90,18 @@ func TestOverlaySize(t *testing.T) {
 		}
 	}
 	if memTotal() <= 0 {
-		t.Error("memTotal found no MemTotal in /proc/meminfo")
+		t.Error("memTotal found no host memory")
+	}
+	// It is /proc/meminfo's MemTotal, read with one sysinfo call.
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err != nil {
+		t.Fatalf("/proc/meminfo: %v", err)
+	}
+	if memTotal() != kb*1024 {
+		t.Errorf("memTotal() = %d, /proc/meminfo MemTotal = %d", memTotal(), kb*1024)
 	}
 }
