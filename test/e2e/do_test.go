@@ -126,6 +126,24 @@ func TestDoSignalForwarded(t *testing.T) {
 	e.stateEmpty()
 }
 
+// Once the command runs, a signal to `moat do` is the command's to handle
+// (the reaper forwards it): a command that catches SIGUSR1 and SIGTERM
+// sees both and exits 0, where a sandbox killed on the signal would end
+// with 128+N. The command's "ready" says it runs: no guessed delay.
+func TestDoSignalReachesCommand(t *testing.T) {
+	e := newDoEnv(t)
+	p := startBg(e.env, moatCmd(e.env, nil, "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "signals"))
+	waitOutput(t, p.out, "ready", 1)
+	must(t, p.cmd.Process.Signal(unix.SIGUSR1))
+	waitOutput(t, p.out, "SIGUSR1", 1)
+	must(t, p.cmd.Process.Signal(unix.SIGTERM))
+	r := p.wait()
+	if r.code != 0 || !strings.Contains(r.stdout, "SIGTERM") {
+		t.Fatalf("SIGUSR1 then SIGTERM to moat do: want both handled by the command and exit 0; got %s", r)
+	}
+	e.stateEmpty()
+}
+
 // findProcess is the pid of a moat process with this state root running
 // the subcommand, or 0.
 func findProcess(root, sub string) int {
