@@ -17,9 +17,6 @@ type Host struct {
 	UID, GID int
 	Home     string
 	Hostname string
-	// SubUID and SubGID are the starts of the caller's first /etc/subuid
-	// and /etc/subgid ranges (-1: none).
-	SubUID, SubGID int64
 	// StateRoots are moat's state directories (hidden by default).
 	StateRoots []string
 	// Submounts are the host's disk file systems below "/" that the gofer
@@ -33,7 +30,7 @@ type Host struct {
 // CurrentHost reads the facts of this host and caller. stateRoot is the
 // state directory in use.
 func CurrentHost(stateRoot string) *Host {
-	h := &Host{UID: os.Geteuid(), GID: os.Getegid(), SubUID: -1, SubGID: -1}
+	h := &Host{UID: os.Geteuid(), GID: os.Getegid()}
 	h.Home = os.Getenv("HOME")
 	if !filepath.IsAbs(h.Home) {
 		h.Home = ""
@@ -42,8 +39,6 @@ func CurrentHost(stateRoot string) *Host {
 		}
 	}
 	h.Hostname, _ = os.Hostname()
-	h.SubUID = firstRange("/etc/subuid", h.UID)
-	h.SubGID = firstRange("/etc/subgid", h.GID)
 	roots := []string{stateRoot, config.DefaultRoot(false), config.DefaultRoot(true)}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		roots = append(roots, filepath.Join(x, "moat"))
@@ -55,33 +50,6 @@ func CurrentHost(stateRoot string) *Host {
 	}
 	h.Submounts = diskSubmounts("/proc/self/mountinfo")
 	return h
-}
-
-// firstRange is the start of the caller's first subordinate range in file
-// (by user name or number), or -1.
-func firstRange(file string, id int) int64 {
-	f, err := os.Open(file)
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	names := map[string]bool{strconv.Itoa(id): true}
-	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
-		names[u.Username] = true
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(p) != 3 || !names[p[0]] {
-			continue
-		}
-		start, err1 := strconv.ParseInt(p[1], 10, 64)
-		count, err2 := strconv.ParseInt(p[2], 10, 64)
-		if err1 == nil && err2 == nil && count > 0 {
-			return start
-		}
-	}
-	return -1
 }
 
 // diskFS are the file system types whose mounts below "/" are served
