@@ -1,13 +1,14 @@
 package do
 
 import (
-	"bufio"
 	"os"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/moat-sandbox/moat/internal/config"
 )
@@ -66,58 +67,28 @@ var diskFS = map[string]bool{
 var skipUnder = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
 
 // diskSubmounts lists the mount points of disk file systems below "/",
-// parents first.
-func diskSubmounts(mountinfo string) []string {
-	f, err := os.Open(mountinfo)
+// parents first. table is the mount table to read (/proc/self/mountinfo).
+func diskSubmounts(table string) []string {
+	f, err := os.Open(table)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	mounts, err := mountinfo.GetMountsFromReader(f, func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint == "/" || !diskFS[m.FSType] || under(m.Mountpoint, skipUnder), false
+	})
+	if err != nil {
+		return nil
+	}
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, fl := range fields {
-			if fl == "-" {
-				sep = i
-				break
-			}
+	for _, m := range mounts {
+		if contains(out, m.Mountpoint) || !reachable(m.Mountpoint) {
+			continue // reachable: the gofer could not serve it either
 		}
-		if sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		mp, fstype := unescape(fields[4]), fields[sep+1]
-		if mp == "/" || !diskFS[fstype] || under(mp, skipUnder) || contains(out, mp) {
-			continue
-		}
-		if !reachable(mp) {
-			continue // the gofer could not serve it either
-		}
-		out = append(out, mp)
+		out = append(out, m.Mountpoint)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return depth(out[i]) < depth(out[j]) })
 	return out
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // under reports whether p is one of dirs or lies below one.
