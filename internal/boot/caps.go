@@ -2,10 +2,10 @@ package boot
 
 import (
 	"fmt"
-	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sandbox/moat/internal/procutil"
 )
 
 // Capabilities boot keeps once the container is created, when it runs in a
@@ -24,24 +24,14 @@ import (
 // still set up their processes per the spec (a container process gets
 // exactly the spec's capabilities). With real root boot keeps its
 // capabilities (not yet hardened).
-const (
-	keptEffective = 1<<unix.CAP_KILL | 1<<unix.CAP_SYS_PTRACE
-	keptPermitted = keptEffective
-)
+const kept = 1<<unix.CAP_KILL | 1<<unix.CAP_SYS_PTRACE
 
-// dropCapabilities reduces every thread of boot to the capabilities above.
-// Threads created later are cloned from these, so they inherit the reduced
-// sets.
+// dropCapabilities reduces every thread of boot (effective and permitted)
+// to the capabilities above. Threads created later are cloned from these,
+// so they inherit the reduced sets.
 func dropCapabilities() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	data[0].Effective, data[0].Permitted = keptEffective, keptPermitted
-	// AllThreadsSyscall runs the same capset(2) on every OS thread of the
-	// process: capabilities are per thread.
-	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET,
-		uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
-	if errno != 0 {
-		return fmt.Errorf("drop capabilities: %w", errno)
+	if err := procutil.SetCaps(kept); err != nil {
+		return fmt.Errorf("drop capabilities: %w", err)
 	}
 	return nil
 }

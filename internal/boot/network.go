@@ -179,7 +179,7 @@ func (b *boot) startNetwork() error {
 	n.conn.SetDeadline(time.Now().Add(netStartTimeout))
 	defer n.conn.SetDeadline(time.Time{})
 	if err := n.conn.Send(netmsg.BootNetConfig{Settings: *b.netSettings}, fds...); err != nil {
-		return b.netErr(err)
+		return fmt.Errorf("sandbox network: %w", n.failed(err))
 	}
 	closeFiles(files)
 	files = nil
@@ -187,23 +187,10 @@ func (b *boot) startNetwork() error {
 	got, err := n.conn.WaitFor(&started)
 	closeFiles(got) // it sends none: never keep what it pushes
 	if err != nil {
-		return b.netErr(err)
+		return fmt.Errorf("sandbox network: %w", n.failed(err))
 	}
 	procutil.Trace("boot", "network started")
 	return nil
-}
-
-// netErr describes a failed exchange with the net process, with its exit
-// status when it died.
-func (b *boot) netErr(err error) error {
-	if errors.Is(err, ipc.ErrPeerClosed) {
-		select {
-		case <-b.net.done:
-			return fmt.Errorf("sandbox network: its process exited (%s): %w", b.net.status, err)
-		case <-time.After(2 * time.Second):
-		}
-	}
-	return fmt.Errorf("sandbox network: %w", err)
 }
 
 // stopNetwork ends the net process: closing boot's end makes it close the
@@ -276,28 +263,29 @@ func (n *netProc) request(msg netmsg.BootNetPortRequested, fds []int) ([]network
 	n.conn.SetDeadline(time.Now().Add(netRequestTimeout))
 	defer n.conn.SetDeadline(time.Time{})
 	if err := n.conn.Send(msg, fds...); err != nil {
-		return nil, n.requestErr(err)
+		return nil, n.failed(err)
 	}
 	var reply netmsg.NetPorts
 	got, err := n.conn.WaitFor(&reply)
 	closeFiles(got) // it sends none: never keep what it pushes
 	if err != nil {
-		return nil, n.requestErr(err)
+		return nil, n.failed(err)
 	}
 	return reply.Forwards, nil
 }
 
-func (n *netProc) requestErr(err error) error {
+// failed describes a failed exchange with the net process: its own answer
+// (ipc.RemoteError) as it is; otherwise, once it has been reaped (a moment
+// after its end of the socket closed), how it ended.
+func (n *netProc) failed(err error) error {
 	var re *ipc.RemoteError
 	if errors.As(err, &re) {
-		return err // the net process's own answer
+		return err
 	}
 	select {
 	case <-n.done:
-	case <-time.After(time.Second):
+		return fmt.Errorf("the sandbox network is gone: its process exited (%s): %w", n.status, err)
+	case <-time.After(2 * time.Second):
 	}
-	if gone := n.gone(); gone != nil {
-		return gone
-	}
-	return fmt.Errorf("sandbox network: %w", err)
+	return fmt.Errorf("the net process: %w", err)
 }

@@ -153,7 +153,7 @@ func (m *Manager) helperPlaces(pid int) (*Helpers, error) {
 		h.Home[k] = filepath.Join(mnt, rel)
 	}
 	if len(h.Paths) == 0 {
-		return nil, errors.New("none of the memory, pids or cpu hierarchies is mounted")
+		return nil, errors.New("none of the memory and cpu hierarchies is mounted")
 	}
 	return h, nil
 }

@@ -37,7 +37,7 @@ type Config struct {
 	Rootless        string `flag:"rootless" help:"rootless mode: true, false or auto"`
 	FileAccess      string `flag:"file-access" help:"how the container reaches host files: gofer (every file served by the jailed moat gofer over FUSE) or direct (bind mounts, runc semantics, no gofer)"`
 	Overlay         string `flag:"overlay" help:"the container's root with the gofer: memory (a throwaway in-memory overlay; the image is never modified) or none (writes reach the bundle's rootfs)"`
-	SharedGofer     bool   `flag:"shared-gofer" help:"as root, with the memory overlay: containers of the same image share one read-only FUSE root served by one gofer that outlives them for a minute, so the next container starts with warm caches (bind mounts and the overlay's upper layer stay per container)"`
+	SharedGofer     bool   `flag:"shared-gofer" help:"as root, with the memory overlay: containers of the same image share one read-only FUSE root served by one gofer that outlives them for --shared-gofer-idle, so the next container starts with warm caches (bind mounts and the overlay's upper layer stay per container)"`
 	SharedGoferIdle string `flag:"shared-gofer-idle" help:"with --shared-gofer: how long a shared gofer outlives its last container (a Go duration; default 60s)"`
 	OverlaySize     string `flag:"overlay-size" help:"size of the memory overlay (bytes, or k/m/g suffix); default: the container's memory limit, else 50% of RAM"`
 

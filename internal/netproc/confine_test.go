@@ -55,6 +55,18 @@ func child(mode string) int {
 		}
 		unix.Close(fd)
 	}
+	// The runtime's restarted sleeps (a signal during nanosleep or a timed
+	// futex) come back as restart_syscall, which with nothing to restart
+	// fails with EINTR; uname is the kernel-version probe of os and net.
+	if _, _, errno := unix.Syscall(unix.SYS_RESTART_SYSCALL, 0, 0, 0); errno != unix.EINTR {
+		fmt.Println("restart_syscall:", errno)
+		return 3
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		fmt.Println("uname:", err)
+		return 3
+	}
 	if _, err := os.Stat("/proc/self"); err == nil {
 		fmt.Println("/proc is reachable")
 		return 4

@@ -53,6 +53,13 @@ func DropCaps(keep []uintptr) error {
 	if err := AllThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	return SetCaps(mask)
+}
+
+// SetCaps sets every thread's effective and permitted capabilities to mask
+// (a bit per capability) and its inheritable ones to none; the bounding
+// set is left as it is. Threads created later copy these sets.
+func SetCaps(mask uint64) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{
 		{Effective: uint32(mask), Permitted: uint32(mask)},

@@ -14,7 +14,9 @@ import (
 // and the new mount API, System V IPC, AIO, and the terminal
 // ioctls that inject input or reach the console (TIOCSTI, TIOCLINUX).
 
-// allowed are the calls allowed whatever their arguments.
+// allowed are the calls allowed whatever their arguments. The older forms
+// of allowed calls are here too (select, getdents, epoll_create, utimes,
+// ...): glibc and older static binaries still make them on x86_64.
 var allowed = []string{
 	// files
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
@@ -27,14 +29,20 @@ var allowed = []string{
 	"mknodat", "umask", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
 	"utimensat",
 	"getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "setxattr", "lsetxattr",
-	"fsetxattr", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+	"fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+	"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+	"getdents", "creat", "utime", "utimes", "futimesat", "readahead", "sync_file_range", "syncfs",
+	"tee", "vmsplice",
 	// memory
 	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "msync", "membarrier", "memfd_create",
+	"mincore", "mlock", "mlock2", "munlock", "mlockall", "munlockall",
 	// processes
 	"execve", "execveat", "exit", "exit_group", "wait4", "waitid", "kill", "tkill", "tgkill", "getpid",
 	"getppid", "gettid", "getpgid", "setpgid", "getpgrp", "getsid", "setsid", "vfork", "fork",
 	"set_tid_address", "set_robust_list", "rseq", "prctl", "arch_prctl", "prlimit64",
 	"getrlimit", "setrlimit", "getrusage", "times", "sched_yield", "sched_getaffinity", "sched_setaffinity",
+	"sched_getparam", "sched_getscheduler", "sched_get_priority_min", "sched_get_priority_max", "getcpu",
+	"ioprio_get", "ioprio_set",
 	"getpriority", "setpriority", "capget", "capset", "pidfd_open", "pidfd_send_signal", "seccomp", "uname",
 	"sysinfo", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
 	// credentials (the capabilities decide)
@@ -42,13 +50,16 @@ var allowed = []string{
 	"setreuid", "setregid", "setresuid", "setresgid", "setgroups",
 	// signals
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "rt_sigpending", "rt_sigtimedwait",
-	"sigaltstack", "pause", "alarm", "signalfd4",
+	"sigaltstack", "pause", "alarm", "signalfd", "signalfd4", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+	// a sleep or wait interrupted by a stop signal and continued resumes through it
+	"restart_syscall",
 	// time
-	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "getitimer",
+	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getitimer",
 	"setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_delete",
 	"timerfd_create", "timerfd_settime", "timerfd_gettime",
 	// waiting
-	"futex", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "eventfd2", "poll", "ppoll", "pselect6", "pipe", "pipe2",
+	"futex", "futex_waitv", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+	"eventfd", "eventfd2", "poll", "ppoll", "select", "pselect6", "pipe", "pipe2",
 	// sockets
 	"socket", "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
 	"sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown", "setsockopt", "getsockopt",
@@ -58,61 +69,6 @@ var allowed = []string{
 // nsFlags are the clone and unshare flags that make namespaces.
 const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWTIME
-
-// ThreadsOnly allows clone(2) without namespace flags: the threads and
-// processes of a confined helper (the gofer, `moat net`), never a new user
-// or network namespace, which would give a compromised helper capabilities
-// over a namespace of its own (rtnetlink, privileged socket options).
-func ThreadsOnly() specs.LinuxSyscall {
-	return specs.LinuxSyscall{Names: []string{"clone"}, Action: specs.ActAllow,
-		Args: []specs.LinuxSeccompArg{{Index: 0, Value: nsFlags, ValueTwo: 0, Op: specs.OpMaskedEqual}}}
-}
-
-// OwnProcessOnly allows tgkill(2) and prlimit64(2) on the calling process
-// (pid, as getpid(2) returns it) only: what the Go runtime does. A helper
-// running as uid 0 needs no capability to signal, or change the limits
-// of, any other process of uid 0 it can name, so a compromised gofer or
-// net process could otherwise kill or starve the host's root processes.
-func OwnProcessOnly(pid int) []specs.LinuxSyscall {
-	is := func(v uint64) []specs.LinuxSeccompArg {
-		return []specs.LinuxSeccompArg{{Index: 0, Value: v, Op: specs.OpEqualTo}}
-	}
-	return []specs.LinuxSyscall{
-		{Names: []string{"tgkill"}, Action: specs.ActAllow, Args: is(uint64(pid))},
-		{Names: []string{"prlimit64"}, Action: specs.ActAllow, Args: is(0)},
-		{Names: []string{"prlimit64"}, Action: specs.ActAllow, Args: is(uint64(pid))},
-	}
-}
-
-// fioSetOwn and siocSPgrp are the ioctls that set a descriptor's owner
-// (asm-generic and x86; x/sys/unix has no names for them).
-const (
-	fioSetOwn = 0x8901
-	siocSPgrp = 0x8902
-)
-
-// NoSignalOwner allows fcntl(2), and with ioctls true ioctl(2), but not
-// the commands that name a process to signal on I/O (F_SETOWN,
-// F_SETOWN_EX, F_SETSIG; FIOSETOWN, SIOCSPGRP): the kernel lets an owner of
-// euid 0 signal any process that way, with any signal, capabilities or
-// not. What the Go runtime and moat's helpers use (flags, descriptor
-// flags, locks, FUSE and file ioctls) stays allowed.
-func NoSignalOwner(ioctls bool) []specs.LinuxSyscall {
-	not := func(vs ...uint64) []specs.LinuxSeccompArg {
-		var out []specs.LinuxSeccompArg
-		for _, v := range vs {
-			out = append(out, specs.LinuxSeccompArg{Index: 1, Value: v, Op: specs.OpNotEqual})
-		}
-		return out
-	}
-	out := []specs.LinuxSyscall{{Names: []string{"fcntl"}, Action: specs.ActAllow,
-		Args: not(unix.F_SETOWN, unix.F_SETOWN_EX, unix.F_SETSIG)}}
-	if ioctls {
-		out = append(out, specs.LinuxSyscall{Names: []string{"ioctl"}, Action: specs.ActAllow,
-			Args: not(fioSetOwn, siocSPgrp)})
-	}
-	return out
-}
 
 // Default is `moat do`'s profile, and with --seccomp-default that of a
 // container whose spec has none.

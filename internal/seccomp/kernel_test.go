@@ -297,6 +297,23 @@ func TestKernelDefaultErrno(t *testing.T) {
 	})
 }
 
+// TestKernelDefaultProfileRestart: under the default profile, a sleep that
+// a stop signal interrupted resumes (restart_syscall) rather than failing
+// with EPERM; with nothing to restart the call fails with EINTR.
+func TestKernelDefaultProfileRestart(t *testing.T) {
+	expectErrno(t, childCase{Profile: *Default(), Nr: nativeNr(t, "restart_syscall")}, unix.EINTR)
+}
+
+// TestKernelDefaultProfileSelect: glibc's select() on x86_64 is select(2),
+// which the default profile allows (a zero timeout returns at once).
+func TestKernelDefaultProfileSelect(t *testing.T) {
+	if NativeArch() != "SCMP_ARCH_X86_64" {
+		t.Skip("select(2) is an x86_64 call")
+	}
+	zeroTimeval := string(make([]byte, 16))
+	expectErrno(t, childCase{Profile: *Default(), Nr: nativeNr(t, "select"), PathArg: 5, Path: zeroTimeval}, 0)
+}
+
 func TestKernelMkdiratMode(t *testing.T) {
 	p := allowProfile(specs.LinuxSyscall{Names: []string{"mkdirat"}, Action: specs.ActErrno,
 		ErrnoRet: uptr(uint(unix.EACCES)),

@@ -27,7 +27,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -204,13 +203,8 @@ func runHooks(req *ipc.BootHooksRequested) ipc.Message {
 // container's pid namespace); the bounding set stays whole for the
 // children, executed as uid 0.
 func keepOnlySysAdmin() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	data[0].Effective, data[0].Permitted = 1<<unix.CAP_SYS_ADMIN, 1<<unix.CAP_SYS_ADMIN
-	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET,
-		uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
-	if errno != 0 {
-		return fmt.Errorf("drop capabilities: %w", errno)
+	if err := procutil.SetCaps(1 << unix.CAP_SYS_ADMIN); err != nil {
+		return fmt.Errorf("drop capabilities: %w", err)
 	}
 	return nil
 }
