@@ -143,13 +143,13 @@ func writeSelf(dir string) error {
 // ownV1Dirs maps each v1 subsystem (and named hierarchy, without "name=")
 // to this process's own cgroup directory in it.
 func ownV1Dirs() (map[string]string, error) {
+	out := map[string]string{}
+	if cgroups.IsCgroup2UnifiedMode() {
+		return out, nil // no v1 hierarchy: nothing to read
+	}
 	own, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
 	if err != nil {
 		return nil, err
-	}
-	out := map[string]string{}
-	if cgroups.IsCgroup2UnifiedMode() {
-		return out, nil
 	}
 	mounts, err := cgroups.GetCgroupMounts(false)
 	if err != nil {

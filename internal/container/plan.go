@@ -63,8 +63,9 @@ func overlaySize(cfg *config.Config, res *specs.LinuxResources) (int64, error) {
 	return memTotal() / 2, nil
 }
 
-// memTotal is the host's memory in bytes (0 if unknown: the overlay is
-// then as large as tmpfs's own default).
+// memTotal is the host's memory in bytes, MemTotal of /proc/meminfo (0 if
+// unknown: the overlay is then as large as tmpfs's own default). One
+// sysinfo call: no file read and parse on every create.
 func memTotal() int64 {
 	var si unix.Sysinfo_t
 	if err := unix.Sysinfo(&si); err != nil {

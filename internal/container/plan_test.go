@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -91,20 +90,18 @@ func TestOverlaySize(t *testing.T) {
 		}
 	}
 	if memTotal() <= 0 {
-		t.Error("memTotal found no memory")
+		t.Error("memTotal found no host memory")
 	}
-	// It is what /proc/meminfo calls MemTotal.
+	// It is /proc/meminfo's MemTotal, read with one sysinfo call.
 	data, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var kb int64
-	for _, l := range strings.Split(string(data), "\n") {
-		if _, err := fmt.Sscanf(l, "MemTotal: %d kB", &kb); err == nil {
-			break
-		}
+	if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err != nil {
+		t.Fatalf("/proc/meminfo: %v", err)
 	}
-	if kb*1024 != memTotal() {
-		t.Errorf("memTotal = %d, /proc/meminfo's MemTotal = %d kB", memTotal(), kb)
+	if memTotal() != kb*1024 {
+		t.Errorf("memTotal() = %d, /proc/meminfo MemTotal = %d", memTotal(), kb*1024)
 	}
 }

@@ -1,13 +1,14 @@
 package do
 
 import (
-	"bufio"
 	"os"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/moat-sandbox/moat/internal/config"
 )
@@ -17,9 +18,6 @@ type Host struct {
 	UID, GID int
 	Home     string
 	Hostname string
-	// SubUID and SubGID are the starts of the caller's first /etc/subuid
-	// and /etc/subgid ranges (-1: none).
-	SubUID, SubGID int64
 	// StateRoots are moat's state directories (hidden by default).
 	StateRoots []string
 	// Submounts are the host's disk file systems below "/" that the gofer
@@ -33,7 +31,7 @@ type Host struct {
 // CurrentHost reads the facts of this host and caller. stateRoot is the
 // state directory in use.
 func CurrentHost(stateRoot string) *Host {
-	h := &Host{UID: os.Geteuid(), GID: os.Getegid(), SubUID: -1, SubGID: -1}
+	h := &Host{UID: os.Geteuid(), GID: os.Getegid()}
 	h.Home = os.Getenv("HOME")
 	if !filepath.IsAbs(h.Home) {
 		h.Home = ""
@@ -42,8 +40,6 @@ func CurrentHost(stateRoot string) *Host {
 		}
 	}
 	h.Hostname, _ = os.Hostname()
-	h.SubUID = firstRange("/etc/subuid", h.UID)
-	h.SubGID = firstRange("/etc/subgid", h.GID)
 	roots := []string{stateRoot, config.DefaultRoot(false), config.DefaultRoot(true)}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		roots = append(roots, filepath.Join(x, "moat"))
@@ -55,33 +51,6 @@ func CurrentHost(stateRoot string) *Host {
 	}
 	h.Submounts = diskSubmounts("/proc/self/mountinfo")
 	return h
-}
-
-// firstRange is the start of the caller's first subordinate range in file
-// (by user name or number), or -1.
-func firstRange(file string, id int) int64 {
-	f, err := os.Open(file)
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	names := map[string]bool{strconv.Itoa(id): true}
-	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
-		names[u.Username] = true
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(p) != 3 || !names[p[0]] {
-			continue
-		}
-		start, err1 := strconv.ParseInt(p[1], 10, 64)
-		count, err2 := strconv.ParseInt(p[2], 10, 64)
-		if err1 == nil && err2 == nil && count > 0 {
-			return start
-		}
-	}
-	return -1
 }
 
 // diskFS are the file system types whose mounts below "/" are served
@@ -98,58 +67,28 @@ var diskFS = map[string]bool{
 var skipUnder = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
 
 // diskSubmounts lists the mount points of disk file systems below "/",
-// parents first.
-func diskSubmounts(mountinfo string) []string {
-	f, err := os.Open(mountinfo)
+// parents first. table is the mount table to read (/proc/self/mountinfo).
+func diskSubmounts(table string) []string {
+	f, err := os.Open(table)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	mounts, err := mountinfo.GetMountsFromReader(f, func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint == "/" || !diskFS[m.FSType] || under(m.Mountpoint, skipUnder), false
+	})
+	if err != nil {
+		return nil
+	}
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, fl := range fields {
-			if fl == "-" {
-				sep = i
-				break
-			}
+	for _, m := range mounts {
+		if contains(out, m.Mountpoint) || !reachable(m.Mountpoint) {
+			continue // reachable: the gofer could not serve it either
 		}
-		if sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		mp, fstype := unescape(fields[4]), fields[sep+1]
-		if mp == "/" || !diskFS[fstype] || under(mp, skipUnder) || contains(out, mp) {
-			continue
-		}
-		if !reachable(mp) {
-			continue // the gofer could not serve it either
-		}
-		out = append(out, mp)
+		out = append(out, m.Mountpoint)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return depth(out[i]) < depth(out[j]) })
 	return out
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // under reports whether p is one of dirs or lies below one.

@@ -35,7 +35,7 @@ func testHost(t *testing.T) (*Host, string) {
 		t.Fatal(err)
 	}
 	empty := filepath.Join(dir, "empty")
-	h := &Host{UID: 0, GID: 0, Home: home, SubUID: -1, SubGID: -1,
+	h := &Host{UID: 0, GID: 0, Home: home,
 		EmptyFile: func() (string, error) { return empty, nil }}
 	return h, dir
 }

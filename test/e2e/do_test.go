@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -122,6 +124,24 @@ func TestDoSignalForwarded(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("SIGTERM to moat do did not end the command")
+	}
+	e.stateEmpty()
+}
+
+// Once the command runs, a signal to `moat do` is the command's to handle
+// (the reaper forwards it): a command that catches SIGUSR1 and SIGTERM
+// sees both and exits 0, where a sandbox killed on the signal would end
+// with 128+N. The command's "ready" says it runs: no guessed delay.
+func TestDoSignalReachesCommand(t *testing.T) {
+	e := newDoEnv(t)
+	p := startBg(e.env, moatCmd(e.env, nil, "do", "--ro", filepath.Dir(probeBin), "--", probeBin, "signals"))
+	waitOutput(t, p.out, "ready", 1)
+	must(t, p.cmd.Process.Signal(unix.SIGUSR1))
+	waitOutput(t, p.out, "SIGUSR1", 1)
+	must(t, p.cmd.Process.Signal(unix.SIGTERM))
+	r := p.wait()
+	if r.code != 0 || !strings.Contains(r.stdout, "SIGTERM") {
+		t.Fatalf("SIGUSR1 then SIGTERM to moat do: want both handled by the command and exit 0; got %s", r)
 	}
 	e.stateEmpty()
 }
@@ -678,6 +698,43 @@ cat %[2]s/l1 %[2]s/l2 2>/dev/null; echo end`, secret, rw, home, state)
 	if len(ents) != 1 {
 		t.Errorf("state root after the storm: %v", ents)
 	}
+}
+
+// The reaper runs from moat's own binary, bound read-only into the sandbox
+// (CVE-2019-5736's target): the command, as the caller or as --root, can
+// neither write it there or through /proc/1/exe nor remount it writable,
+// and the binary on the host (the caller's own file here) is unchanged.
+func TestDoReaperBinaryReadOnly(t *testing.T) {
+	e := newDoEnv(t)
+	bin := filepath.Join(e.host, "bin")
+	must(t, os.Mkdir(bin, 0o755))
+	exe := filepath.Join(bin, "moat")
+	orig, err := os.ReadFile(moatBin)
+	must(t, err)
+	must(t, os.WriteFile(exe, orig, 0o755))
+	// (A write fails with ETXTBSY while the reaper runs; the mount's own
+	// flag is read from mountinfo.)
+	script := `for f in /dev/.moat-do-init /proc/1/exe; do { echo x >> $f; } 2>/dev/null && echo wrote $f; done
+mount -o remount,bind,rw /dev/.moat-do-init 2>/dev/null && echo remounted
+{ echo x >> /dev/.moat-do-init; } 2>/dev/null && echo wrote after remount
+awk '$5 == "/dev/.moat-do-init" { split($6, o, ","); print o[1] }' /proc/self/mountinfo; echo end`
+	for _, root := range []bool{false, true} {
+		args := append(append([]string{"--root", e.root}, e.globals...), "do")
+		if root {
+			args = append(args, "--root")
+		}
+		args = append(args, "--", "sh", "-c", script)
+		cmd := exec.Command(exe, args...)
+		cmd.Env = append(os.Environ(), e.environ...)
+		out, err := cmd.Output()
+		if err != nil || string(out) != "ro\nend\n" {
+			t.Errorf("moat do (--root %v): the reaper's binary was written or remounted: %v %q", root, err, out)
+		}
+		if now, _ := os.ReadFile(exe); !bytes.Equal(now, orig) {
+			t.Fatalf("moat do (--root %v): the host's moat binary changed", root)
+		}
+	}
+	e.stateEmpty()
 }
 
 // The command runs as the caller's uid and gid inside (--root: as 0), and

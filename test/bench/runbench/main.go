@@ -198,6 +198,30 @@ func printTable(title string, active []*benchrt.Runtime, samples map[*benchrt.Ru
 // ---------------------------------------------------------------------------
 // Exec latency.
 
+// interleave times n rounds of once for every runtime, each round starting
+// with the next runtime so that noise hits all alike. It returns each
+// runtime's samples, its failure count and its first error.
+func interleave(rts []*benchrt.Runtime, n int, once func(*benchrt.Runtime) (time.Duration, error)) (map[*benchrt.Runtime][]time.Duration, map[*benchrt.Runtime]int, map[*benchrt.Runtime]error) {
+	samples := map[*benchrt.Runtime][]time.Duration{}
+	fails := map[*benchrt.Runtime]int{}
+	firstErr := map[*benchrt.Runtime]error{}
+	for i := 0; i < n; i++ {
+		for j := range rts {
+			rt := rts[(i+j)%len(rts)]
+			d, err := once(rt)
+			if err != nil {
+				fails[rt]++
+				if firstErr[rt] == nil {
+					firstErr[rt] = err
+				}
+				continue
+			}
+			samples[rt] = append(samples[rt], d)
+		}
+	}
+	return samples, fails, firstErr
+}
+
 // benchExec starts one `sleep 30` container per runtime (created and started
 // with the runtime itself), then times `RUNTIME exec ID /bin/true`, the
 // runtimes interleaved, and removes the containers.
@@ -222,23 +246,9 @@ func benchExec(active []*benchrt.Runtime, bundle, work string, n, warm int, next
 		ids[rt] = id
 		rts = append(rts, rt)
 	}
-	samples := map[*benchrt.Runtime][]time.Duration{}
-	fails := map[*benchrt.Runtime]int{}
-	firstErr := map[*benchrt.Runtime]error{}
-	for i := 0; i < n; i++ {
-		for j := range rts {
-			rt := rts[(i+j)%len(rts)]
-			d, err := execOnce(rt, ids[rt])
-			if err != nil {
-				fails[rt]++
-				if firstErr[rt] == nil {
-					firstErr[rt] = err
-				}
-				continue
-			}
-			samples[rt] = append(samples[rt], d)
-		}
-	}
+	samples, fails, firstErr := interleave(rts, n, func(rt *benchrt.Runtime) (time.Duration, error) {
+		return execOnce(rt, ids[rt])
+	})
 	for _, rt := range rts {
 		reg.Destroy(rt, ids[rt])
 	}
@@ -497,23 +507,9 @@ func main() {
 		fatalf("no runtime works")
 	}
 
-	samples := map[*benchrt.Runtime][]time.Duration{}
-	fails := map[*benchrt.Runtime]int{}
-	firstErr := map[*benchrt.Runtime]error{}
-	for i := 0; i < *n; i++ {
-		for j := range active {
-			rt := active[(i+j)%len(active)]
-			d, err := runOnce(rt, trueBundle, nextID(rt))
-			if err != nil {
-				fails[rt]++
-				if firstErr[rt] == nil {
-					firstErr[rt] = err
-				}
-				continue
-			}
-			samples[rt] = append(samples[rt], d)
-		}
-	}
+	samples, fails, firstErr := interleave(active, *n, func(rt *benchrt.Runtime) (time.Duration, error) {
+		return runOnce(rt, trueBundle, nextID(rt))
+	})
 
 	printTable(fmt.Sprintf("`run` of /bin/true: %d runs per runtime after %d warm-up, interleaved", *n, *warm), active, samples, fails, firstErr)
 
